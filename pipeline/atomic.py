@@ -1,0 +1,62 @@
+"""The one place that makes files appear: whole or not at all, even across a crash."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+
+
+def write_if_changed(path: Path, data: bytes) -> bool:
+    """Atomic write that leaves the file (and its mtime) alone when the bytes are the same."""
+    try:
+        if path.read_bytes() == data:
+            return False
+    except FileNotFoundError:
+        pass
+    write_atomic(path, data)
+    return True
+
+
+def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
+    """Maildir delivery: write into tmp/, then rename into new/ so readers never see half a file.
+
+    No fsync per file (that would bound fan-out at the disk's sync rate); callers call
+    `flush_to_disk()` once per batch before recording the batch as written.
+    """
+    tmp = tmp_dir / name
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, new_dir / name)
+
+
+def flush_to_disk(*folders: Path) -> None:
+    """Make every file delivered so far durable before the ledger says it exists."""
+    os.sync()
+    for folder in folders:
+        _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,81 @@
+"""Find entry files, read each with the reader for its format, keep what is published."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.config import Config
+from pipeline.errors import EntryError, Problem
+from pipeline.models import Article
+from pipeline.readers.journal_page import read_journal_page
+from pipeline.readers.markdown import read_markdown
+
+Reader = Callable[[Path, str, Config], tuple[Article | None, list[Problem]]]
+READERS: dict[str, Reader] = {
+    ".md": read_markdown,
+    ".markdown": read_markdown,
+    ".txt": read_journal_page,
+}
+MAX_ENTRY_BYTES = 1_000_000
+
+
+def entry_files(config: Config) -> list[Path]:
+    """Entry files under articles/, in a stable order; hidden files and other formats ignored."""
+    if not config.articles_dir.is_dir():
+        return []
+    return sorted(
+        path for path in config.articles_dir.rglob("*")
+        if path.suffix.lower() in READERS and path.is_file()
+        and not any(part.startswith((".", "_")) for part in path.relative_to(config.site_dir).parts)
+    )
+
+
+def collect_articles(config: Config, now: datetime) -> tuple[list[Article], list[Problem]]:
+    """Every published entry, newest first, and every problem met on the way.
+
+    Drafts and entries dated after `now` are left out silently: they are not errors.
+    """
+    articles: list[Article] = []
+    problems: list[Problem] = []
+    seen: dict[str, Path] = {}
+    for path in entry_files(config):
+        shown = path.relative_to(config.site_dir)
+        try:
+            article, warnings = read_entry(path, shown, config)
+        except EntryError as exc:
+            problems.append(exc.problem)
+            continue
+        problems.extend(warnings)
+        if article is None or article.published > now:
+            continue
+        if article.slug in seen:
+            problems.append(Problem(shown, "slug", f"{article.slug!r} is already used by "
+                                    f"{seen[article.slug]}", "give one of them its own `slug:`"))
+            continue
+        seen[article.slug] = shown
+        articles.append(article)
+    articles.sort(key=lambda a: (a.published, a.slug), reverse=True)
+    return articles, problems
+
+
+def read_entry(path: Path, shown: Path, config: Config) -> tuple[Article | None, list[Problem]]:
+    """Read one entry file; `shown` is the path used in messages (relative to the site)."""
+    size = path.stat().st_size
+    if size > MAX_ENTRY_BYTES:
+        raise EntryError(Problem(shown, "file", f"is {size:,} bytes, over the "
+                                 f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
+    data = path.read_bytes()
+    if b"\x00" in data:
+        raise EntryError(Problem(shown, "file", "is binary, not text",
+                                 "move it out of articles/"))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EntryError(Problem(shown, "file", f"is not UTF-8 (byte {exc.start})",
+                                 "save it as UTF-8 in your editor", line=line)) from None
+    if not text.strip():
+        raise EntryError(Problem(shown, "file", "is empty", "write the entry or delete the file"))
+    return READERS[path.suffix.lower()](shown, text, config)

@@ -1,0 +1,42 @@
+"""Errors that carry where the problem is and what to do about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with one input, printed as `path:line: field: problem — hint`."""
+
+    path: Path | str
+    field: str
+    problem: str
+    hint: str
+    line: int = 1
+    warning: bool = False
+
+    def __str__(self) -> str:
+        kind = "warning: " if self.warning else ""
+        return f"{self.path}:{self.line}: {kind}{self.field}: {self.problem} — {self.hint}"
+
+
+class EntryError(Exception):
+    """An entry cannot be published; the run leaves it out and goes on."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem
+
+
+class ConfigError(Exception):
+    """The site's configuration is unusable; carries every problem found at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("\n".join(str(p) for p in problems))
+        self.problems = problems
+
+
+class TemplateError(Exception):
+    """A digest template failed to load or render; nothing is written to the outbox."""

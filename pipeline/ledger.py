@@ -1,0 +1,160 @@
+"""The only code that touches SQLite: digests, the entries in them, and the messages written.
+
+A digest is frozen when created: its entries, subject and rendered HTML and text are stored, so
+finishing it after a crash produces the same messages the first attempt would have.
+Every change is recorded after its effect (files first, then the row).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.models import Digest
+
+LEDGER_NAME = "state.sqlite3"
+
+
+def _m001_digests(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            complete INTEGER NOT NULL DEFAULT 0
+        );
+        -- An entry's slug is its identity: the primary key keeps it out of a second digest.
+        -- position NULL: older and passed over by max_articles when this digest was built,
+        -- so a back-catalogue never trickles out in later digests.
+        CREATE TABLE digest_entries (
+            slug TEXT PRIMARY KEY,
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            position INTEGER
+        );
+        CREATE TABLE messages (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            address TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            written TEXT NOT NULL,
+            PRIMARY KEY (digest_id, address)
+        );
+        """
+    )
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: executescript() would commit and break the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+# Named, append-only: a site's database records which ones it has had.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("m001_digests", _m001_digests),
+]
+
+
+class Ledger:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def sent_slugs(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT slug FROM digest_entries")}
+
+    def open_digest(self) -> Digest | None:
+        """A digest that was built but not yet written to every subscriber."""
+        row = self.db.execute(
+            "SELECT id FROM digests WHERE complete = 0 ORDER BY id LIMIT 1").fetchone()
+        return self.digest(row[0]) if row else None
+
+    def last_digest(self) -> Digest | None:
+        row = self.db.execute("SELECT max(id) FROM digests").fetchone()
+        return self.digest(row[0]) if row and row[0] else None
+
+    def digest(self, digest_id: int) -> Digest:
+        row = self.db.execute(
+            "SELECT id, key, created, subject, html, text FROM digests WHERE id = ?",
+            (digest_id,)).fetchone()
+        slugs = tuple(r[0] for r in self.db.execute(
+            "SELECT slug FROM digest_entries WHERE digest_id = ? AND position IS NOT NULL "
+            "ORDER BY position", (digest_id,)))
+        return Digest(id=row[0], key=row[1], created=datetime.fromisoformat(row[2]),
+                      subject=row[3], html=row[4], text=row[5], slugs=slugs)
+
+    def create_digest(self, created: datetime, subject: str, html: str, text: str,
+                      slugs: Iterable[str], passed_over: Iterable[str] = ()) -> Digest:
+        """Freeze a rendered digest and claim its entries (and those passed over), at once."""
+        with self.db:
+            cursor = self.db.execute(
+                "INSERT INTO digests (key, created, subject, html, text) VALUES (?, ?, ?, ?, ?)",
+                (uuid.uuid4().hex, created.isoformat(), subject, html, text))
+            digest_id = cursor.lastrowid
+            assert digest_id is not None
+            self.db.executemany(
+                "INSERT INTO digest_entries (slug, digest_id, position) VALUES (?, ?, ?)",
+                [(slug, digest_id, n) for n, slug in enumerate(slugs)]
+                + [(slug, digest_id, None) for slug in passed_over])
+        return self.digest(digest_id)
+
+    def written_addresses(self, digest_id: int) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT address FROM messages WHERE digest_id = ?", (digest_id,))}
+
+    def record_messages(self, digest_id: int, written: datetime,
+                        rows: Iterable[tuple[str, str]]) -> None:
+        """Record (address, filename) pairs whose files are already durable in the outbox."""
+        with self.db:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO messages (digest_id, address, filename, written) "
+                "VALUES (?, ?, ?, ?)",
+                [(digest_id, address, name, written.isoformat()) for address, name in rows])
+
+    def complete_digest(self, digest_id: int) -> None:
+        with self.db:
+            self.db.execute("UPDATE digests SET complete = 1 WHERE id = ?", (digest_id,))
+
+    def message_count(self, digest_id: int) -> int:
+        return self.db.execute(
+            "SELECT count(*) FROM messages WHERE digest_id = ?", (digest_id,)).fetchone()[0]
+
+
+@contextmanager
+def open_ledger(state_dir: Path) -> Iterator[Ledger]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(state_dir / LEDGER_NAME, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = FULL")  # a recorded message survives power loss
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 10000")
+        db.isolation_level = "DEFERRED"
+        migrate(db)
+        yield Ledger(db)
+    finally:
+        db.close()
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations this database has not had yet; returns their names."""
+    with db:
+        db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")
+    done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with db:
+            step(db)
+            db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
+        applied.append(name)
+    return applied

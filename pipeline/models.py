@@ -1,0 +1,76 @@
+"""The values that flow between stages."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.errors import Problem
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Article:
+    """One journal entry, whatever file format it came from."""
+
+    path: Path  # relative to the site folder, as shown in messages
+    slug: str
+    title: str
+    published: datetime  # timezone-aware, in the site's timezone (compare freely: aware)
+    body_html: str  # sanitised HTML, links absolute
+    updated: datetime | None = None
+    category: str = ""
+    summary: str = ""  # the standfirst
+    author: str = ""
+    tags: tuple[str, ...] = ()
+    sources: tuple[Source, ...] = ()
+    # Explicit takeaways from front matter, else filled in by summarise().
+    takeaways: tuple[str, ...] = ()
+    disclaimer: str = ""
+    read_minutes: int = 1
+    url: str = ""  # absolute URL of the article on the site
+
+    @property
+    def date_label(self) -> str:
+        """`24 Jun 2026`: the journal's own date style, on the site's calendar."""
+        return f"{self.published.day} {self.published:%b %Y}"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    categories: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One issue of the newsletter, rendered once and frozen in the ledger."""
+
+    id: int
+    key: str  # globally unique, used in Message-IDs
+    created: datetime  # when it was built: its issue date
+    subject: str
+    html: str
+    text: str
+    slugs: tuple[str, ...]
+
+
+@dataclass
+class RunReport:
+    problems: list[Problem] = field(default_factory=list)
+    published: int = 0
+    new: int = 0
+    written: int = 0
+    feeds_changed: list[str] = field(default_factory=list)
+    digest_id: int | None = None
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for p in self.problems if not p.warning)

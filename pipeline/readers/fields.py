@@ -1,0 +1,84 @@
+"""Turning raw field values into typed Article fields, with errors that say what to do."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from datetime import date, datetime, time
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pipeline.errors import EntryError, Problem
+from pipeline.sanitise import one_line
+
+
+class FieldReader:
+    """Reads fields of one entry, remembering the file and each field's line for errors."""
+
+    def __init__(self, path: Path, lines: dict[str, int] | None = None) -> None:
+        self.path = path
+        self.lines = lines or {}
+
+    def fail(self, field: str, problem: str, hint: str) -> EntryError:
+        return EntryError(Problem(self.path, field, problem, hint, line=self.lines.get(field, 1)))
+
+    def warn(self, field: str, problem: str, hint: str) -> Problem:
+        return Problem(self.path, field, problem, hint, line=self.lines.get(field, 1), warning=True)
+
+    def text(self, field: str, value: object, *, required: bool = False) -> str:
+        if value is None or value == "":
+            if required:
+                raise self.fail(field, "is missing or empty", f"add `{field}: ...` to the front matter")
+            return ""
+        if not isinstance(value, str):
+            raise self.fail(field, f"must be text, not {_kind(value)}",
+                            f'put the value in quotes: {field}: "{value}"')
+        cleaned = one_line(value)
+        if required and not cleaned:
+            raise self.fail(field, "is empty", f"give the entry a {field}")
+        return cleaned
+
+    def when(self, field: str, value: object, tz: ZoneInfo, *, required: bool = False
+             ) -> datetime | None:
+        """A date or datetime; naive values are on the site's clock."""
+        if value is None or value == "":
+            if required:
+                raise self.fail(field, "is missing",
+                                f"add `{field}: 2026-01-31` (or 2026-01-31T09:30:00+00:00)")
+            return None
+        if isinstance(value, datetime):
+            moment = value
+        elif isinstance(value, date):
+            moment = datetime.combine(value, time())
+        elif isinstance(value, str):
+            try:
+                moment = datetime.fromisoformat(value.strip())
+            except ValueError:
+                raise self.fail(field, f"{value!r} is not a date",
+                                "write it as 2026-01-31 or 2026-01-31T09:30:00+01:00") from None
+        else:
+            raise self.fail(field, f"must be a date, not {_kind(value)}", "write it as 2026-01-31")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
+        return moment.astimezone(tz)
+
+    def text_list(self, field: str, value: object) -> tuple[str, ...]:
+        if value is None:
+            return ()
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str | int | float) for v in value):
+            raise self.fail(field, f"must be a list of text, not {_kind(value)}",
+                            f'write it as {field}: ["first", "second"]')
+        return tuple(item for item in (one_line(str(v)) for v in value) if item)
+
+
+def slugify(text: str) -> str:
+    """ASCII, lowercase, hyphenated: stable across platforms and safe in URLs."""
+    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+
+
+def _kind(value: object) -> str:
+    return {dict: "a mapping", list: "a list", bool: "true/false", int: "a number",
+            float: "a number"}.get(type(value), type(value).__name__)

@@ -1,0 +1,76 @@
+"""Make untrusted entry text safe for XML, HTML, MJML and mail: the one place that decides."""
+
+from __future__ import annotations
+
+import html
+import math
+import re
+
+import nh3
+
+# Characters XML 1.0 forbids (feedgen's serialiser raises on them) plus the C1 controls
+# MJML rejects. Tab, LF and CR are kept.
+_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+
+_TAGS = {
+    "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
+    "figcaption", "figure", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "ins", "kbd", "li",
+    "mark", "ol", "p", "pre", "q", "s", "small", "strong", "sub", "sup", "table", "tbody", "td",
+    "tfoot", "th", "thead", "tr", "u", "ul",
+}
+_ATTRIBUTES = {
+    "a": {"href", "title"},
+    "img": {"src", "alt", "width", "height", "title"},
+    "ol": {"start"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan", "scope"},
+    "abbr": {"title"},
+}
+WORDS_PER_MINUTE = 220
+
+
+def strip_illegal(text: str) -> str:
+    """Remove characters that XML, MJML and mail headers cannot carry."""
+    return _ILLEGAL.sub("", text)
+
+
+def safe_html(fragment: str, base_url: str) -> str:
+    """Sanitise entry HTML to a subset safe in email and feeds; make relative links absolute.
+
+    Dropped with their content: script, style and the like. Dropped as tags: everything not in
+    the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive.
+    """
+    cleaned = nh3.clean(
+        strip_illegal(fragment),
+        tags=_TAGS,
+        clean_content_tags={"script", "style", "iframe", "object", "embed", "template",
+                            "noscript", "textarea", "select", "title"},
+        attributes=_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto"},
+        link_rel=None,
+        url_relative=("rewrite_with_base", base_url),
+    )
+    return cleaned.strip()
+
+
+_TAG = re.compile(r"<[^>]+>")
+_BLOCK_END = re.compile(r"</(p|h[1-6]|li|blockquote|pre|tr|dd|dt)>|<br\s*/?>", re.I)
+_SPACES = re.compile(r"[ \t\r\f\v]+")
+
+
+def plain_text(fragment: str) -> str:
+    """Safe HTML back to readable text: block elements end lines, entities decoded."""
+    text = _BLOCK_END.sub("\n", fragment)
+    text = html.unescape(_TAG.sub("", text))
+    lines = (_SPACES.sub(" ", line).strip() for line in text.splitlines())
+    return "\n".join(line for line in lines if line)
+
+
+def read_minutes(text: str) -> int:
+    """Reading time at a calm adult pace; never less than one minute."""
+    return max(1, math.ceil(len(text.split()) / WORDS_PER_MINUTE))
+
+
+def one_line(text: str) -> str:
+    """Collapse any whitespace, including CR/LF, to single spaces: for titles and header values."""
+    return " ".join(strip_illegal(str(text)).split())

@@ -1,0 +1,87 @@
+"""`newsletter init`: a new site that runs as it is, with example.org values to replace."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date
+from pathlib import Path
+
+CONFIG = """\
+# newsletter.toml: the site's settings. Secrets never go here: the unsubscribe secret comes
+# from the NEWSLETTER_SECRET environment variable (or is generated once into .newsletter/).
+
+[site]
+title = "Example Clinic Health Journal"
+# Where public/ is served: feeds are at {{url}}feed.xml, atom.xml and feed.json.
+url = "https://journal.example.org/"
+# Never change this: feed and entry ids are built from it, so readers see no duplicates
+# even when the domain changes.
+id = "{journal_id}"
+description = "Evidence-minded health notes from the Example Clinic."
+language = "en"
+# Dates without a time or offset are on this clock (IANA name).
+timezone = "Europe/London"
+author = "Example Clinic"
+# Where each article lives on the web site; {{site_url}} and {{slug}} are filled in.
+article_url = "{{site_url}}journal/{{slug}}/"
+
+[feed]
+max_items = 50
+
+[digest]
+# At most this many entries in one digest, newest first.
+max_articles = 10
+# Fields: {{journal}}, {{date}}, {{lead_title}}, {{count}}.
+subject = "{{journal}}: {{lead_title}}"
+
+[email]
+from = "Example Clinic Journal <journal@example.org>"
+reply_to = ""
+# The unsubscribe link in every message; {{token}} identifies the subscriber without their address.
+unsubscribe_url = "{{site_url}}unsubscribe?token={{token}}"
+unsubscribe_mailto = "unsubscribe@example.org"
+reason = "You are receiving this because you subscribed to the Example Clinic Health Journal."
+"""
+
+ARTICLE = """\
+---
+title: "Welcome to the journal"
+date: {today}
+category: News
+summary: A first entry to show how articles are written.
+author: Example Clinic
+tags: [welcome]
+takeaways:
+  - Each entry is a Markdown file in articles/ with a few fields at the top.
+  - The digest shows these takeaways; without them it uses the entry's own words.
+---
+
+Write the article here in **Markdown**. Headings, lists and links all work.
+
+## What happens next?
+
+Run `newsletter run`: the feeds go to `public/`, and one message per subscriber to `outbox/new/`.
+"""
+
+SUBSCRIBERS = "email,name,categories,status\nreader@example.org,Example Reader,,active\n"
+
+GITIGNORE = "public/\noutbox/\npreview/\n.newsletter/\n"
+
+
+def scaffold(directory: Path) -> list[Path]:
+    """Write the new site's files; refuses to overwrite an existing config."""
+    config_path = directory / "newsletter.toml"
+    if config_path.exists():
+        raise FileExistsError(config_path)
+    files = {
+        config_path: CONFIG.format(journal_id=f"example-clinic-journal-{secrets.token_hex(4)}"),
+        directory / "articles" / "welcome.md": ARTICLE.format(today=date.today().isoformat()),
+        directory / "subscribers.csv": SUBSCRIBERS,
+        directory / ".gitignore": GITIGNORE,
+    }
+    for path, text in files.items():
+        if path.exists():
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return list(files)

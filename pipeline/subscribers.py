@@ -1,0 +1,70 @@
+"""The subscriber list (subscribers.csv for now) and unsubscribe tokens."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import hmac
+from pathlib import Path
+
+from email_validator import EmailNotValidError, validate_email
+
+from pipeline.errors import Problem
+from pipeline.models import Subscriber
+
+ACTIVE = "active"
+
+
+def load_subscribers(path: Path, shown: Path | str | None = None
+                     ) -> tuple[list[Subscriber], list[Problem]]:
+    """Active subscribers from a CSV with columns email, name, categories, status.
+
+    Addresses are validated (syntax only, no DNS) and de-duplicated case-insensitively;
+    a bad row is reported with its line number and skipped.
+    """
+    shown = shown or path
+    if not path.exists():
+        return [], [Problem(shown, "file", "not found",
+                            "create it with a header line `email,name,categories,status`",
+                            warning=True)]
+    subscribers: list[Subscriber] = []
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    with path.open(encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        if not reader.fieldnames or "email" not in [h.strip().lower() for h in reader.fieldnames]:
+            return [], [Problem(shown, "email", "no `email` column",
+                                "start the file with `email,name,categories,status`")]
+        for row in reader:
+            row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
+                   if isinstance(v, str)}
+            line = reader.line_num
+            if not any(row.values()):
+                continue
+            status = row.get("status", "").lower() or ACTIVE
+            if status != ACTIVE:
+                continue
+            try:
+                email = validate_email(row.get("email", ""), check_deliverability=False).normalized
+            except EmailNotValidError as exc:
+                problems.append(Problem(shown, "email", f"{row.get('email', '')!r}: {exc}",
+                                        "correct the address or remove the row", line=line))
+                continue
+            if email.lower() in seen:
+                continue
+            seen.add(email.lower())
+            categories = tuple(c.strip() for c in row.get("categories", "").split(";") if c.strip())
+            subscribers.append(Subscriber(email=email, name=" ".join(row.get("name", "").split()),
+                                          categories=categories))
+    return subscribers, problems
+
+
+def unsubscribe_token(secret: bytes, email: str) -> str:
+    """HMAC of the address: proves the link was ours without showing the address."""
+    digest = hmac.new(secret, email.lower().encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode()
+
+
+def token_matches(secret: bytes, email: str, token: str) -> bool:
+    return hmac.compare_digest(unsubscribe_token(secret, email), token)
