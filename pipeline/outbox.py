@@ -16,7 +16,6 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
-from urllib.parse import quote
 
 from pipeline.atomic import deliver, flush_to_disk
 from pipeline.config import Config
@@ -47,7 +46,9 @@ def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret
     """The subscriber's copy of the digest as RFC 5322 bytes (CRLF line ends, as SMTP wants)."""
     token = unsubscribe_token(secret, subscriber.email)
     unsubscribe_url = config.unsubscribe_url.format(site_url=config.site_url, token=token)
-    mailto = f"mailto:{config.unsubscribe_mailto}?subject={quote('unsubscribe ' + token)}"
+    # The mail arrives from the subscriber's own address: no token needed, and a short value
+    # keeps the header from being folded into encoded words that clients cannot parse.
+    mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
     values = {"unsubscribe_url": unsubscribe_url, "email": subscriber.email}
 
     msg = EmailMessage(policy=policy.SMTP)
@@ -62,8 +63,10 @@ def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if config.reply_to:
         msg["Reply-To"] = config.reply_to
-    msg.set_content(_fill(digest.text, values, escape=False), subtype="plain", charset="utf-8")
-    msg.add_alternative(_fill(digest.html, values, escape=True), subtype="html", charset="utf-8")
+    msg.set_content(_fill(digest.text, values, escape=False), subtype="plain", charset="utf-8",
+                    cte="quoted-printable")
+    msg.add_alternative(_fill(digest.html, values, escape=True), subtype="html", charset="utf-8",
+                        cte="quoted-printable")
     msg.set_boundary(f"=_{digest.key}")
     return msg.as_bytes()
 
