@@ -1,4 +1,4 @@
-"""The site's configuration: one frozen value from newsletter.toml, every problem reported at once."""
+"""The site's configuration: one frozen value from newsletter.toml, all problems at once."""
 
 from __future__ import annotations
 
@@ -125,8 +125,9 @@ def load_config(site_dir: Path) -> Config:
                 values[f"{table}.{key}"] = default
         for key in section:
             if key not in keys:
+                known = ", ".join(keys)
                 problems.append(Problem(path, f"{table}.{key}", "unknown key",
-                                        f"remove it or check the spelling; known: {', '.join(keys)}",
+                                        f"remove it or check its spelling; known: {known}",
                                         line=_line_of(text, key), warning=True))
     for table in raw:
         if table not in SCHEMA:
@@ -167,7 +168,8 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
     try:
         tz = ZoneInfo(tz_name)
     except (ZoneInfoNotFoundError, ValueError):
-        bad("site.timezone", f"unknown timezone {tz_name!r}", "use an IANA name like Europe/London")
+        bad("site.timezone", f"unknown timezone {tz_name!r}",
+            "use an IANA name like Europe/London")
         tz = ZoneInfo("UTC")
     from_address = _parse_from(string("email.from"))
     if from_address is None and "email.from" in v:
@@ -201,6 +203,19 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
     )
+    try:
+        config.subject.format(journal="", date="", lead_title="", count=0)
+    except (KeyError, IndexError, ValueError) as exc:
+        bad("digest.subject", f"unknown field {exc}",
+            "use only {journal}, {date}, {lead_title} and {count}")
+    for key, template, fields in (
+        ("email.unsubscribe_url", config.unsubscribe_url, ("site_url", "token")),
+        ("site.article_url", config.article_url, ("site_url", "slug")),
+    ):
+        try:
+            template.format(**dict.fromkeys(fields, ""))
+        except (KeyError, IndexError, ValueError) as exc:
+            bad(key, f"unknown field {exc}", f"use only {{{'}, {'.join(fields)}}}")
     if "{token}" not in config.unsubscribe_url:
         bad("email.unsubscribe_url", "has no {token}",
             'e.g. "{site_url}unsubscribe?token={token}"')

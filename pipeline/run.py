@@ -1,4 +1,4 @@
-"""One run of the main job, top to bottom: collect → summarise → feeds → pick new → digest → outbox."""
+"""One run of the main job, top to bottom: collect → summarise → feeds → new → digest → outbox."""
 
 from __future__ import annotations
 

@@ -28,7 +28,8 @@ class FieldReader:
     def text(self, field: str, value: object, *, required: bool = False) -> str:
         if value is None or value == "":
             if required:
-                raise self.fail(field, "is missing or empty", f"add `{field}: ...` to the front matter")
+                raise self.fail(field, "is missing or empty",
+                                f"add `{field}: ...` to the front matter")
             return ""
         if not isinstance(value, str):
             raise self.fail(field, f"must be text, not {_kind(value)}",

@@ -73,7 +73,8 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     assert published is not None
     slug = slugify(fields.text("slug", meta.get("slug")) or path.stem)
     if not slug:
-        raise fields.fail("slug", "is empty once made URL-safe", "give the entry a `slug:` in a-z0-9")
+        raise fields.fail("slug", "is empty once made URL-safe",
+                          "give the entry a `slug:` in a-z0-9")
     url = config.url_for(slug)
     takeaways = meta.get("takeaways")
     if isinstance(takeaways, dict):
