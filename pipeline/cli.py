@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import NoReturn
 
 import click
 
 from pipeline import __version__
 from pipeline.errors import ConfigError, Problem, TemplateError
+from pipeline.models import RunReport
 
 # Exit codes (documented in the README); from sysexits where one fits.
 EXIT_OK = 0
 EXIT_REJECTED = 1  # the run finished, but some entries (or subscriber rows) were left out
 EXIT_SOFTWARE = 70  # unexpected failure
+EXIT_LOCKED = 75  # another run holds the site (EX_TEMPFAIL: cron may simply try again)
 EXIT_CONFIG = 78  # configuration or template error: nothing was done
 
 site_option = click.option(
@@ -31,24 +35,53 @@ def cli() -> None:
 @cli.command()
 @site_option
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something is wrong.")
-def run(site: Path, quiet: bool) -> None:
+@click.option("--verbose", "-v", is_flag=True, help="Log each stage to stderr.")
+@click.option("--dry-run", is_flag=True,
+              help="Show what would be published and to how many subscribers; write nothing.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another run on the same site before giving up.")
+def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float) -> None:
     """Collect entries, write the feeds to public/ and new digests to outbox/."""
+    from pipeline.lock import Locked
+    from pipeline.run import plan
     from pipeline.run import run as run_pipeline
 
+    _setup_logging(verbose)
     try:
-        report = run_pipeline(site.resolve())
+        report = plan(site.resolve()) if dry_run else run_pipeline(site.resolve(), wait=wait)
     except (ConfigError, TemplateError) as exc:
         _fail(exc, EXIT_CONFIG)
+    except Locked as exc:
+        _fail(f"{exc}; nothing was done — try again later, or pass --wait SECONDS", EXIT_LOCKED)
     _print_problems(report.problems)
-    if not quiet:
+    if dry_run:
+        _print_plan(report)
+    elif not quiet:
         feeds = ", ".join(report.feeds_changed) or "unchanged"
         click.echo(f"{report.published} published entries; feeds {feeds}.")
-        if report.digest_id is None:
-            click.echo("Nothing new for the digest; no messages written.")
-        else:
+        if report.digest_id is not None:
             click.echo(f"Digest {report.digest_id}: {report.new} entries, "
                        f"{report.written} messages written to outbox/new.")
+        elif report.held_back:
+            click.echo(f"{report.held_back} new entries wait for the next digest "
+                       "(digest.cadence); feeds refreshed.")
+        else:
+            click.echo("Nothing new for the digest; no messages written.")
     sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+
+
+@cli.command()
+@site_option
+def status(site: Path) -> None:
+    """Show the last run, the last digest and what is waiting."""
+    from pipeline.status import site_status
+
+    try:
+        lines = site_status(site.resolve())
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
+    for line in lines:
+        click.echo(line)
 
 
 @cli.command()
@@ -99,12 +132,39 @@ def init(directory: Path) -> None:
                f"`newsletter run --site {directory}`.")
 
 
+def _print_plan(report: RunReport) -> None:
+    feeds = ", ".join(report.feeds_changed) or "none"
+    click.echo(f"Dry run: nothing written. {report.published} published entries; "
+               f"feeds that would change: {feeds}.")
+    if report.digest_id is not None:
+        click.echo(f"Digest {report.digest_id} is unfinished: {report.written} of "
+                   f"{report.subscribers} subscribers still need their message.")
+    elif report.held_back:
+        click.echo(f"{report.held_back} new entries wait for the cadence (digest.cadence).")
+    elif report.new:
+        click.echo(f"A digest of {report.new} entries would go to "
+                   f"{report.subscribers} subscribers:")
+        for title in report.new_titles:
+            click.echo(f"  - {title}")
+    else:
+        click.echo("Nothing new for the digest.")
+
+
+def _setup_logging(verbose: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("pipeline")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO if verbose else logging.WARNING)
+    logger.propagate = False
+
+
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(str(problem), err=True)
 
 
-def _fail(exc: Exception, code: int) -> None:
+def _fail(exc: Exception | str, code: int) -> NoReturn:
     click.echo(f"error: {exc}", err=True)
     sys.exit(code)
 

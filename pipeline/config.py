@@ -16,6 +16,7 @@ from pipeline.errors import ConfigError, Problem
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
 SECRET_ENV = "NEWSLETTER_SECRET"
+CADENCES = ("every run", "daily", "weekly")
 
 # Every known key, its default (None: required) and what it is for; unknown keys are warned about.
 SCHEMA: dict[str, dict[str, object]] = {
@@ -30,7 +31,7 @@ SCHEMA: dict[str, dict[str, object]] = {
         "article_url": "{site_url}journal/{slug}/",
     },
     "feed": {"max_items": 50},
-    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}"},
+    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run"},
     "email": {
         "from": None,
         "reply_to": "",
@@ -55,6 +56,7 @@ class Config:
     feed_max_items: int
     max_articles: int
     subject: str
+    cadence: str  # "every run", "daily" or "weekly": how often a digest may go out
     from_address: Address
     reply_to: str
     unsubscribe_url: str
@@ -194,6 +196,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         feed_max_items=count("feed.max_items"),
         max_articles=count("digest.max_articles"),
         subject=string("digest.subject"),
+        cadence=string("digest.cadence"),
         from_address=from_address or Address("", "invalid", "invalid.invalid"),
         reply_to=string("email.reply_to"),
         unsubscribe_url=string("email.unsubscribe_url"),
@@ -203,6 +206,9 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
     )
+    if config.cadence not in CADENCES:
+        bad("digest.cadence", f"{config.cadence!r} is not a cadence",
+            f"use one of: {', '.join(repr(c) for c in CADENCES)}")
     try:
         config.subject.format(journal="", date="", lead_title="", count=0)
     except (KeyError, IndexError, ValueError) as exc:

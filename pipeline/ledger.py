@@ -58,9 +58,25 @@ def _run_script(db: sqlite3.Connection, script: str) -> None:
             db.execute(statement)
 
 
+def _m002_runs(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            outcome TEXT NOT NULL,  -- running (or killed, if never finished), ok, ...
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
+    ("m002_runs", _m002_runs),
 ]
 
 
@@ -94,7 +110,7 @@ class Ledger:
     def create_digest(self, created: datetime, subject: str, html: str, text: str,
                       slugs: Iterable[str], passed_over: Iterable[str] = ()) -> Digest:
         """Freeze a rendered digest and claim its entries (and those passed over), at once."""
-        with self.db:
+        with transaction(self.db):
             cursor = self.db.execute(
                 "INSERT INTO digests (key, created, subject, html, text) VALUES (?, ?, ?, ?, ?)",
                 (uuid.uuid4().hex, created.isoformat(), subject, html, text))
@@ -113,15 +129,33 @@ class Ledger:
     def record_messages(self, digest_id: int, written: datetime,
                         rows: Iterable[tuple[str, str]]) -> None:
         """Record (address, filename) pairs whose files are already durable in the outbox."""
-        with self.db:
+        with transaction(self.db):
             self.db.executemany(
                 "INSERT OR IGNORE INTO messages (digest_id, address, filename, written) "
                 "VALUES (?, ?, ?, ?)",
                 [(digest_id, address, name, written.isoformat()) for address, name in rows])
 
     def complete_digest(self, digest_id: int) -> None:
-        with self.db:
+        with transaction(self.db):
             self.db.execute("UPDATE digests SET complete = 1 WHERE id = ?", (digest_id,))
+
+    def start_run(self, started: datetime) -> int:
+        with transaction(self.db):
+            cursor = self.db.execute("INSERT INTO runs (started, outcome) VALUES (?, 'running')",
+                                     (started.isoformat(),))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    def finish_run(self, run_id: int, finished: datetime, outcome: str, detail: str) -> None:
+        with transaction(self.db):
+            self.db.execute("UPDATE runs SET finished = ?, outcome = ?, detail = ? WHERE id = ?",
+                            (finished.isoformat(), outcome, detail, run_id))
+
+    def last_run(self) -> tuple[str, str | None, str, str] | None:
+        """(started, finished, outcome, detail) of the newest run."""
+        return self.db.execute(
+            "SELECT started, finished, outcome, detail FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
 
     def message_count(self, digest_id: int) -> int:
         return self.db.execute(
@@ -129,7 +163,20 @@ class Ledger:
 
 
 @contextmanager
-def open_ledger(state_dir: Path) -> Iterator[Ledger]:
+def open_ledger(state_dir: Path, *, read_only: bool = False) -> Iterator[Ledger]:
+    """The site's ledger, migrated to the current schema; read_only opens without writing
+    anything (an empty in-memory ledger if the site has none yet)."""
+    if read_only:
+        path = state_dir / LEDGER_NAME
+        db = (sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+              if path.exists() else sqlite3.connect(":memory:", isolation_level=None))
+        try:
+            if not path.exists():
+                migrate(db)
+            yield Ledger(db)
+        finally:
+            db.close()
+        return
     state_dir.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(state_dir / LEDGER_NAME, isolation_level=None)
     try:
@@ -137,23 +184,35 @@ def open_ledger(state_dir: Path) -> Iterator[Ledger]:
         db.execute("PRAGMA synchronous = FULL")  # a recorded message survives power loss
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA busy_timeout = 10000")
-        db.isolation_level = "DEFERRED"
         migrate(db)
         yield Ledger(db)
     finally:
         db.close()
 
 
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """An explicit transaction (the connection is in autocommit mode): DDL included, so a
+    migration is applied whole or not at all."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply the migrations this database has not had yet; returns their names."""
-    with db:
+    with transaction(db):
         db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT)")
     done = {r[0] for r in db.execute("SELECT name FROM _migrations")}
     applied = []
     for name, step in MIGRATIONS:
         if name in done:
             continue
-        with db:
+        with transaction(db):
             step(db)
             db.execute("INSERT INTO _migrations VALUES (?, datetime('now'))", (name,))
         applied.append(name)

@@ -66,10 +66,24 @@ class Digest:
 class RunReport:
     problems: list[Problem] = field(default_factory=list)
     published: int = 0
-    new: int = 0
-    written: int = 0
+    new: int = 0  # entries in the digest this run built or finished
+    written: int = 0  # messages written to the outbox by this run
+    subscribers: int = 0
     feeds_changed: list[str] = field(default_factory=list)
     digest_id: int | None = None
+    held_back: int = 0  # new entries waiting for the cadence to allow the next digest
+    new_titles: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """One line for `newsletter status`."""
+        if self.digest_id is not None:
+            done = f"digest {self.digest_id}: {self.written} messages written"
+        elif self.held_back:
+            done = f"{self.held_back} new entries held back by the cadence"
+        else:
+            done = "nothing new"
+        return done + (f"; {self.rejected} problems" if self.rejected else "")
 
     @property
     def rejected(self) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import logging
 from collections.abc import Iterable
 from datetime import datetime
 from email import policy
@@ -26,7 +27,9 @@ from pipeline.readers.fields import slugify
 from pipeline.sanitise import one_line
 from pipeline.subscribers import unsubscribe_token
 
+log = logging.getLogger("pipeline")
 BATCH = 500  # messages made durable and recorded together
+SENT = "sent"  # where sending moves a message once the server accepted it
 
 
 def outbox_dirs(outbox: Path) -> tuple[Path, Path]:
@@ -36,9 +39,13 @@ def outbox_dirs(outbox: Path) -> tuple[Path, Path]:
     return tmp, new
 
 
+def message_prefix(digest: Digest) -> str:
+    return f"digest-{digest.id:05d}-{digest.key[:8]}-"
+
+
 def message_name(digest: Digest, email: str) -> str:
     who = hashlib.sha256(email.lower().encode()).hexdigest()[:16]
-    return f"digest-{digest.id:05d}-{digest.key[:8]}-{who}.eml"
+    return f"{message_prefix(digest)}{who}.eml"
 
 
 def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret: bytes
@@ -79,6 +86,8 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
     without a ledger row (a crash between the two) is recorded, not written again.
     """
     tmp, new = outbox_dirs(config.outbox_dir)
+    for leftover in tmp.iterdir():  # half-written by a killed run; we hold the site lock
+        leftover.unlink()
     done = ledger.written_addresses(digest.id)
     written = 0
     batch: list[tuple[str, str]] = []
@@ -93,8 +102,10 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
         batch.append((subscriber.email, name))
         if len(batch) >= BATCH:
             _record(ledger, digest, batch, now, new)
+            log.info("outbox: %d messages recorded for digest %d", len(done), digest.id)
     _record(ledger, digest, batch, now, new)
     ledger.complete_digest(digest.id)
+    log.info("outbox: digest %d complete, %d messages written by this run", digest.id, written)
     return written
 
 

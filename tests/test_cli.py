@@ -14,8 +14,8 @@ import feedparser
 import pytest
 from click.testing import CliRunner
 
+from conftest import REPO, SEED, markdown_entry, write_entry
 from pipeline.cli import cli
-from tests.conftest import REPO, SEED, markdown_entry, write_entry
 
 ACTIVE_SUBSCRIBERS = 2  # in conftest.SUBSCRIBERS
 

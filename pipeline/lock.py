@@ -1,0 +1,55 @@
+"""One run at a time per site, with the OS's file lock: it dies with its process, so a run
+killed with SIGKILL never leaves a stale lock behind."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+LOCK_NAME = "run.lock"
+
+
+class Locked(Exception):
+    """Another run holds the site's lock."""
+
+
+@contextmanager
+def site_lock(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
+    """Hold the site's lock for the block; wait up to `wait` seconds for it, else raise Locked."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+                    raise Locked(f"another run (pid {holder}) is working on this site") from None
+                time.sleep(0.1)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def is_locked(state_dir: Path) -> bool:
+    """Whether a run holds the site's lock right now (without taking it for long)."""
+    try:
+        fd = os.open(state_dir / LOCK_NAME, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
