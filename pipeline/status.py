@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.collect import collect_articles
+from pipeline.compose import message_prefix
 from pipeline.config import load_config
 from pipeline.ledger import open_ledger
 from pipeline.lock import is_locked
-from pipeline.outbox import SENT, message_prefix
+from pipeline.outbox import SENT
 
 
 def site_status(site: Path, now: datetime | None = None) -> list[str]:

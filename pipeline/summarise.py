@@ -15,7 +15,9 @@ MAX_TAKEAWAYS = 3
 MAX_CHARS = 320  # one takeaway; longer ones end at a word boundary with an ellipsis
 MAX_FALLBACK_CHARS = 420  # all extracted sentences together
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”’')\]]*\s+(?=[\"“‘'(\[]?[A-Z0-9])")
+# Split at the space after . ! or ?; a closing quote or bracket after the mark stays with it.
+_SENTENCE_END = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"”’')\]]))\s+(?=[\"“‘'(\[]?[A-Z0-9])")
 _SECTION = re.compile(
     r"<h([2-6])>\s*Key takeaways?\s*</h\1>(.*?)(?=<h[1-6][ >]|\Z)", re.I | re.S)
 _ITEM = re.compile(r"<li>(.*?)</li>", re.S)

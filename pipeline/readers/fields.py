@@ -61,7 +61,10 @@ class FieldReader:
             raise self.fail(field, f"must be a date, not {_kind(value)}", "write it as 2026-01-31")
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=tz)
-        return moment.astimezone(tz)
+        try:
+            return moment.astimezone(tz)
+        except (OverflowError, ValueError):  # e.g. 9999-12-31T23:00:00-05:00
+            raise self.fail(field, f"{value} is out of range", "check the year") from None
 
     def text_list(self, field: str, value: object) -> tuple[str, ...]:
         if value is None:

@@ -28,7 +28,8 @@ _URL = re.compile(r"https?://\S+")
 _SECTION_NAMES = {"common questions", "key takeaway", "key takeaways", "sources",
                   "what we see at the clinic"}
 # Citation numbers left bare after a word once the page's superscripts became plain text.
-_CITATION = re.compile(r"(?<=[\w)]) (\d{1,2})(?=[.?!,;:]?(?:\s|$))")
+# Only before punctuation, a dash or the end, so "take 1 tablet" keeps its number.
+_CITATION = re.compile(r"(?<=[\w)]) (\d{1,2})(?=[.?!,;:](?:\s|$)|\s+[—–]|$)")
 
 
 def read_journal_page(path: Path, text: str, config: Config
@@ -55,7 +56,8 @@ def read_journal_page(path: Path, text: str, config: Config
 
     body = [b for _, b in blocks[date_at + 1:]]
     disclaimer = ""
-    if body and not _REFERENCE.match(body[-1]) and not _SOURCE_ITEM.match(body[-1]):
+    if body and not all(_REFERENCE.match(line) or _SOURCE_ITEM.match(line)
+                        for line in _lines_of_lists(body[-1:])):
         disclaimer = one_line(body.pop())
     slug = slugify(path.stem)
     url = config.url_for(slug)

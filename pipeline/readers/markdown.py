@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def render_markdown(source: str) -> str:
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
     """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
-    fields = FieldReader(path)
+    fields = FieldReader(path, _field_lines(text))
     if not _FENCE.match(text):
         raise fields.fail("front matter", "missing",
                           "start the file with a line `---`, the fields, then another `---`")
@@ -46,17 +47,24 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         meta, body = frontmatter.parse(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 2 if mark else 1
+        line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise EntryError(Problem(path, "front matter", f"not valid YAML: {reason}",
                                  "check quotes and indentation (titles with ': ' need quotes)",
                                  line=line)) from None
     except ValueError as exc:  # PyYAML raises a plain ValueError for dates like 2025-02-30
-        raise fields.fail("date", f"impossible date ({exc})", "check the day and month") from None
+        field = _impossible_date_field(text)
+        if field:
+            raise fields.fail(field, f"impossible date ({exc})",
+                              "check the day and month") from None
+        raise fields.fail("front matter", f"a value cannot be read ({exc})",
+                          "check values tagged with `!!`") from None
+    except (TypeError, AttributeError) as exc:  # e.g. `!!timestamp nope` crashes PyYAML
+        raise fields.fail("front matter", f"a value cannot be read ({exc})",
+                          "check values tagged with `!!`") from None
     if not isinstance(meta, dict):
         raise fields.fail("front matter", "must be a set of `field: value` lines",
                           "write one `field: value` per line")
-    fields.lines = _field_lines(text)
     warnings = [
         fields.warn(key, "unknown field", f"remove it or check the spelling; known: "
                     f"{', '.join(sorted(KNOWN_FIELDS))}")
@@ -115,6 +123,20 @@ def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:
             raise fields.fail("sources", f"item {number} has no absolute http(s) url", hint)
         sources.append(Source(fields.text("sources", item["title"]), url.strip()))
     return tuple(sources)
+
+
+def _impossible_date_field(text: str) -> str | None:
+    """The top-level field whose unquoted YYYY-MM-DD value is not a real day, if any."""
+    for line in text.splitlines()[1:]:
+        if line.strip() == "---":
+            break
+        match = re.match(r"([A-Za-z_][\w-]*)\s*:\s*(\d{4})-(\d\d)-(\d\d)\b", line)
+        if match:
+            try:
+                date(*(int(part) for part in match.groups()[1:]))
+            except ValueError:
+                return match.group(1)
+    return None
 
 
 def _field_lines(text: str) -> dict[str, int]:

@@ -1,0 +1,124 @@
+"""Message assembly: a digest's messages, encoded once, filled in per subscriber.
+
+Building each message with EmailMessage costs ~5 ms (header folding, a pure-Python
+quoted-printable pass over ~50 KB, the generator). Everything but the recipient's address,
+unsubscribe link and Message-ID is the same for every subscriber, so a `Composer` encodes the
+headers, MIME structure and quoted-printable bodies once per digest; each message then only
+encodes its few short values. Per-subscriber values are joined to the pre-encoded text with
+quoted-printable soft line breaks ("=" CRLF), which decoders remove, so the decoded parts are
+exactly the digest with its placeholders filled in.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+from email import policy
+from email.utils import format_datetime, formataddr
+
+from pipeline.config import Config
+from pipeline.digest import PLACEHOLDERS
+from pipeline.models import Digest, Subscriber
+from pipeline.readers.fields import slugify
+from pipeline.sanitise import one_line
+from pipeline.subscribers import unsubscribe_token
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+_KEY_OF = {placeholder: key for key, placeholder in PLACEHOLDERS.items()}
+MAX_NAME = 100  # characters of a display name kept in To
+
+
+def message_prefix(digest: Digest) -> str:
+    return f"digest-{digest.id:05d}-{digest.key[:8]}-"
+
+
+def message_name(digest: Digest, email: str) -> str:
+    """Deterministic per (digest, subscriber): a repeated run finds the file it wrote."""
+    who = hashlib.sha256(email.lower().encode()).hexdigest()[:16]
+    return f"{message_prefix(digest)}{who}.eml"
+
+
+class Composer:
+    """Everything a digest's messages share, encoded once."""
+
+    def __init__(self, digest: Digest, config: Config, secret: bytes) -> None:
+        self.digest = digest
+        self.config = config
+        self.secret = secret
+        self.domain = config.mail_domain
+        boundary = f"=_{digest.key}".encode()
+        fixed = [
+            ("From", str(config.from_address)),
+            ("Subject", digest.subject),
+            ("Date", format_datetime(digest.created)),
+            ("List-Id", f"{one_line(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+        if config.reply_to:
+            fixed.append(("Reply-To", config.reply_to))
+        self.head = b"".join(policy.SMTP.fold_binary(name, value) for name, value in fixed) + (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
+
+        def part(subtype: str) -> bytes:
+            return (b"--" + boundary + CRLF
+                    + f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode()
+                    + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+
+        self.text = _segments(digest.text)
+        self.html = _segments(digest.html)
+        self.text_head = part("plain")
+        self.html_head = CRLF + part("html")
+        self.tail = CRLF + b"--" + boundary + b"--" + CRLF
+        self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
+
+    def compose(self, subscriber: Subscriber) -> bytes:
+        """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
+        token = unsubscribe_token(self.secret, subscriber.email)
+        url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
+        name = one_line(subscriber.name)[:MAX_NAME]
+        to = formataddr((name, subscriber.email), charset="utf-8")
+        message_id = f"<{message_name(self.digest, subscriber.email)[:-4]}@{self.domain}>"
+        values = {"unsubscribe_url": url, "email": subscriber.email}
+        return b"".join((
+            f"To: {to}\r\nMessage-ID: {message_id}\r\n"
+            f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
+            self.head,
+            self.text_head, _fill(self.text, values, escape=False),
+            self.html_head, _fill(self.html, values, escape=True),
+            self.tail,
+        ))
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends (binascii: C speed, lines of at most 76)."""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", CRLF)
+
+
+def _segments(body: str) -> list[bytes | str]:
+    """The body split at placeholders: static parts pre-encoded (ending in a soft break so the
+    next piece joins without a line end), placeholders kept as their keys."""
+    pieces: list[bytes | str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(body):
+        pieces.append(_qp(body[position:match.start()]) + SOFT_BREAK)
+        pieces.append(_KEY_OF[match.group(0)])
+        position = match.end()
+    pieces.append(_qp(body[position:]))
+    return pieces
+
+
+def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool) -> bytes:
+    out = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.append(piece)
+        else:
+            value = html.escape(values[piece]) if escape else values[piece]
+            out.append(_qp(value) + SOFT_BREAK)
+    return b"".join(out)

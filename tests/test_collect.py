@@ -1,0 +1,214 @@
+"""Collecting entries from a real articles/ folder: order, filters, duplicates and bad files."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from conftest import ENTRIES, NOW, markdown_entry, write_entry
+from pipeline import collect
+from pipeline.collect import collect_articles, entry_files
+from pipeline.config import Config, load_config
+from pipeline.errors import Problem
+
+
+def slugs(config: Config) -> list[str]:
+    articles, _ = collect_articles(config, NOW)
+    return [a.slug for a in articles]
+
+
+def errors(problems: list[Problem]) -> list[Problem]:
+    return [p for p in problems if not p.warning]
+
+
+def test_newest_first(site: Path, config: Config) -> None:
+    write_entry(site, "middle.md", markdown_entry(date="2026-05-01"))
+    write_entry(site, "oldest.md", markdown_entry(date="2025-01-01"))
+    write_entry(site, "newest.md", markdown_entry(date="2026-11-01T09:00:00+00:00"))
+    write_entry(site, "same-day-later.md", markdown_entry(date="2026-05-01T10:00:00+01:00"))
+    assert slugs(config) == ["newest", "same-day-later", "middle", "oldest"]
+
+
+def test_order_mixes_formats_by_date(site: Path, config: Config) -> None:
+    shutil.copy(ENTRIES / "walking-after-meals.txt", site / "articles")  # 9 Apr 2026
+    shutil.copy(ENTRIES / "hay-fever-eye-drops.txt", site / "articles")  # 2 May 2026
+    write_entry(site, "april.md", markdown_entry(date="2026-04-20"))
+    assert slugs(config) == ["hay-fever-eye-drops", "april", "walking-after-meals"]
+
+
+def test_draft_is_left_out_silently(site: Path, config: Config) -> None:
+    write_entry(site, "draft.md", markdown_entry(draft="true"))
+    write_entry(site, "kept.md", markdown_entry())
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["kept"]
+    assert problems == []
+
+
+def test_future_dated_entry_is_left_out_until_its_time(site: Path, config: Config) -> None:
+    write_entry(site, "tomorrow.md", markdown_entry(date="2026-11-26"))
+    write_entry(site, "now.md", markdown_entry(date=NOW.isoformat()))
+    write_entry(site, "today.md", markdown_entry(date="2026-11-25"))
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["now", "today"]
+    assert problems == []
+    later, _ = collect_articles(config, NOW + timedelta(days=1))
+    assert [a.slug for a in later] == ["tomorrow", "now", "today"]
+
+
+def test_future_dated_is_judged_as_an_instant_not_a_wall_clock(site: Path,
+                                                             config: Config) -> None:
+    # 12:30 in New York is 17:30 UTC: after NOW (12:00 UTC) although "12:30" looks early.
+    write_entry(site, "ny.md", markdown_entry(date="2026-11-25T12:30:00-05:00"))
+    write_entry(site, "tokyo.md", markdown_entry(date="2026-11-25T20:00:00+09:00"))  # 11:00 UTC
+    assert slugs(config) == ["tokyo"]
+
+
+def test_duplicate_slug_reports_the_second_and_keeps_the_first(site: Path,
+                                                              config: Config) -> None:
+    write_entry(site, "a-first.md", markdown_entry(title="First", slug="shared"))
+    write_entry(site, "b-second.md", markdown_entry(title="Second", slug="shared",
+                                                    date="2026-04-01"))
+    articles, problems = collect_articles(config, NOW)
+    assert [(a.slug, a.title) for a in articles] == [("shared", "First")]
+    assert len(problems) == 1
+    problem = problems[0]
+    assert problem.path == Path("articles/b-second.md")
+    assert problem.field == "slug"
+    assert not problem.warning
+    assert "articles/a-first.md" in problem.problem
+    assert str(problem).startswith("articles/b-second.md:1: slug: 'shared' is already used by")
+
+
+def test_duplicate_slug_across_formats(site: Path, config: Config) -> None:
+    shutil.copy(ENTRIES / "hay-fever-eye-drops.txt", site / "articles")
+    write_entry(site, "hay-fever-eye-drops.md", markdown_entry(title="Markdown twin"))
+    articles, problems = collect_articles(config, NOW)
+    assert [a.title for a in articles] == ["Markdown twin"]  # .md sorts before .txt
+    assert [(p.path, p.field) for p in problems] == [
+        (Path("articles/hay-fever-eye-drops.txt"), "slug")]
+
+
+@pytest.mark.parametrize(("name", "data", "words"), [
+    ("latin1.md", markdown_entry(title="Café").encode("latin-1"), "not UTF-8"),
+    ("empty.md", b"", "empty"),
+    ("blank.txt", b" \n\n\t\n", "empty"),
+    ("binary.md", b"---\ntitle: x\x00\x01\x02\n---\n", "binary"),
+    ("image.txt", bytes(range(256)) * 4, "binary"),
+])
+def test_bad_file_is_reported_and_the_rest_collected(site: Path, config: Config, name: str,
+                                                     data: bytes, words: str) -> None:
+    write_entry(site, "good.md", markdown_entry())
+    (site / "articles" / name).write_bytes(data)
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["good"]
+    assert len(problems) == 1
+    problem = problems[0]
+    assert problem.path == Path("articles") / name
+    assert problem.field == "file"
+    assert words in problem.problem
+    assert not problem.warning
+    assert str(problem).startswith(f"articles/{name}:")
+
+
+def test_non_utf8_problem_names_the_line_of_the_bad_byte(site: Path, config: Config) -> None:
+    text = markdown_entry(body="First line.\n\nA café.")
+    (site / "articles" / "latin1.md").write_bytes(text.encode("latin-1"))
+    _, problems = collect_articles(config, NOW)
+    (problem,) = problems
+    assert problem.line == text.splitlines().index("A café.") + 1
+
+
+def test_utf8_with_byte_order_mark_is_read(site: Path, config: Config) -> None:
+    (site / "articles" / "bom.md").write_bytes(b"\xef\xbb\xbf" + markdown_entry().encode())
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["bom"]
+    assert problems == []
+
+
+def test_oversize_file_is_reported_and_the_rest_collected(site: Path, config: Config) -> None:
+    write_entry(site, "good.md", markdown_entry())
+    filler = "Words go here. " * (collect.MAX_ENTRY_BYTES // 15 + 1)
+    big = write_entry(site, "huge.md", markdown_entry(body=filler))
+    assert big.stat().st_size > collect.MAX_ENTRY_BYTES
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["good"]
+    (problem,) = problems
+    assert problem.path == Path("articles/huge.md")
+    assert problem.field == "file"
+    assert "limit" in problem.problem
+
+
+def test_file_at_the_size_limit_is_read(site: Path, config: Config,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_entry(site, "edge.md", markdown_entry())
+    monkeypatch.setattr(collect, "MAX_ENTRY_BYTES", path.stat().st_size)
+    assert slugs(config) == ["edge"]
+    monkeypatch.setattr(collect, "MAX_ENTRY_BYTES", path.stat().st_size - 1)
+    assert slugs(config) == []
+
+
+def test_entry_errors_are_reported_and_the_rest_collected(site: Path, config: Config) -> None:
+    write_entry(site, "good.md", markdown_entry())
+    write_entry(site, "no-title.md", "---\ndate: 2026-01-01\n---\n\nBody.\n")
+    shutil.copy(ENTRIES / "no-date-line.txt", site / "articles")
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["good"]
+    assert sorted((str(p.path), p.field) for p in problems) == [
+        ("articles/no-date-line.txt", "date"), ("articles/no-title.md", "title")]
+
+
+def test_warnings_are_passed_on_and_the_entry_kept(site: Path, config: Config) -> None:
+    write_entry(site, "typo.md", markdown_entry(autor="Someone"))
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["typo"]
+    assert [(p.field, p.warning, p.line) for p in problems] == [("autor", True, 4)]
+
+
+def test_hidden_files_and_folders_are_ignored(site: Path, config: Config) -> None:
+    write_entry(site, "visible.md", markdown_entry())
+    write_entry(site, ".hidden.md", "not even front matter")
+    write_entry(site, ".drafts/secret.md", markdown_entry(title="Secret"))
+    write_entry(site, "_partial.md", "not an entry")
+    (site / "articles" / ".DS_Store.txt").write_bytes(b"\x00\x01binary")
+    articles, problems = collect_articles(config, NOW)
+    assert [a.slug for a in articles] == ["visible"]
+    assert problems == []
+
+
+def test_other_formats_are_ignored_and_subfolders_read(site: Path, config: Config) -> None:
+    write_entry(site, "notes.docx", "whatever")
+    write_entry(site, "README", "whatever")
+    write_entry(site, "2026/nested.md", markdown_entry())
+    write_entry(site, "UPPER.MD", markdown_entry(date="2026-01-01"))
+    assert slugs(config) == ["nested", "upper"]
+
+
+def test_no_articles_folder_is_nothing_to_collect(site: Path, config: Config) -> None:
+    shutil.rmtree(site / "articles")
+    assert entry_files(config) == []
+    assert collect_articles(config, NOW) == ([], [])
+
+
+def test_all_sample_articles_collect_without_problems(sample_site: Path) -> None:
+    config = load_config(sample_site)
+    articles, problems = collect_articles(config, NOW)
+    assert problems == []
+    assert len(articles) == 9
+    assert [a.published for a in articles] == sorted((a.published for a in articles),
+                                                     reverse=True)
+    assert {a.path.suffix for a in articles} == {".md", ".txt"}
+    assert len({a.slug for a in articles}) == 9
+    for article in articles:
+        assert article.title and article.body_html and article.summary, article.path
+        assert article.url == f"https://journal.example.org/journal/{article.slug}/"
+        assert article.published.tzinfo is not None
+        assert article.sources, article.path
+        assert all(s.url.startswith("https://") for s in article.sources), article.path
+
+
+def test_collect_is_stable(sample_site: Path) -> None:
+    config = load_config(sample_site)
+    assert collect_articles(config, NOW) == collect_articles(config, NOW)
