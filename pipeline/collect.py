@@ -37,9 +37,8 @@ def collect_articles(config: Config, now: datetime) -> tuple[list[Article], list
 
     Drafts and entries dated after `now` are left out silently: they are not errors.
     """
-    articles: list[Article] = []
+    read: list[Article] = []
     problems: list[Problem] = []
-    seen: dict[str, Path] = {}
     for path in entry_files(config):
         shown = path.relative_to(config.site_dir)
         try:
@@ -47,16 +46,25 @@ def collect_articles(config: Config, now: datetime) -> tuple[list[Article], list
         except EntryError as exc:
             problems.append(exc.problem)
             continue
-        problems.extend(warnings)
-        if article is None or article.published > now:
+        except Exception as exc:  # one unreadable entry must never stop the run
+            problems.append(Problem(shown, "file", f"could not be read ({type(exc).__name__}: "
+                                    f"{exc})", "check the file's permissions and content"))
             continue
+        problems.extend(warnings)
+        if article is not None and article.published <= now:
+            read.append(article)
+    # Oldest first, so that when two entries claim one slug the one already out keeps it.
+    read.sort(key=lambda a: (a.published, str(a.path)))
+    seen: dict[str, Path] = {}
+    articles: list[Article] = []
+    for article in read:
         if article.slug in seen:
-            problems.append(Problem(shown, "slug", f"{article.slug!r} is already used by "
+            problems.append(Problem(article.path, "slug", f"{article.slug!r} is already used by "
                                     f"{seen[article.slug]}", "give one of them its own `slug:`"))
             continue
-        seen[article.slug] = shown
+        seen[article.slug] = article.path
         articles.append(article)
-    articles.sort(key=lambda a: (a.published, a.slug), reverse=True)
+    articles.reverse()
     return articles, problems
 
 

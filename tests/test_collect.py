@@ -212,3 +212,29 @@ def test_all_sample_articles_collect_without_problems(sample_site: Path) -> None
 def test_collect_is_stable(sample_site: Path) -> None:
     config = load_config(sample_site)
     assert collect_articles(config, NOW) == collect_articles(config, NOW)
+
+
+def test_an_older_entry_keeps_its_slug_when_a_newer_file_sorts_first(site: Path,
+                                                                     config: Config) -> None:
+    write_entry(site, "z-original.md", markdown_entry(title="Original", slug="shared",
+                                                      date="2026-01-01"))
+    write_entry(site, "a-newcomer.md", markdown_entry(title="Newcomer", slug="shared",
+                                                      date="2026-06-01"))
+    articles, problems = collect_articles(config, NOW)
+    assert [a.title for a in articles] == ["Original"]
+    assert [p.path for p in problems] == [Path("articles/a-newcomer.md")]
+
+
+def test_a_reader_crash_is_reported_and_the_rest_collected(site: Path, config: Config,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    def broken_reader(*_: object) -> None:
+        raise RuntimeError("reader bug")
+
+    monkeypatch.setitem(collect.READERS, ".markdown", broken_reader)
+    write_entry(site, "odd.markdown", markdown_entry(title="Odd"))
+    write_entry(site, "fine.md", markdown_entry(title="Fine"))
+    articles, problems = collect_articles(config, NOW)
+    assert [a.title for a in articles] == ["Fine"]
+    assert [(p.path, p.field) for p in problems] == [(Path("articles/odd.markdown"), "file")]
+    assert "reader bug" in problems[0].problem

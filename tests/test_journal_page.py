@@ -298,3 +298,19 @@ def test_any_text_gives_an_article_or_an_entry_error(config: Config, text: str) 
         return
     assert article is not None
     assert unsafe_markup(article.body_html) == []
+
+
+def test_sources_items_without_a_reference_line_are_kept(config: Config) -> None:
+    page = "\n\n".join([
+        "← Journal", "Heart Health", "A title", "A standfirst.", "3 Feb 2026 · 4 min read",
+        "A paragraph citing something 1.",
+        "[1] First study. Trial, 2024. https://example.org/one",
+        "Sources", "  1. First study — trial (2024, Example)\n  2. Second study — review (2023)",
+        "For general information and education only — not medical advice.",
+    ])
+    article, _ = read_journal_page(Path("articles/p.txt"), page, config)
+    assert article is not None
+    assert [(s.title, s.url) for s in article.sources] == [
+        ("First study — trial (2024, Example)", "https://example.org/one"),
+        ("Second study — review (2023)", ""),
+    ]

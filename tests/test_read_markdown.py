@@ -353,3 +353,11 @@ def test_any_body_gives_safe_html(config: Config, body: str) -> None:
     assert not re.search(r"<[a-z][^>]*\son[a-z]+\s*=", html, re.I), html
     assert not re.search(r"""(href|src)\s*=\s*["']?\s*javascript:""", html, re.I), html
     assert unsafe_markup(html) == []
+
+
+@pytest.mark.parametrize("front", ["- title\n- date\n", "just a sentence\n"])
+def test_front_matter_that_is_not_fields_is_an_error(config: Config, front: str) -> None:
+    with pytest.raises(EntryError) as caught:
+        read_markdown(Path("articles/x.md"), f"---\n{front}---\nBody.\n", config)
+    assert caught.value.problem.field == "front matter"
+    assert "field: value" in caught.value.problem.problem

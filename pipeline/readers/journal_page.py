@@ -63,11 +63,11 @@ def read_journal_page(path: Path, text: str, config: Config
     url = config.url_for(slug)
     cited = sum(1 for line in _lines_of_lists(body) if _REFERENCE.match(line))
     parts, references, source_titles = _body(body, cited)
-    sources = tuple(
-        Source(source_titles.get(n) or _URL.sub("", ref).strip(" .") or f"Reference {n}",
-               _first_url(ref))
-        for n, ref in sorted(references.items())
-    ) or tuple(Source(t, "") for _, t in sorted(source_titles.items()))
+    sources = tuple(  # numbered references and Sources items, matched by number
+        Source(source_titles.get(n) or _URL.sub("", references.get(n, "")).strip(" .")
+               or f"Reference {n}", _first_url(references.get(n, "")))
+        for n in sorted(references.keys() | source_titles.keys())
+    )
     body_html = "\n".join(parts)
     return Article(
         path=path,

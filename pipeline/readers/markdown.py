@@ -62,7 +62,11 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     except (TypeError, AttributeError) as exc:  # e.g. `!!timestamp nope` crashes PyYAML
         raise fields.fail("front matter", f"a value cannot be read ({exc})",
                           "check values tagged with `!!`") from None
-    if not isinstance(meta, dict):
+    closing = _CLOSING.search(text)
+    block = text[_FENCE.match(text).end():closing.start()] if closing else ""  # type: ignore[union-attr]
+    # python-frontmatter turns front matter that is not a mapping (a list, a bare string)
+    # into empty metadata without a word: say so rather than "title is missing".
+    if not isinstance(meta, dict) or (not meta and block.strip()):
         raise fields.fail("front matter", "must be a set of `field: value` lines",
                           "write one `field: value` per line")
     warnings = [
