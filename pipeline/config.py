@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import secrets
+import re
 import tomllib
 from dataclasses import dataclass
-from email.headerregistry import Address
-from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -43,6 +41,28 @@ SCHEMA: dict[str, dict[str, object]] = {
 
 
 @dataclass(frozen=True)
+class Mailbox:
+    """A From address. Parsed here without the email package: a no-op run must not pay for
+    importing it."""
+
+    name: str
+    addr: str
+
+    @property
+    def domain(self) -> str:
+        return self.addr.rsplit("@", 1)[1]
+
+    def __str__(self) -> str:
+        from email.utils import formataddr
+
+        return formataddr((self.name, self.addr))
+
+
+_MAILBOX = re.compile(r'^(?:"?([^"<>]*?)"?\s*<([^<>\s"]+)>|([^<>\s"]+))$')
+_ADDR = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+
+
+@dataclass(frozen=True)
 class Config:
     site_dir: Path
     title: str
@@ -57,7 +77,7 @@ class Config:
     max_articles: int
     subject: str
     cadence: str  # "every run", "daily" or "weekly": how often a digest may go out
-    from_address: Address
+    from_address: Mailbox
     reply_to: str
     unsubscribe_url: str
     unsubscribe_mailto: str
@@ -197,7 +217,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         max_articles=count("digest.max_articles"),
         subject=string("digest.subject"),
         cadence=string("digest.cadence"),
-        from_address=from_address or Address("", "invalid", "invalid.invalid"),
+        from_address=from_address or Mailbox("", "invalid@invalid.invalid"),
         reply_to=string("email.reply_to"),
         unsubscribe_url=string("email.unsubscribe_url"),
         unsubscribe_mailto=string("email.unsubscribe_mailto")
@@ -228,16 +248,12 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
     return config
 
 
-def _parse_from(value: str) -> Address | None:
-    if not value or "\n" in value or "\r" in value:
+def _parse_from(value: str) -> Mailbox | None:
+    match = _MAILBOX.match(value.strip())
+    if not match:
         return None
-    name, addr = parseaddr(value)
-    if addr.count("@") != 1:
-        return None
-    local, domain = addr.split("@")
-    if not local or "." not in domain:
-        return None
-    return Address(name, local, domain)
+    name, addr = (match.group(1) or "").strip(), match.group(2) or match.group(3)
+    return Mailbox(name, addr) if _ADDR.match(addr) else None
 
 
 def _line_of(text: str, key: str) -> int:
@@ -258,6 +274,8 @@ def load_secret(state_dir: Path) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
     state_dir.mkdir(parents=True, exist_ok=True)
+    import secrets
+
     value = secrets.token_urlsafe(32).encode()
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as f:

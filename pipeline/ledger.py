@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.entry_cache import CachedEntry
 from pipeline.models import Digest
 
 LEDGER_NAME = "state.sqlite3"
@@ -73,10 +74,27 @@ def _m002_runs(db: sqlite3.Connection) -> None:
     )
 
 
+def _m003_entry_cache(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE entry_cache (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            checksum TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
     ("m002_runs", _m002_runs),
+    ("m003_entry_cache", _m003_entry_cache),
 ]
 
 
@@ -156,6 +174,24 @@ class Ledger:
         return self.db.execute(
             "SELECT started, finished, outcome, detail FROM runs ORDER BY id DESC LIMIT 1"
         ).fetchone()
+
+    def cached_entries(self) -> dict[str, CachedEntry]:
+        return {row[0]: CachedEntry(*row[1:]) for row in self.db.execute(
+            "SELECT path, size, mtime_ns, checksum, payload FROM entry_cache")}
+
+    def store_entries(self, rows: dict[str, CachedEntry]) -> None:
+        with transaction(self.db):
+            self.db.executemany(
+                "INSERT OR REPLACE INTO entry_cache VALUES (?, ?, ?, ?, ?)",
+                [(path, e.size, e.mtime_ns, e.checksum, e.payload) for path, e in rows.items()])
+
+    def get_state(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM state WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_state(self, key: str, value: str) -> None:
+        with transaction(self.db):
+            self.db.execute("INSERT OR REPLACE INTO state VALUES (?, ?)", (key, value))
 
     def message_count(self, digest_id: int) -> int:
         return self.db.execute(

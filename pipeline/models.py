@@ -2,11 +2,42 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 from pipeline.errors import Problem
+
+
+class Body:
+    """An entry's sanitised HTML, made on first use: in a large archive most entries never
+    appear in a feed or a digest, and Markdown rendering is the costly part of reading one."""
+
+    __slots__ = ("_html", "_render")
+
+    def __init__(self, html_or_render: str | Callable[[], str]) -> None:
+        if isinstance(html_or_render, str):
+            self._html: str | None = html_or_render
+            self._render: Callable[[], str] | None = None
+        else:
+            self._html, self._render = None, html_or_render
+
+    @property
+    def html(self) -> str:
+        if self._html is None:
+            assert self._render is not None
+            self._html, self._render = self._render(), None
+        return self._html
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Body) and self.html == other.html
+
+    def __hash__(self) -> int:
+        return hash(self.html)
+
+    def __repr__(self) -> str:
+        return f"Body({'rendered' if self._html is not None else 'not rendered yet'})"
 
 
 @dataclass(frozen=True)
@@ -23,7 +54,7 @@ class Article:
     slug: str
     title: str
     published: datetime  # timezone-aware, in the site's timezone (compare freely: aware)
-    body_html: str  # sanitised HTML, links absolute
+    body: Body  # sanitised HTML, links absolute; see body_html
     updated: datetime | None = None
     category: str = ""
     summary: str = ""  # the standfirst
@@ -35,6 +66,11 @@ class Article:
     disclaimer: str = ""
     read_minutes: int = 1
     url: str = ""  # absolute URL of the article on the site
+    checksum: str = ""  # of the entry file's bytes: what the feeds' fingerprint is made of
+
+    @property
+    def body_html(self) -> str:
+        return self.body.html
 
     @property
     def date_label(self) -> str:

@@ -1,22 +1,27 @@
-"""One run of the main job, top to bottom: collect → summarise → feeds → new → digest → outbox."""
+"""One run of the main job, top to bottom: collect → feeds → new → digest → outbox.
+
+A cron run every few minutes usually finds nothing to do; it must then cost little more than an
+interpreter start. So: unchanged entries come from the ledger's cache, feeds are rendered only
+when their inputs changed, and the heavy libraries are imported only on the paths that use them.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.atomic import write_if_changed
+from pipeline import __version__
 from pipeline.collect import collect_articles
-from pipeline.config import Config, load_config, load_secret
-from pipeline.feeds import render_feeds
+from pipeline.config import CONFIG_NAME, Config, load_config
+from pipeline.errors import Problem
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.lock import site_lock
-from pipeline.models import Article, RunReport, Subscriber
-from pipeline.subscribers import load_subscribers
-from pipeline.summarise import summarise
+from pipeline.models import Article, RunReport
 
 log = logging.getLogger("pipeline")
+FEED_FILES = ("feed.xml", "atom.xml", "feed.json")
 
 
 def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunReport:
@@ -35,10 +40,10 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
 
 
 def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
-    articles, subscribers, report = _gather(config, now)
-    for name, data in render_feeds(articles, config).items():
-        if write_if_changed(config.public_dir / name, data):
-            report.feeds_changed.append(name)
+    articles, problems = collect_articles(config, now, ledger)
+    log.info("collected %d entries", len(articles))
+    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
+    report.feeds_changed = _refresh_feeds(articles, config, ledger)
     log.info("feeds: %s", ", ".join(report.feeds_changed) or "unchanged")
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
@@ -49,8 +54,10 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
             return report
         if not new:
             return report
-        from pipeline.digest import render_digest, subject_for  # heavy imports: only when needed
+        from pipeline.digest import render_digest, subject_for
+        from pipeline.summarise import summarise
 
+        new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
@@ -58,19 +65,57 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     else:
         log.info("digest %d: finishing what an earlier run started", digest.id)
     report.digest_id, report.new = digest.id, len(digest.slugs)
+    from pipeline.config import load_secret
     from pipeline.outbox import write_outbox
 
+    subscribers, subscriber_problems = _subscribers(config)
+    report.problems += subscriber_problems
+    report.subscribers = len(subscribers)
     report.written = write_outbox(digest, subscribers, config, ledger,
                                   load_secret(config.state_dir), now)
     return report
+
+
+def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> list[str]:
+    """Render and write the feeds only when what they are made of changed; returns the files
+    whose bytes changed."""
+    shown = articles[: config.feed_max_items]
+    fingerprint = _feed_fingerprint(shown, config)
+    present = all((config.public_dir / name).exists() for name in FEED_FILES)
+    if present and ledger.get_state("feeds") == fingerprint:
+        return []
+    from pipeline.atomic import write_if_changed
+    from pipeline.feeds import render_feeds
+    from pipeline.summarise import summarise
+
+    changed = [name for name, data in render_feeds([summarise(a) for a in shown], config).items()
+               if write_if_changed(config.public_dir / name, data)]
+    ledger.set_state("feeds", fingerprint)
+    return changed
+
+
+def _feed_fingerprint(articles: list[Article], config: Config) -> str:
+    """Everything the feeds' bytes depend on: the code, the config, each shown entry's file."""
+    digest = hashlib.sha256(__version__.encode())
+    digest.update((config.site_dir / CONFIG_NAME).read_bytes())
+    for article in articles:
+        digest.update(f"\0{article.path}\0{article.checksum}".encode())
+    return digest.hexdigest()
 
 
 def plan(site: Path, now: datetime | None = None) -> RunReport:
     """What `run` would do now, writing nothing: for --dry-run."""
     now = now or datetime.now(UTC)
     config = load_config(site)
-    articles, _, report = _gather(config, now)
-    for name, data in render_feeds(articles, config).items():
+    articles, problems = collect_articles(config, now)
+    subscribers, subscriber_problems = _subscribers(config)
+    report = RunReport(problems=[*config.warnings, *problems, *subscriber_problems],
+                       published=len(articles), subscribers=len(subscribers))
+    from pipeline.feeds import render_feeds
+    from pipeline.summarise import summarise
+
+    shown = [summarise(a) for a in articles[: config.feed_max_items]]
+    for name, data in render_feeds(shown, config).items():
         path = config.public_dir / name
         if not path.exists() or path.read_bytes() != data:
             report.feeds_changed.append(name)
@@ -89,15 +134,11 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     return report
 
 
-def _gather(config: Config, now: datetime) -> tuple[list[Article], list[Subscriber], RunReport]:
-    articles, problems = collect_articles(config, now)
-    articles = [summarise(a) for a in articles]
-    subscribers, subscriber_problems = load_subscribers(
-        config.subscribers_file, config.subscribers_file.relative_to(config.site_dir))
-    log.info("collected %d entries, %d subscribers", len(articles), len(subscribers))
-    report = RunReport(problems=[*config.warnings, *problems, *subscriber_problems],
-                       published=len(articles), subscribers=len(subscribers))
-    return articles, subscribers, report
+def _subscribers(config: Config) -> tuple[list, list[Problem]]:
+    from pipeline.subscribers import load_subscribers
+
+    return load_subscribers(config.subscribers_file,
+                            config.subscribers_file.relative_to(config.site_dir))
 
 
 def _unsent(articles: list[Article], ledger: Ledger, config: Config

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from conftest import ENTRIES, NOW, SEED, markdown_entry
 from pipeline.collect import collect_articles
 from pipeline.config import Config
-from pipeline.models import Article
+from pipeline.models import Article, Body
 from pipeline.readers.journal_page import read_journal_page
 from pipeline.readers.markdown import read_markdown
 from pipeline.sanitise import one_line
@@ -27,7 +27,7 @@ OPENING = ("<p>The opening sentence of the body. A second opening sentence. A th
 def article(body_html: str = OPENING, summary: str = "", takeaways: tuple[str, ...] = (),
             title: str = "A title") -> Article:
     return Article(path=Path("articles/a.md"), slug="a", title=title,
-                   published=datetime(2026, 3, 14, tzinfo=UTC), body_html=body_html,
+                   published=datetime(2026, 3, 14, tzinfo=UTC), body=Body(body_html),
                    summary=summary, takeaways=takeaways)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from pipeline.config import Config
 from pipeline.errors import Problem
-from pipeline.models import Article, Source
+from pipeline.models import Article, Body, Source
 from pipeline.readers.fields import FieldReader, slugify
 from pipeline.sanitise import one_line, safe_html, strip_illegal
 
@@ -74,7 +74,7 @@ def read_journal_page(path: Path, text: str, config: Config
         slug=slug,
         title=title,
         published=published,
-        body_html=safe_html(body_html, url),
+        body=Body(safe_html(body_html, url)),
         category=category,
         summary=summary,
         sources=sources,

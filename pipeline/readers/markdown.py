@@ -13,9 +13,9 @@ from markdown_it import MarkdownIt
 
 from pipeline.config import Config
 from pipeline.errors import EntryError, Problem
-from pipeline.models import Article, Source
+from pipeline.models import Article, Body, Source
 from pipeline.readers.fields import FieldReader, slugify
-from pipeline.sanitise import plain_text, read_minutes, safe_html, strip_illegal
+from pipeline.sanitise import read_minutes, safe_html, strip_illegal
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -23,6 +23,7 @@ KNOWN_FIELDS = {
 }
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
+_MARKUP = re.compile(r"\]\([^)]*\)|<[^>]+>|[#*_>`|-]+(?=\s)")  # link targets, tags, markers
 
 
 @cache
@@ -33,6 +34,17 @@ def _markdown() -> MarkdownIt:
 
 def render_markdown(source: str) -> str:
     return _markdown().render(source)
+
+
+def markdown_body(source: str, url: str) -> str:
+    """A Markdown body as safe HTML with links made absolute against the entry's URL."""
+    return safe_html(render_markdown(strip_illegal(source)), url)
+
+
+def body_of(text: str) -> str:
+    """The Markdown after the front matter (the file is known to have one)."""
+    closing = _CLOSING.search(text)
+    return text[closing.end():] if closing else text
 
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
@@ -92,21 +104,21 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if isinstance(takeaways, dict):
         raise fields.fail("takeaways", "must be text or a list of text, not a mapping",
                           "write a list: takeaways: [\"first\", \"second\"]")
-    body_html = safe_html(render_markdown(strip_illegal(body)), url)
     article = Article(
         path=path,
         slug=slug,
         title=title,
         published=published,
         updated=fields.when("updated", meta.get("updated"), config.timezone),
-        body_html=body_html,
+        body=Body(lambda: markdown_body(body, url)),
         category=fields.text("category", meta.get("category")),
         summary=fields.text("summary", meta.get("summary")),
         author=fields.text("author", meta.get("author")),
         tags=fields.text_list("tags", meta.get("tags")),
         takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
-        read_minutes=read_minutes(plain_text(body_html)),
+        # From the source, not the HTML: rendering waits until the entry is shown.
+        read_minutes=read_minutes(_MARKUP.sub(" ", body)),
         url=url,
     )
     return article, warnings
