@@ -12,11 +12,12 @@ from pathlib import Path
 
 CATEGORIES = ["Heart Health", "Nutrition", "Bones & Joints", "Children's Health", "Neurology",
               "Ageing Well", "Medicines", "Digestive Health", "Sleep", "Mental Health"]
-WORDS = """patients study blood pressure sleep risk trial evidence clinic doctor exercise
+WORDS = """\
+patients study blood pressure sleep risk trial evidence clinic doctor exercise
 vitamin dose weeks months daily people adults children older heart brain muscle joint pain
 treatment medicine review results effect benefit harm symptoms diet fibre sugar salt water
 walking reading measure check nurse advice care health common rare small large early late
-careful modest strong weak clear unclear useful simple regular safe""".split()
+careful modest strong weak clear unclear useful simple regular safe""".split()  # noqa: SIM905
 
 CONFIG = """\
 [site]

@@ -60,7 +60,7 @@ class Composer:
         ]
         if config.reply_to:
             fixed.append(("Reply-To", config.reply_to))
-        self.head = b"".join(policy.SMTP.fold_binary(name, value) for name, value in fixed) + (
+        self.head = b"".join(_header(name, value) for name, value in fixed) + (
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
 
@@ -81,17 +81,42 @@ class Composer:
         token = unsubscribe_token(self.secret, subscriber.email)
         url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
         name = one_line(subscriber.name)[:MAX_NAME]
-        to = formataddr((name, subscriber.email), charset="utf-8")
+        if name.isascii():
+            to_header = f"To: {formataddr((name, subscriber.email))}\r\n".encode()
+        else:
+            to_header = f"To: {_encoded_words(name)}\r\n <{subscriber.email}>\r\n".encode()
         message_id = f"<{message_name(self.digest, subscriber.email)[:-4]}@{self.domain}>"
         values = {"unsubscribe_url": url, "email": subscriber.email}
         return b"".join((
-            f"To: {to}\r\nMessage-ID: {message_id}\r\n"
+            to_header,
+            f"Message-ID: {message_id}\r\n"
             f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
             self.head,
             self.text_head, _fill(self.text, values, escape=False),
             self.html_head, _fill(self.html, values, escape=True),
             self.tail,
         ))
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header, RFC 2047-encoded where it is not ASCII and folded, whatever its length
+    (fold_binary leaves a short non-ASCII value raw)."""
+    return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 words of at most 75 characters, one per folded line, split between
+    characters. (The email package makes words of 76.)"""
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:  # 45 bytes → 60 base64 characters → a 72-char word
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode()}?="
+                         for w in words)
 
 
 def _qp(text: str) -> bytes:

@@ -23,7 +23,6 @@ KNOWN_FIELDS = {
 }
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
-_MARKUP = re.compile(r"\]\([^)]*\)|<[^>]+>|[#*_>`|-]+(?=\s)")  # link targets, tags, markers
 
 
 @cache
@@ -117,8 +116,8 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         tags=fields.text_list("tags", meta.get("tags")),
         takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
-        # From the source, not the HTML: rendering waits until the entry is shown.
-        read_minutes=read_minutes(_MARKUP.sub(" ", body)),
+        # From the source's words, not the HTML's: rendering waits until the entry is shown.
+        read_minutes=read_minutes(body),
         url=url,
     )
     return article, warnings
