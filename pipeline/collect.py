@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +40,7 @@ READERS: dict[str, Reader] = {
     ".txt": _read_journal_page,
 }
 MAX_ENTRY_BYTES = 1_000_000
+PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
 def entry_files(config: Config) -> list[Path]:
@@ -77,15 +80,26 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     """
     cached = store.cached_entries() if store is not None else {}
     fresh: dict[str, CachedEntry] = {}
-    read: list[Article] = []
-    problems: list[Problem] = []
-    for shown, stat in _scan(config):
-        article, found = _read_or_recall(shown, stat, config, cached, fresh)
-        problems.extend(found)
-        if article is not None and article.published <= now:
-            read.append(article)
+    found: list[tuple[Article | None, list[Problem]]] = []
+    misses: list[tuple[str, os.stat_result]] = []
+    for key, stat in _scan(config):
+        hit = cached.get(key)
+        recalled = None
+        if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            recalled = _recall(key, hit, config)
+        if recalled is None:
+            misses.append((key, stat))
+        else:
+            found.append(recalled)
+    found += _read_all(misses, config, cached, fresh)
     if store is not None and fresh:
         store.store_entries(fresh)
+    read: list[Article] = []
+    problems: list[Problem] = []
+    for article, entry_problems in found:
+        problems.extend(entry_problems)
+        if article is not None and article.published <= now:
+            read.append(article)
     # Oldest first, so that when two entries claim one slug the one already out keeps it.
     read.sort(key=lambda a: (a.published, str(a.path)))
     seen: dict[str, Path] = {}
@@ -101,37 +115,73 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     return articles, problems
 
 
-def _read_or_recall(key: str, stat: os.stat_result, config: Config,
-                    cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry]
-                    ) -> tuple[Article | None, list[Problem]]:
+def _recall(key: str, hit: CachedEntry, config: Config
+            ) -> tuple[Article | None, list[Problem]] | None:
+    body = Body(lambda: load_body(config.site_dir / key, Path(key), config))
+    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone)
+
+
+def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
+              cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry]
+              ) -> list[tuple[Article | None, list[Problem]]]:
+    """Read the entries the cache could not vouch for: on both cores when there are many
+    (a first run over a large archive), since YAML parsing is most of the cost."""
+    if len(misses) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+        results = []
+        for key, stat in misses:
+            entry, article, problems = _read_one(key, stat, config, cached.get(key))
+            fresh[key] = entry
+            results.append((article, problems))
+        return results
+    global _pool_config
+    _pool_config = config  # inherited by the forked workers: Config need not be pickled
+    chunk = max(1, len(misses) // (4 * (os.cpu_count() or 2)))
+    jobs = [(key, stat, cached.get(key)) for key, stat in misses]
+    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
+        entries = list(pool.map(_read_in_worker, jobs, chunksize=chunk))
+    results = []
+    for (key, _), entry in zip(misses, entries, strict=True):
+        fresh[key] = entry
+        recalled = _recall(key, entry, config)
+        assert recalled is not None
+        results.append(recalled)
+    return results
+
+
+_pool_config: Config | None = None
+
+
+def _read_in_worker(job: tuple[str, os.stat_result, CachedEntry | None]) -> CachedEntry:
+    assert _pool_config is not None
+    return _read_one(*job[:2], _pool_config, job[2])[0]
+
+
+def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None
+              ) -> tuple[CachedEntry, Article | None, list[Problem]]:
+    """Read one entry file (or recall it when only its mtime changed) and its cache row."""
     shown = Path(key)
+    checksum = ""
     try:
-        hit = cached.get(key)
-        body = Body(lambda: load_body(config.site_dir / key, shown, config))
-        if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
-            recalled = decode(hit.payload, shown, body, hit.checksum, config.timezone)
-            if recalled is not None:
-                return recalled
         path = config.site_dir / key
         data = path.read_bytes() if stat.st_size <= MAX_ENTRY_BYTES else b""
         checksum = hashlib.sha256(data).hexdigest()
         if hit and hit.checksum == checksum:  # touched, not changed
-            recalled = decode(hit.payload, shown, body, checksum, config.timezone)
+            entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, hit.payload)
+            recalled = _recall(key, entry, config)
             if recalled is not None:
-                fresh[key] = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, hit.payload)
-                return recalled
+                return entry, *recalled
         try:
             article, problems = read_entry(path, shown, config, data)
         except EntryError as exc:
             article, problems = None, [exc.problem]
         if article is not None:
             article = replace(article, checksum=checksum)
-        fresh[key] = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum,
-                                 encode(article, problems))
-        return article, problems
     except Exception as exc:  # one unreadable entry must never stop the run
-        return None, [Problem(shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
-                              "check the file's permissions and content")]
+        article, problems = None, [Problem(
+            shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
+            "check the file's permissions and content")]
+    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
+    return entry, article, problems
 
 
 def load_body(path: Path, shown: Path, config: Config) -> str:

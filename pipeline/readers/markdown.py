@@ -157,7 +157,9 @@ def _impossible_date_field(text: str) -> str | None:
 def _field_lines(text: str) -> dict[str, int]:
     """Line of each top-level front matter field, for error messages."""
     lines: dict[str, int] = {}
-    for number, line in enumerate(text.splitlines()[1:], 2):
+    closing = _CLOSING.search(text)
+    head = text[: closing.start()] if closing else text  # not the whole body
+    for number, line in enumerate(head.splitlines()[1:], 2):
         if line.strip() == "---":
             break
         match = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
