@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import multiprocessing
 import os
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -45,10 +43,10 @@ PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (be
 
 def entry_files(config: Config) -> list[Path]:
     """Entry files under articles/, in a stable order; hidden files and other formats ignored."""
-    return [config.site_dir / shown for shown, _ in _scan(config)]
+    return [config.site_dir / shown for shown, _ in scan(config)]
 
 
-def _scan(config: Config) -> list[tuple[str, os.stat_result]]:
+def scan(config: Config) -> list[tuple[str, os.stat_result]]:
     """(path relative to the site, stat) of each entry file, sorted. os.scandir rather than
     pathlib: on a 1,000-entry site this walk is a good part of a no-op run."""
     found: list[tuple[str, os.stat_result]] = []
@@ -71,18 +69,21 @@ def _scan(config: Config) -> list[tuple[str, os.stat_result]]:
     return found
 
 
-def collect_articles(config: Config, now: datetime, store: EntryStore | None = None
+def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
+                     files: list[tuple[str, os.stat_result]] | None = None,
+                     upcoming: list[datetime] | None = None
                      ) -> tuple[list[Article], list[Problem]]:
     """Every published entry, newest first, and every problem met on the way.
 
-    Drafts and entries dated after `now` are left out silently: they are not errors. With a
-    `store`, unchanged entries are recalled instead of read again.
+    Drafts and entries dated after `now` are left out silently: they are not errors (their
+    dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
+    instead of read again. `files` is a `scan()` already made.
     """
     cached = store.cached_entries() if store is not None else {}
     fresh: dict[str, CachedEntry] = {}
     found: list[tuple[Article | None, list[Problem]]] = []
     misses: list[tuple[str, os.stat_result]] = []
-    for key, stat in _scan(config):
+    for key, stat in scan(config) if files is None else files:
         hit = cached.get(key)
         recalled = None
         if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
@@ -100,6 +101,8 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
         problems.extend(entry_problems)
         if article is not None and article.published <= now:
             read.append(article)
+        elif article is not None and upcoming is not None:
+            upcoming.append(article.published)
     # Oldest first, so that when two entries claim one slug the one already out keeps it.
     read.sort(key=lambda a: (a.published, str(a.path)))
     seen: dict[str, Path] = {}
@@ -133,6 +136,9 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
             fresh[key] = entry
             results.append((article, problems))
         return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     global _pool_config
     _pool_config = config  # inherited by the forked workers: Config need not be pickled
     chunk = max(1, len(misses) // (4 * (os.cpu_count() or 2)))

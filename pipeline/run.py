@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.collect import collect_articles
+from pipeline.collect import collect_articles, scan
 from pipeline.config import CONFIG_NAME, Config, load_config
 from pipeline.errors import Problem
 from pipeline.ledger import Ledger, open_ledger
@@ -40,9 +41,44 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
 
 
 def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
-    articles, problems = collect_articles(config, now, ledger)
+    files = scan(config)
+    quiet = _quiet_key(files, config)
+    if _still_quiet(quiet, config, ledger, now):
+        log.info("nothing changed since the last run")
+        return RunReport(published=int(ledger.get_state("published") or 0))
+    upcoming: list[datetime] = []
+    articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
     report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
+    report = _publish(articles, report, config, ledger, now)
+    if not report.problems and not report.held_back:
+        # Until an entry file, the config or the code changes, or the next dated entry is due,
+        # runs can stop right here: nothing they could do would differ from this one.
+        ledger.set_state("quiet", quiet)
+        ledger.set_state("next_due", min(upcoming).isoformat() if upcoming else "")
+        ledger.set_state("published", str(len(articles)))
+    return report
+
+
+def _quiet_key(files: list[tuple[str, os.stat_result]], config: Config) -> str:
+    digest = hashlib.sha256(__version__.encode())
+    digest.update((config.site_dir / CONFIG_NAME).read_bytes())
+    for key, stat in files:
+        digest.update(f"\0{key}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    return digest.hexdigest()
+
+
+def _still_quiet(quiet: str, config: Config, ledger: Ledger, now: datetime) -> bool:
+    if ledger.get_state("quiet") != quiet or ledger.open_digest() is not None:
+        return False
+    next_due = ledger.get_state("next_due")
+    if next_due and now >= datetime.fromisoformat(next_due):
+        return False
+    return all((config.public_dir / name).exists() for name in FEED_FILES)
+
+
+def _publish(articles: list[Article], report: RunReport, config: Config, ledger: Ledger,
+             now: datetime) -> RunReport:
     report.feeds_changed = _refresh_feeds(articles, config, ledger)
     log.info("feeds: %s", ", ".join(report.feeds_changed) or "unchanged")
 
@@ -67,12 +103,14 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     report.digest_id, report.new = digest.id, len(digest.slugs)
     from pipeline.config import load_secret
     from pipeline.outbox import write_outbox
+    from pipeline.subscribers import read_subscribers
 
-    subscribers, subscriber_problems = _subscribers(config)
-    report.problems += subscriber_problems
-    report.subscribers = len(subscribers)
+    subscriber_problems: list[Problem] = []
+    subscribers = read_subscribers(config.subscribers_file, subscriber_problems,
+                                   config.subscribers_file.relative_to(config.site_dir))
     report.written = write_outbox(digest, subscribers, config, ledger,
                                   load_secret(config.state_dir), now)
+    report.problems += subscriber_problems
     return report
 
 

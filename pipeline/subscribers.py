@@ -6,9 +6,8 @@ import base64
 import csv
 import hashlib
 import hmac
+from collections.abc import Iterator
 from pathlib import Path
-
-from email_validator import EmailNotValidError, validate_email
 
 from pipeline.errors import Problem
 from pipeline.models import Subscriber
@@ -18,24 +17,34 @@ ACTIVE = "active"
 
 def load_subscribers(path: Path, shown: Path | str | None = None
                      ) -> tuple[list[Subscriber], list[Problem]]:
-    """Active subscribers from a CSV with columns email, name, categories, status.
+    """Every active subscriber in the CSV, and the problems with its rows."""
+    problems: list[Problem] = []
+    return list(read_subscribers(path, problems, shown)), problems
+
+
+def read_subscribers(path: Path, problems: list[Problem], shown: Path | str | None = None
+                     ) -> Iterator[Subscriber]:
+    """Active subscribers from a CSV with columns email, name, categories, status, one at a
+    time (a six-figure list is never held in memory); problems are appended as met.
 
     Addresses are validated (syntax only, no DNS) and de-duplicated case-insensitively;
     a bad row is reported with its line number and skipped.
     """
+    from email_validator import EmailNotValidError, validate_email  # only when mail goes out
+
     shown = shown or path
     if not path.exists():
-        return [], [Problem(shown, "file", "not found",
-                            "create it with a header line `email,name,categories,status`",
-                            warning=True)]
-    subscribers: list[Subscriber] = []
-    problems: list[Problem] = []
+        problems.append(Problem(shown, "file", "not found",
+                                "create it with a header line `email,name,categories,status`",
+                                warning=True))
+        return
     seen: set[str] = set()
     with path.open(encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
         if not reader.fieldnames or "email" not in [h.strip().lower() for h in reader.fieldnames]:
-            return [], [Problem(shown, "email", "no `email` column",
-                                "start the file with `email,name,categories,status`")]
+            problems.append(Problem(shown, "email", "no `email` column",
+                                    "start the file with `email,name,categories,status`"))
+            return
         for row in reader:
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
                    if isinstance(v, str)}
@@ -55,9 +64,8 @@ def load_subscribers(path: Path, shown: Path | str | None = None
                 continue
             seen.add(email.lower())
             categories = tuple(c.strip() for c in row.get("categories", "").split(";") if c.strip())
-            subscribers.append(Subscriber(email=email, name=" ".join(row.get("name", "").split()),
-                                          categories=categories))
-    return subscribers, problems
+            yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
+                             categories=categories)
 
 
 def unsubscribe_token(secret: bytes, email: str) -> str:
