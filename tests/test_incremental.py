@@ -1,0 +1,111 @@
+"""Runs that skip unchanged work must still notice every change that matters."""
+
+from __future__ import annotations
+
+import os
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import feedparser
+import pytest
+
+from conftest import markdown_entry, write_entry
+from pipeline import collect
+from pipeline.run import run
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def feed_titles(site: Path) -> list[str]:
+    return [e.title for e in feedparser.parse(site / "public" / "feed.xml").entries]
+
+
+def refuse_to_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: object) -> None:
+        raise AssertionError("an unchanged entry was read again")
+
+    for suffix in list(collect.READERS):
+        monkeypatch.setitem(collect.READERS, suffix, refuse)
+
+
+def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[feed]\nmax_items = 1\n")
+    for day in (1, 2, 3):
+        entry = markdown_entry(title=f"Entry {day}", date=f"2026-05-0{day}")
+        write_entry(site, f"e{day}.md", entry)
+    run(site, NOW)
+    read: list[str] = []
+    reader = collect.READERS[".md"]
+
+    def recording(path: Path, text: str, config: object) -> object:
+        read.append(str(path))
+        return reader(path, text, config)
+
+    monkeypatch.setitem(collect.READERS, ".md", recording)
+    (site / "public" / "feed.xml").unlink()  # the feeds must be made again
+    run(site, NOW + timedelta(minutes=5))
+    assert read == ["articles/e3.md"]  # for its body; the other two come from the cache
+    assert feed_titles(site) == ["Entry 3"]
+
+
+def test_a_touched_but_unchanged_entry_is_not_read_again(site: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_entry(site, "a.md", markdown_entry(title="Touched"))
+    run(site, NOW)
+    refuse_to_read(monkeypatch)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    assert run(site, NOW).problems == []
+
+
+def test_a_quiet_site_still_publishes_an_entry_when_its_time_comes(site: Path) -> None:
+    write_entry(site, "now.md", markdown_entry(title="Today", date="2026-11-25"))
+    write_entry(site, "later.md", markdown_entry(title="Friday", date="2026-11-27T09:00:00+00:00"))
+    assert run(site, NOW).new == 1
+    assert run(site, NOW + timedelta(hours=1)).digest_id is None  # quiet: nothing due yet
+    report = run(site, datetime(2026, 11, 27, 9, 0, tzinfo=UTC))
+    assert report.new == 1 and feed_titles(site) == ["Friday", "Today"]
+
+
+def test_an_edited_entry_changes_the_feed(site: Path) -> None:
+    path = write_entry(site, "a.md", markdown_entry(title="First title"))
+    run(site, NOW)
+    path.write_text(markdown_entry(title="Second title"))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))
+    report = run(site, NOW)
+    assert "feed.xml" in report.feeds_changed and feed_titles(site) == ["Second title"]
+
+
+def test_a_deleted_feed_is_written_again(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry())
+    run(site, NOW)
+    (site / "public" / "atom.xml").unlink()
+    run(site, NOW)
+    assert (site / "public" / "atom.xml").exists()
+
+
+def test_a_config_change_reaches_the_feeds(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry())
+    run(site, NOW)
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text().replace("Test Clinic Journal", "Renamed Journal", 1))
+    run(site, NOW)
+    assert feedparser.parse(site / "public" / "feed.xml").feed.title == "Renamed Journal"
+
+
+def test_a_broken_entry_is_reported_on_every_run(site: Path) -> None:
+    write_entry(site, "good.md", markdown_entry())
+    write_entry(site, "bad.md", "---\ntitle: [unclosed\n---\n")
+    for minutes in (0, 5, 10):
+        report = run(site, NOW + timedelta(minutes=minutes))
+        assert [str(p.path) for p in report.problems] == ["articles/bad.md"]
+
+
+def test_a_new_entry_after_quiet_runs_goes_out(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(title="Old"))
+    run(site, NOW)
+    run(site, NOW)
+    write_entry(site, "b.md", markdown_entry(title="New", date="2026-11-20"))
+    report = run(site, NOW)
+    assert report.new == 1 and report.written == 2
