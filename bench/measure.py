@@ -47,8 +47,9 @@ def timed(action: Callable[[], object], repeat: int, before: Callable[[], object
     return times
 
 
-def run_cli(*args: str) -> None:
-    done = subprocess.run([*NEWSLETTER, *args], env=ENV, capture_output=True, text=True)
+def run_cli(*args: str, on_core: int | None = None) -> None:
+    pin = ["taskset", "-c", str(on_core)] if on_core is not None else []
+    done = subprocess.run([*pin, *NEWSLETTER, *args], env=ENV, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"newsletter {' '.join(args)} failed:\n{done.stderr}")
 

@@ -41,10 +41,10 @@ def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
     No fsync per file (that would bound fan-out at the disk's sync rate); callers call
     `flush_to_disk()` once per batch before recording the batch as written.
     """
-    tmp = tmp_dir / name
+    tmp = os.path.join(tmp_dir, name)  # strings, not Paths: this runs once per message
     with open(tmp, "wb") as f:
         f.write(data)
-    os.replace(tmp, new_dir / name)
+    os.replace(tmp, os.path.join(new_dir, name))
 
 
 def flush_to_disk(*folders: Path) -> None:

@@ -129,7 +129,8 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               ) -> list[tuple[Article | None, list[Problem]]]:
     """Read the entries the cache could not vouch for: on both cores when there are many
     (a first run over a large archive), since YAML parsing is most of the cost."""
-    if len(misses) < PARALLEL_FROM or (os.cpu_count() or 1) < 2:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if len(misses) < PARALLEL_FROM or (cores or 1) < 2:
         results = []
         for key, stat in misses:
             entry, article, problems = _read_one(key, stat, config, cached.get(key))
@@ -141,9 +142,9 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
 
     global _pool_config
     _pool_config = config  # inherited by the forked workers: Config need not be pickled
-    chunk = max(1, len(misses) // (4 * (os.cpu_count() or 2)))
+    chunk = max(1, len(misses) // (4 * cores))
     jobs = [(key, stat, cached.get(key)) for key, stat in misses]
-    with ProcessPoolExecutor(mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
         entries = list(pool.map(_read_in_worker, jobs, chunksize=chunk))
     results = []
     for (key, _), entry in zip(misses, entries, strict=True):

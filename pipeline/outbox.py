@@ -8,6 +8,7 @@ repeated or resumed run never writes a second copy.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +22,7 @@ from pipeline.models import Digest, Subscriber
 __all__ = ["SENT", "build_message", "message_name", "message_prefix", "write_outbox"]
 
 log = logging.getLogger("pipeline")
-BATCH = 500  # messages made durable and recorded together
+BATCH = 2000  # messages made durable (one sync) and recorded together
 SENT = "sent"  # where sending moves a message once the server accepted it
 
 
@@ -50,6 +51,10 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
         leftover.unlink()
     composer = Composer(digest, config, secret)
     done = ledger.written_addresses(digest.id)
+    # Files a killed run delivered but did not record (listed once, not stat()ed per message);
+    # sending may already have moved one on, so its folder counts too.
+    delivered = {name for folder in (new, config.outbox_dir / SENT) if folder.is_dir()
+                 for name in os.listdir(folder)}
     written = 0
     batch: list[tuple[str, str]] = []
     for subscriber in subscribers:
@@ -57,7 +62,7 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
             continue
         done.add(subscriber.email)
         name = message_name(digest, subscriber.email)
-        if not (new / name).exists():
+        if name not in delivered:
             deliver(tmp, new, name, composer.compose(subscriber))
             written += 1
         batch.append((subscriber.email, name))

@@ -6,6 +6,7 @@ import base64
 import csv
 import hashlib
 import hmac
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,18 @@ from pipeline.errors import Problem
 from pipeline.models import Subscriber
 
 ACTIVE = "active"
+# A plain ASCII address (RFC 5322 dot-atom local part, LDH domain labels): the overwhelming
+# majority, accepted without email-validator's ~40 µs, which would bound a large fan-out.
+_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+                    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
+
+
+def _plain_address(raw: str) -> str | None:
+    """The address with its domain lowercased, if it is plain; None sends it to the validator."""
+    if len(raw) > 254 or not _PLAIN.fullmatch(raw):
+        return None
+    local, domain = raw.rsplit("@", 1)
+    return None if len(local) > 64 else f"{local}@{domain.lower()}"
 
 
 def load_subscribers(path: Path, shown: Path | str | None = None
@@ -54,8 +67,10 @@ def read_subscribers(path: Path, problems: list[Problem], shown: Path | str | No
             status = row.get("status", "").lower() or ACTIVE
             if status != ACTIVE:
                 continue
+            raw = row.get("email", "")
             try:
-                email = validate_email(row.get("email", ""), check_deliverability=False).normalized
+                email = _plain_address(raw) or validate_email(
+                    raw, check_deliverability=False, allow_smtputf8=False).normalized
             except EmailNotValidError as exc:
                 problems.append(Problem(shown, "email", f"{row.get('email', '')!r}: {exc}",
                                         "correct the address or remove the row", line=line))

@@ -1,0 +1,180 @@
+"""Fan-out: one digest to N subscribers (default 100,000) into the outbox.
+
+    python bench/fanout.py [--subscribers 100000] [--repeat 3] [--dir /tmp]
+
+Three figures in one run:
+  1. message assembly alone, to memory, on one core (target ≥ 5,000 messages/s);
+  2. the whole fan-out to disk (write_outbox: reading subscribers, assembling, tmp → new,
+     flushing and recording in the ledger) against the disk floor: the same number of files
+     of the same size written with tmp + rename and nothing else (target ≤ 1.5×);
+  3. a naive baseline: jinja2 + MJML + premailer + EmailMessage per subscriber, timed on a
+     sample and scaled (target ≥ 25× slower than ours).
+Peak memory of the fan-out is measured in a child process at N/10 and N subscribers: it must
+stay under 200 MB and flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from generate import make_site, write_subscribers
+from measure import REPO, describe, timed, wait_for_quiet_disk
+
+NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def build_site(root: Path, subscribers: int) -> Path:
+    """A site whose first run built one 10-entry digest for zero subscribers."""
+    site = make_site(root / "site", 10, subscribers=0)
+    os.environ["NEWSLETTER_SECRET"] = "bench-secret"
+    from pipeline.run import run
+
+    run(site, NOW)
+    write_subscribers(site / "subscribers.csv", subscribers)
+    return site
+
+
+def fan_out(site: Path) -> int:
+    """write_outbox for the site's digest into an empty outbox, as `newsletter run` does."""
+    from pipeline.config import load_config, load_secret
+    from pipeline.ledger import open_ledger
+    from pipeline.outbox import write_outbox
+    from pipeline.subscribers import read_subscribers
+
+    config = load_config(site)
+    with open_ledger(config.state_dir) as ledger:
+        ledger.db.execute("DELETE FROM messages")
+        ledger.db.execute("UPDATE digests SET complete = 0")
+        digest = ledger.last_digest()
+        assert digest is not None
+        problems: list = []
+        return write_outbox(digest, read_subscribers(config.subscribers_file, problems), config,
+                            ledger, load_secret(config.state_dir), NOW)
+
+
+def floor(folder: Path, count: int, data: bytes) -> None:
+    """The same files, tmp + rename, nothing else, then one sync: what the disk allows."""
+    tmp, new = folder / "tmp", folder / "new"
+    tmp.mkdir(parents=True)
+    new.mkdir()
+    for n in range(count):
+        name = f"floor-{n:07d}.eml"
+        with open(tmp / name, "wb") as f:
+            f.write(data)
+        os.replace(tmp / name, new / name)
+    os.sync()
+
+
+def naive_message(site: Path, email: str) -> bytes:
+    """What a naive pipeline does for every subscriber: render, compile, inline, build."""
+    from email import policy
+    from email.message import EmailMessage
+
+    from pipeline.collect import collect_articles
+    from pipeline.config import load_config
+    from pipeline.digest import render_digest
+    from pipeline.summarise import summarise
+
+    config = load_config(site)
+    articles = [summarise(a) for a in collect_articles(config, NOW)[0][:10]]
+    html, text = render_digest(articles, NOW, config)
+    html = html.replace("@@EMAIL@@", email)
+    msg = EmailMessage(policy=policy.SMTP)
+    msg["From"], msg["To"], msg["Subject"] = str(config.from_address), email, "Digest"
+    msg.set_content(text)
+    msg.add_alternative(html, subtype="html")
+    return msg.as_bytes()
+
+
+def peak_memory(site: Path, subscribers: int) -> float:
+    """Peak RSS (MB) of a fresh process that fans out to `subscribers` (VmHWM: unlike
+    ru_maxrss, it does not carry over the forking parent's size)."""
+    write_subscribers(site / "subscribers.csv", subscribers)
+    shutil.rmtree(site / "outbox", ignore_errors=True)
+    code = ("import sys; sys.path.insert(0, 'bench'); from fanout import fan_out; "
+            "from pathlib import Path; fan_out(Path(sys.argv[1])); "
+            "print(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')))")
+    done = subprocess.run([sys.executable, "-c", code, str(site)], cwd=REPO, check=True,
+                          capture_output=True, text=True)
+    return int(done.stdout.split()[1]) / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--subscribers", type=int, default=100_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--dir", default=tempfile.gettempdir(),
+                        help="where the outbox goes (a disk, or /dev/shm for tmpfs)")
+    args = parser.parse_args()
+    n = args.subscribers
+    with tempfile.TemporaryDirectory(prefix="bench-fanout-", dir=args.dir) as tmp:
+        root = Path(tmp)
+        site = build_site(root, n)
+
+        from pipeline.compose import Composer
+        from pipeline.config import load_config
+        from pipeline.ledger import open_ledger
+        from pipeline.models import Subscriber
+
+        config = load_config(site)
+        with open_ledger(config.state_dir) as ledger:
+            digest = ledger.last_digest()
+        assert digest is not None
+        composer = Composer(digest, config, b"bench-secret")
+        people = [Subscriber(f"reader{i:06d}@example.org", f"Reader {i}") for i in range(n)]
+        sample = composer.compose(people[0])
+        def assemble() -> None:
+            for person in people:
+                composer.compose(person)
+
+        assembly = timed(assemble, args.repeat, quiet_disk=False)
+
+        def clear() -> None:
+            shutil.rmtree(site / "outbox", ignore_errors=True)
+            shutil.rmtree(root / "floor", ignore_errors=True)
+            os.sync()
+
+        ours, floors = [], []
+        for _ in range(args.repeat):  # alternate, so disk noise falls on both alike
+            clear()
+            ours += timed(lambda: fan_out(site), 1)
+            clear()
+            floors += timed(lambda: floor(root / "floor", n, sample), 1)
+        clear()
+        wait_for_quiet_disk()
+        count = 20
+        start = time.perf_counter()
+        for i in range(count):
+            naive_message(site, f"reader{i:06d}@example.org")
+        naive_each = (time.perf_counter() - start) / count
+        memory = {size: peak_memory(site, size) for size in (n // 10, n)}
+
+    rate = [n / t for t in assembly]
+    print(f"message size: {len(sample) / 1024:.1f} KB; {n:,} subscribers; outbox in {args.dir}")
+    print(f"1. assembly to memory: median {statistics.median(rate):,.0f} messages/s "
+          f"(min {min(rate):,.0f}, max {max(rate):,.0f}); target ≥ 5,000")
+    print(describe("2. fan-out to disk", ours))
+    print(describe("   disk floor (same files, tmp + rename, sync)", floors))
+    ratio = statistics.median(ours) / statistics.median(floors)
+    print(f"   fan-out / floor: {ratio:.2f}x; target ≤ 1.5x")
+    naive_total = naive_each * n
+    speedup = naive_total / statistics.median(ours)
+    print(f"3. naive: {naive_each * 1000:.1f} ms per message → {naive_total:,.0f} s for {n:,}; "
+          f"ours is {speedup:,.0f}x faster; target ≥ 25x")
+    print("peak memory: " + json.dumps({f"{k:,} subscribers": f"{v:.0f} MB"
+                                        for k, v in memory.items()}) + "; target < 200 MB, flat")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO))
+    main()
