@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import shutil
 from datetime import UTC, datetime
+from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+from pipeline.collect import collect_articles
 from pipeline.config import Config, load_config
+from pipeline.models import Article
+from pipeline.summarise import summarise
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRIES = Path(__file__).resolve().parent / "entries"
@@ -78,3 +82,33 @@ def sample_site(site: Path) -> Path:
     """The repository's own sample articles in a temporary site."""
     shutil.copytree(REPO / "articles", site / "articles", dirs_exist_ok=True)
     return site
+
+
+def articles_of(site: Path, now: datetime = NOW) -> tuple[Config, list[Article]]:
+    """The site's config and its published articles, summarised; fails on any problem."""
+    config = load_config(site)
+    found, problems = collect_articles(config, now)
+    assert problems == []
+    return config, [summarise(a) for a in found]
+
+
+class _Markup(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.unsafe: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in {"script", "style", "iframe", "object", "embed", "svg", "math", "form"}:
+            self.unsafe.append(tag)
+        for name, value in attrs:
+            squashed = "".join((value or "").split()).lower()
+            if name.startswith("on") or squashed.startswith(("javascript:", "vbscript:", "data:")):
+                self.unsafe.append(f"{tag} {name}={value!r}")
+
+
+def unsafe_markup(fragment: str) -> list[str]:
+    """Script elements, event-handler attributes and script URLs that a browser would act on."""
+    parser = _Markup()
+    parser.feed(fragment)
+    parser.close()
+    return parser.unsafe

@@ -3,28 +3,18 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from pathlib import Path
 
 import lxml.html
 import pytest
 
-from conftest import NOW, markdown_entry, write_entry
-from pipeline.collect import collect_articles
-from pipeline.config import Config, load_config
+from conftest import NOW, articles_of, markdown_entry, write_entry
+from pipeline.config import Config
 from pipeline.digest import DISCLAIMER, PLACEHOLDERS, WIDTH, render_digest
 from pipeline.errors import TemplateError
 from pipeline.models import Article
-from pipeline.summarise import summarise
 
 URL_LINE = re.compile(r"^\s*(https?://|mailto:|@@UNSUBSCRIBE_URL@@)\S*$")
-
-
-def articles_of(site: Path, now: datetime = NOW) -> tuple[Config, list[Article]]:
-    config = load_config(site)
-    found, problems = collect_articles(config, now)
-    assert problems == []
-    return config, [summarise(a) for a in found]
 
 
 def digest_of(site: Path) -> tuple[Config, list[Article], str, str]:

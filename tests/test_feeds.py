@@ -16,23 +16,14 @@ import feedparser
 import lxml.html
 import pytest
 
-from conftest import CONFIG, NOW, markdown_entry, write_entry
-from pipeline.collect import collect_articles
-from pipeline.config import Config, load_config
+from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
+from pipeline.config import Config
 from pipeline.feeds import FEED_FILES, render_feeds
 from pipeline.models import Article
-from pipeline.summarise import summarise
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"
 RFC822 = re.compile(r"^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} [+-]\d{4}$")
-
-
-def articles_of(site: Path, now: datetime = NOW) -> tuple[Config, list[Article]]:
-    config = load_config(site)
-    found, problems = collect_articles(config, now)
-    assert problems == []
-    return config, [summarise(a) for a in found]
 
 
 def feeds_of(site: Path, now: datetime = NOW) -> tuple[Config, list[Article], dict[str, bytes]]:

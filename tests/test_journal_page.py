@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import re
 from datetime import date
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ENTRIES, SEED
+from conftest import ENTRIES, SEED, unsafe_markup
 from pipeline.config import Config
 from pipeline.errors import EntryError
 from pipeline.models import Article
@@ -27,28 +26,6 @@ def read(config: Config, source: Path, name: str | None = None) -> Article:
     assert article is not None
     assert warnings == []
     return article
-
-
-class _Markup(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.unsafe: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in {"script", "style", "iframe", "object", "embed"}:
-            self.unsafe.append(tag)
-        for name, value in attrs:
-            squashed = "".join((value or "").split()).lower()
-            if name.startswith("on") or squashed.startswith(("javascript:", "vbscript:", "data:")):
-                self.unsafe.append(f"{tag} {name}={value!r}")
-
-
-def unsafe_markup(fragment: str) -> list[str]:
-    """Script elements, event-handler attributes and script URLs that a browser would act on."""
-    parser = _Markup()
-    parser.feed(fragment)
-    parser.close()
-    return parser.unsafe
 
 
 def blocks(text: str) -> list[str]:

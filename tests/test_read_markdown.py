@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import ENTRIES, markdown_entry
+from conftest import ENTRIES, markdown_entry, unsafe_markup
 from pipeline.config import Config
 from pipeline.errors import EntryError, Problem
 from pipeline.models import Article, Source
@@ -47,28 +46,6 @@ def error_of(config: Config, text: str) -> Problem:
     assert match["field"] == problem.field
     assert problem.hint.strip()
     return problem
-
-
-class _Markup(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.unsafe: list[str] = []
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in {"script", "style", "iframe", "object", "embed", "svg", "math", "form"}:
-            self.unsafe.append(tag)
-        for name, value in attrs:
-            squashed = "".join((value or "").split()).lower()
-            if name.startswith("on") or squashed.startswith(("javascript:", "vbscript:", "data:")):
-                self.unsafe.append(f"{tag} {name}={value!r}")
-
-
-def unsafe_markup(fragment: str) -> list[str]:
-    """Script elements, event-handler attributes and script URLs that a browser would act on."""
-    parser = _Markup()
-    parser.feed(fragment)
-    parser.close()
-    return parser.unsafe
 
 
 # --- fields ---------------------------------------------------------------------------------------
