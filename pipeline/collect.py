@@ -120,7 +120,9 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
 
 def _recall(key: str, hit: CachedEntry, config: Config
             ) -> tuple[Article | None, list[Problem]] | None:
-    body = Body(lambda: load_body(config.site_dir / key, Path(key), config))
+    def body(url: str) -> Body:
+        return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
+
     return decode(hit.payload, Path(key), body, hit.checksum, config.timezone)
 
 
@@ -191,8 +193,13 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
     return entry, article, problems
 
 
-def load_body(path: Path, shown: Path, config: Config) -> str:
-    """An entry's body HTML, read again from its file: for entries recalled from the cache."""
+def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
+    """An entry's body HTML, read again from its file: for entries recalled from the cache.
+    A Markdown body needs no second YAML parse: it is what follows the front matter."""
+    if path.suffix.lower() in (".md", ".markdown"):
+        from pipeline.readers.markdown import body_of, markdown_body
+
+        return markdown_body(body_of(path.read_bytes().decode("utf-8-sig")), url)
     article, _ = read_entry(path, shown, config)
     if article is None:
         raise EntryError(Problem(shown, "file", "changed while the run was using it",

@@ -8,6 +8,7 @@ A cached Article's body is read from the file again only if it is shown.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -51,9 +52,10 @@ def encode(article: Article | None, problems: list[Problem]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def decode(payload: str, path: Path, body: Body, checksum: str, tz: tzinfo
+def decode(payload: str, path: Path, body: Callable[[str], Body], checksum: str, tz: tzinfo
            ) -> tuple[Article | None, list[Problem]] | None:
-    """The cached reading, or None when it was made by other code and must be redone."""
+    """The cached reading, or None when it was made by other code and must be redone.
+    `body` makes the article's (lazy) body from its URL, which relative links resolve against."""
     data = json.loads(payload)
     if data.get("v") != CACHE_VERSION:
         return None
@@ -66,7 +68,7 @@ def decode(payload: str, path: Path, body: Body, checksum: str, tz: tzinfo
         path=path, slug=a["slug"], title=a["title"],
         published=datetime.fromisoformat(a["published"]).astimezone(tz),
         updated=datetime.fromisoformat(a["updated"]).astimezone(tz) if a["updated"] else None,
-        body=body, category=a["category"], summary=a["summary"], author=a["author"],
+        body=body(a["url"]), category=a["category"], summary=a["summary"], author=a["author"],
         tags=tuple(a["tags"]), takeaways=tuple(a["takeaways"]),
         sources=tuple(Source(t, u) for t, u in a["sources"]),
         disclaimer=a["disclaimer"], read_minutes=a["read_minutes"], url=a["url"],

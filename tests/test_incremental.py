@@ -36,17 +36,24 @@ def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
         entry = markdown_entry(title=f"Entry {day}", date=f"2026-05-0{day}")
         write_entry(site, f"e{day}.md", entry)
     run(site, NOW)
-    read: list[str] = []
-    reader = collect.READERS[".md"]
+    parsed: list[str] = []
+    bodies: list[str] = []
+    reader, load_body = collect.READERS[".md"], collect.load_body
 
-    def recording(path: Path, text: str, config: object) -> object:
-        read.append(str(path))
+    def recording_reader(path: Path, text: str, config: object) -> object:
+        parsed.append(str(path))
         return reader(path, text, config)
 
-    monkeypatch.setitem(collect.READERS, ".md", recording)
+    def recording_body(path: Path, shown: Path, url: str, config: object) -> str:
+        bodies.append(str(shown))
+        return load_body(path, shown, url, config)
+
+    monkeypatch.setitem(collect.READERS, ".md", recording_reader)
+    monkeypatch.setattr(collect, "load_body", recording_body)
     (site / "public" / "feed.xml").unlink()  # the feeds must be made again
     run(site, NOW + timedelta(minutes=5))
-    assert read == ["articles/e3.md"]  # for its body; the other two come from the cache
+    assert parsed == []  # every entry's fields come from the cache
+    assert bodies == ["articles/e3.md"]  # and only the one the feed shows is read, for its body
     assert feed_titles(site) == ["Entry 3"]
 
 
@@ -109,3 +116,13 @@ def test_a_new_entry_after_quiet_runs_goes_out(site: Path) -> None:
     write_entry(site, "b.md", markdown_entry(title="New", date="2026-11-20"))
     report = run(site, NOW)
     assert report.new == 1 and report.written == 2
+
+
+def test_a_body_read_again_from_the_cache_keeps_absolute_links(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(slug="linked", body="See [the guide](../guide/)."))
+    run(site, NOW)
+    first = (site / "public" / "feed.xml").read_bytes()
+    (site / "public" / "feed.xml").unlink()  # made again from cached fields and a fresh body
+    run(site, NOW + timedelta(minutes=5))
+    assert (site / "public" / "feed.xml").read_bytes() == first
+    assert b"https://journal.example.org/journal/guide/" in first
