@@ -94,7 +94,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         from pipeline.summarise import summarise
 
         new = [summarise(a) for a in new]
-        html, text = render_digest(new, now, config)
+        html, text = render_digest(new, now, config)  # every entry: for those who chose none
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
         log.info("digest %d: built with %d entries", digest.id, len(new))
@@ -102,15 +102,20 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         log.info("digest %d: finishing what an earlier run started", digest.id)
     report.digest_id, report.new = digest.id, len(digest.slugs)
     from pipeline.config import load_secret
+    from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
-    from pipeline.subscribers import read_subscribers
+    from pipeline.segments import Renditions
+    from pipeline.subscriptions import sync_site_csv
 
-    subscriber_problems: list[Problem] = []
-    subscribers = read_subscribers(config.subscribers_file, subscriber_problems,
-                                   config.subscribers_file.relative_to(config.site_dir))
-    report.written = write_outbox(digest, subscribers, config, ledger,
-                                  load_secret(config.state_dir), now)
-    report.problems += subscriber_problems
+    # The list is only read when a digest goes out: new subscribers never get old digests.
+    report.problems += sync_site_csv(config, ledger, now)
+    book = SubscriberBook(ledger)
+    renditions = Renditions(digest, articles, config, ledger)
+    for segment in sorted(book.active_segments()):  # freeze every rendition before writing
+        renditions.for_segment(segment)
+    report.written = write_outbox(digest, book.active(), config, ledger,
+                                  load_secret(config.state_dir), now,
+                                  renditions.for_subscriber)
     return report
 
 
