@@ -151,9 +151,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     now = now or datetime.now(UTC)
     config = load_config(site)
     articles, problems = collect_articles(config, now)
-    subscribers, subscriber_problems = _subscribers(config)
-    report = RunReport(problems=[*config.warnings, *problems, *subscriber_problems],
-                       published=len(articles), subscribers=len(subscribers))
+    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
     from pipeline.feeds import render_feeds
     from pipeline.summarise import summarise
 
@@ -163,6 +161,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
         if not path.exists() or path.read_bytes() != data:
             report.feeds_changed.append(name)
     with open_ledger(config.state_dir, read_only=True) as ledger:
+        report.subscribers = _subscriber_count(config, ledger, report.problems)
         digest = ledger.open_digest()
         if digest is not None:
             report.digest_id, report.new = digest.id, len(digest.slugs)
@@ -177,11 +176,19 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     return report
 
 
-def _subscribers(config: Config) -> tuple[list, list[Problem]]:
-    from pipeline.subscribers import load_subscribers
+def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -> int:
+    """Active subscribers once subscribers.csv is imported (an upper bound: segments whose
+    categories have nothing new get no message)."""
+    from pipeline.ledger_subscribers import SubscriberBook
+    from pipeline.subscribers import ACTIVE, read_rows
 
-    return load_subscribers(config.subscribers_file,
-                            config.subscribers_file.relative_to(config.site_dir))
+    book = SubscriberBook(ledger)
+    count = book.counts()[ACTIVE]
+    shown = config.subscribers_file.relative_to(config.site_dir)
+    for row in read_rows(config.subscribers_file, problems, shown):
+        if row.status == ACTIVE and book.get(row.email) is None:
+            count += 1
+    return count
 
 
 def _unsent(articles: list[Article], ledger: Ledger, config: Config

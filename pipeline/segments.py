@@ -34,8 +34,9 @@ class Renditions:
     """A digest's renditions by segment: from the ledger, or rendered and frozen on first use."""
 
     def __init__(self, digest: Digest, articles: Iterable[Article], config: Config,
-                 ledger: Ledger, render: Render = render_rendition) -> None:
-        self.digest, self.config, self.ledger, self.render = digest, config, ledger, render
+                 ledger: Ledger, render: Render | None = None) -> None:
+        self.digest, self.config, self.ledger = digest, config, ledger
+        self.render = render or render_rendition
         wanted = set(digest.slugs)
         # Entries in digest order; the digest's own copy is what subscribers without a choice
         # get. An entry deleted since the digest was frozen can only be left out of a segment

@@ -13,6 +13,7 @@ import hmac
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import TextIO
 
 from pipeline.errors import Problem
 from pipeline.models import Subscriber
@@ -150,15 +151,14 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def write_csv(path: Path, subscribers: Iterable[Subscriber]) -> int:
+def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
     """Export in the import format; returns the number of rows."""
     count = 0
-    with path.open("w", encoding="utf-8", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(COLUMNS)
-        for s in subscribers:
-            writer.writerow((s.email, s.name, ";".join(s.categories), s.status))
-            count += 1
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for s in subscribers:
+        writer.writerow((s.email, s.name, ";".join(s.categories), s.status))
+        count += 1
     return count
 
 
