@@ -80,7 +80,7 @@ def export(file: Path | None, site: Path) -> None:
 
     with _site(site) as (_, ledger):
         if file is None:
-            write_csv(click.get_text_stream("stdout"), SubscriberBook(ledger).everyone())
+            write_csv(sys.stdout, SubscriberBook(ledger).everyone())
             return
         with file.open("w", encoding="utf-8", newline="") as out:
             count = write_csv(out, SubscriberBook(ledger).everyone())
