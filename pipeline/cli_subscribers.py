@@ -7,12 +7,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.config import Config
 from pipeline.errors import ConfigError
-from pipeline.ledger import Ledger
+
+if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
+    from pipeline.config import Config
+    from pipeline.ledger import Ledger
 
 site_option = click.option(
     "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
