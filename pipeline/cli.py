@@ -132,6 +132,16 @@ def init(directory: Path) -> None:
                f"`newsletter run --site {directory}`.")
 
 
+def _register() -> None:
+    from pipeline.cli_subscribers import serve, subscribers, unsubscribe
+
+    for command in (subscribers, unsubscribe, serve):
+        cli.add_command(command)
+
+
+_register()
+
+
 def _print_plan(report: RunReport) -> None:
     feeds = ", ".join(report.feeds_changed) or "none"
     click.echo(f"Dry run: nothing written. {report.published} published entries; "

@@ -23,7 +23,7 @@ from pipeline.digest import PLACEHOLDERS
 from pipeline.models import Digest, Subscriber
 from pipeline.readers.fields import slugify
 from pipeline.sanitise import one_line
-from pipeline.subscribers import unsubscribe_token
+from pipeline.subscribers import subscriber_token
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"
@@ -78,7 +78,7 @@ class Composer:
 
     def compose(self, subscriber: Subscriber) -> bytes:
         """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
-        token = unsubscribe_token(self.secret, subscriber.email)
+        token = subscriber_token(self.secret, subscriber.id, subscriber.email)
         url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
         name = one_line(subscriber.name)[:MAX_NAME]
         if name.isascii():

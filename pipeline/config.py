@@ -14,6 +14,9 @@ from pipeline.errors import ConfigError, Problem
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
 SECRET_ENV = "NEWSLETTER_SECRET"
+# During a rotation: the secrets used before, whitespace-separated; tokens made with them still
+# work, new mail uses NEWSLETTER_SECRET.
+PREVIOUS_SECRETS_ENV = "NEWSLETTER_PREVIOUS_SECRETS"
 CADENCES = ("every run", "daily", "weekly")
 
 # Every known key, its default (None: required) and what it is for; unknown keys are warned about.
@@ -36,7 +39,9 @@ SCHEMA: dict[str, dict[str, object]] = {
         "unsubscribe_url": "{site_url}unsubscribe?token={token}",
         "unsubscribe_mailto": "",
         "reason": "",
+        "confirm_url": "{site_url}confirm?token={token}",
     },
+    "subscribers": {"double_opt_in": False},
 }
 
 
@@ -83,6 +88,8 @@ class Config:
     unsubscribe_mailto: str
     reason: str
     warnings: tuple[Problem, ...] = ()
+    confirm_url: str = "{site_url}confirm?token={token}"
+    double_opt_in: bool = False  # new addresses stay pending until they use the confirm link
 
     @property
     def articles_dir(self) -> Path:
@@ -225,7 +232,11 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
+        confirm_url=string("email.confirm_url"),
+        double_opt_in=v.get("subscribers.double_opt_in") is True,
     )
+    if not isinstance(v.get("subscribers.double_opt_in"), bool):
+        bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")
     if config.cadence not in CADENCES:
         bad("digest.cadence", f"{config.cadence!r} is not a cadence",
             f"use one of: {', '.join(repr(c) for c in CADENCES)}")
@@ -236,6 +247,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
             "use only {journal}, {date}, {lead_title} and {count}")
     for key, template, fields in (
         ("email.unsubscribe_url", config.unsubscribe_url, ("site_url", "token")),
+        ("email.confirm_url", config.confirm_url, ("site_url", "token")),
         ("site.article_url", config.article_url, ("site_url", "slug")),
     ):
         try:
@@ -281,3 +293,9 @@ def load_secret(state_dir: Path) -> bytes:
     with os.fdopen(fd, "wb") as f:
         f.write(value)
     return value
+
+
+def load_secrets(state_dir: Path) -> list[bytes]:
+    """Every secret a token may have been made with: the current one first."""
+    previous = os.environ.get(PREVIOUS_SECRETS_ENV, "").split()
+    return [load_secret(state_dir), *(s.encode() for s in previous)]

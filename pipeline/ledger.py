@@ -90,11 +90,46 @@ def _m003_entry_cache(db: sqlite3.Connection) -> None:
     )
 
 
+def _m006_subscribers(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- The list (subscribers.csv is its import/export format). email_key: the lowercased
+        -- address, one row per person. categories: sorted, joined by semicolons.
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '',
+            segment TEXT NOT NULL DEFAULT '',  -- subscribers.segment_key(categories)
+            status TEXT NOT NULL,  -- active, pending, unsubscribed or bounced
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE INDEX subscribers_by_status ON subscribers (status, id);
+        -- A digest as one segment gets it: only the entries of its categories. Keyed by those
+        -- entries (slugs joined by spaces), so segments that pick the same entries share one
+        -- rendition, rendered once, frozen so a resumed run writes the same messages.
+        CREATE TABLE digest_renditions (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            slugs TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (digest_id, slugs)
+        )
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
     ("m002_runs", _m002_runs),
     ("m003_entry_cache", _m003_entry_cache),
+    # m004 (sending) and m005 (reader pages) are taken by other branches.
+    ("m006_subscribers", _m006_subscribers),
 ]
 
 
@@ -139,6 +174,24 @@ class Ledger:
                 [(slug, digest_id, n) for n, slug in enumerate(slugs)]
                 + [(slug, digest_id, None) for slug in passed_over])
         return self.digest(digest_id)
+
+    def rendition(self, digest: Digest, slugs: tuple[str, ...]) -> Digest | None:
+        """The digest as frozen for a segment that gets only these entries."""
+        row = self.db.execute(
+            "SELECT subject, html, text FROM digest_renditions WHERE digest_id = ? AND slugs = ?",
+            (digest.id, " ".join(slugs))).fetchone()
+        return None if row is None else Digest(digest.id, digest.key, digest.created, *row,
+                                               slugs=slugs)
+
+    def store_rendition(self, rendition: Digest) -> None:
+        with transaction(self.db):
+            self.db.execute("INSERT OR IGNORE INTO digest_renditions VALUES (?, ?, ?, ?, ?)",
+                            (rendition.id, " ".join(rendition.slugs), rendition.subject,
+                             rendition.html, rendition.text))
+
+    def rendition_count(self, digest_id: int) -> int:
+        return self.db.execute("SELECT count(*) FROM digest_renditions WHERE digest_id = ?",
+                               (digest_id,)).fetchone()[0]
 
     def written_addresses(self, digest_id: int) -> set[str]:
         return {r[0] for r in self.db.execute(

@@ -82,7 +82,9 @@ class Article:
 class Subscriber:
     email: str
     name: str = ""
-    categories: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()  # chosen categories; none chosen = every entry
+    status: str = "active"  # active, pending (not confirmed yet), unsubscribed or bounced
+    id: int = 0  # the ledger's row id (0: not in the ledger); unsubscribe tokens carry it
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -40,16 +40,19 @@ def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret
 
 
 def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Config,
-                 ledger: Ledger, secret: bytes, now: datetime) -> int:
+                 ledger: Ledger, secret: bytes, now: datetime,
+                 rendition_for: Callable[[Subscriber], Digest | None] | None = None) -> int:
     """Write the digest for every subscriber who has no copy yet; returns how many were written.
 
+    `rendition_for` picks each subscriber's rendition (segments.Renditions.for_subscriber);
+    None means they get nothing this time. Without it everyone gets the digest itself.
     Each batch is made durable on disk before the ledger records it. A file found in new/
     without a ledger row (a crash between the two) is recorded, not written again.
     """
     tmp, new = outbox_dirs(config.outbox_dir)
     for leftover in tmp.iterdir():  # half-written by a killed run; we hold the site lock
         leftover.unlink()
-    composer = Composer(digest, config, secret)
+    composers: dict[tuple[str, ...], Composer] = {}  # one per rendition, built on first use
     done = ledger.written_addresses(digest.id)
     # Files a killed run delivered but did not record (listed once, not stat()ed per message);
     # sending may already have moved one on, so its folder counts too.
@@ -60,9 +63,15 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
     for subscriber in subscribers:
         if subscriber.email in done:
             continue
+        rendition = rendition_for(subscriber) if rendition_for else digest
+        if rendition is None:  # nothing new in their categories: no message
+            continue
         done.add(subscriber.email)
         name = message_name(digest, subscriber.email)
         if name not in delivered:
+            composer = composers.get(rendition.slugs)
+            if composer is None:
+                composer = composers[rendition.slugs] = Composer(rendition, config, secret)
             deliver(tmp, new, name, composer.compose(subscriber))
             written += 1
         batch.append((subscriber.email, name))

@@ -94,7 +94,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         from pipeline.summarise import summarise
 
         new = [summarise(a) for a in new]
-        html, text = render_digest(new, now, config)
+        html, text = render_digest(new, now, config)  # every entry: for those who chose none
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
         log.info("digest %d: built with %d entries", digest.id, len(new))
@@ -102,15 +102,20 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         log.info("digest %d: finishing what an earlier run started", digest.id)
     report.digest_id, report.new = digest.id, len(digest.slugs)
     from pipeline.config import load_secret
+    from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
-    from pipeline.subscribers import read_subscribers
+    from pipeline.segments import Renditions
+    from pipeline.subscriptions import sync_site_csv
 
-    subscriber_problems: list[Problem] = []
-    subscribers = read_subscribers(config.subscribers_file, subscriber_problems,
-                                   config.subscribers_file.relative_to(config.site_dir))
-    report.written = write_outbox(digest, subscribers, config, ledger,
-                                  load_secret(config.state_dir), now)
-    report.problems += subscriber_problems
+    # The list is only read when a digest goes out: new subscribers never get old digests.
+    report.problems += sync_site_csv(config, ledger, now)
+    book = SubscriberBook(ledger)
+    renditions = Renditions(digest, articles, config, ledger)
+    for segment in sorted(book.active_segments()):  # freeze every rendition before writing
+        renditions.for_segment(segment)
+    report.written = write_outbox(digest, book.active(), config, ledger,
+                                  load_secret(config.state_dir), now,
+                                  renditions.for_subscriber)
     return report
 
 
@@ -146,9 +151,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     now = now or datetime.now(UTC)
     config = load_config(site)
     articles, problems = collect_articles(config, now)
-    subscribers, subscriber_problems = _subscribers(config)
-    report = RunReport(problems=[*config.warnings, *problems, *subscriber_problems],
-                       published=len(articles), subscribers=len(subscribers))
+    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
     from pipeline.feeds import render_feeds
     from pipeline.summarise import summarise
 
@@ -158,6 +161,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
         if not path.exists() or path.read_bytes() != data:
             report.feeds_changed.append(name)
     with open_ledger(config.state_dir, read_only=True) as ledger:
+        report.subscribers = _subscriber_count(config, ledger, report.problems)
         digest = ledger.open_digest()
         if digest is not None:
             report.digest_id, report.new = digest.id, len(digest.slugs)
@@ -172,11 +176,19 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     return report
 
 
-def _subscribers(config: Config) -> tuple[list, list[Problem]]:
-    from pipeline.subscribers import load_subscribers
+def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -> int:
+    """Active subscribers once subscribers.csv is imported (an upper bound: segments whose
+    categories have nothing new get no message)."""
+    from pipeline.ledger_subscribers import SubscriberBook
+    from pipeline.subscribers import ACTIVE, read_rows
 
-    return load_subscribers(config.subscribers_file,
-                            config.subscribers_file.relative_to(config.site_dir))
+    book = SubscriberBook(ledger)
+    count = book.counts()[ACTIVE]
+    shown = config.subscribers_file.relative_to(config.site_dir)
+    for row in read_rows(config.subscribers_file, problems, shown):
+        if row.status == ACTIVE and book.get(row.email) is None:
+            count += 1
+    return count
 
 
 def _unsent(articles: list[Article], ledger: Ledger, config: Config

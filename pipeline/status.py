@@ -9,6 +9,7 @@ from pipeline.collect import collect_articles
 from pipeline.compose import message_prefix
 from pipeline.config import load_config
 from pipeline.ledger import open_ledger
+from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.lock import is_locked
 from pipeline.outbox import SENT
 
@@ -42,6 +43,8 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
                 f"{len(digest.slugs)} entries, {ledger.message_count(digest.id)} messages "
                 f"written, {sent} sent")
         sent_slugs = ledger.sent_slugs()
+        counts = SubscriberBook(ledger).counts()
+    lines.append("Subscribers: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     waiting = [a for a in articles if a.slug not in sent_slugs]
     lines.append(f"Entries waiting for the next digest: {len(waiting)}")
     queued = sum(1 for _ in (outbox / "new").glob("*.eml")) if (outbox / "new").is_dir() else 0

@@ -25,9 +25,10 @@ from pipeline.collect import collect_articles
 from pipeline.config import Config, load_config, load_secret
 from pipeline.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
 from pipeline.ledger import LEDGER_NAME, Ledger, open_ledger
+from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.models import Digest, Subscriber
 from pipeline.outbox import build_message, message_name, write_outbox
-from pipeline.subscribers import load_subscribers, unsubscribe_token
+from pipeline.subscribers import load_subscribers, read_rows, subscriber_token
 from pipeline.summarise import summarise
 
 URL_LINE = re.compile(r"^\s*(https?://|mailto:)\S*$")
@@ -47,7 +48,10 @@ def freeze(site: Path, ledger: Ledger) -> Issue:
     assert problems == [] and found
     articles = [summarise(a) for a in found]
     html, text = render_digest(articles, NOW, config)
-    subscribers, problems = load_subscribers(config.subscribers_file)
+    book = SubscriberBook(ledger)  # the list lives in the ledger: ids for the tokens
+    problems: list = []
+    book.import_rows(read_rows(config.subscribers_file, problems), NOW)
+    subscribers = list(book.active())
     assert problems == [] and len(subscribers) == 2
     digest = ledger.create_digest(NOW, subject_for(articles, NOW, config), html, text,
                                   [a.slug for a in articles])
@@ -95,8 +99,13 @@ def messages(issue: Issue) -> dict[str, tuple[bytes, EmailMessage]]:
     return found
 
 
+def token_of(issue: Issue, address: str) -> str:
+    (subscriber,) = [s for s in issue.subscribers if s.email == address]
+    return subscriber_token(issue.secret, subscriber.id, address)
+
+
 def unsubscribe_url(issue: Issue, address: str) -> str:
-    token = unsubscribe_token(issue.secret, address)
+    token = token_of(issue, address)
     return f"https://journal.example.org/unsubscribe?token={token}"
 
 
@@ -171,7 +180,7 @@ def test_each_message_carries_only_its_own_unsubscribe_link(issue: Issue) -> Non
         assert f'href="{html_lib.escape(own)}"' in html
         assert own in text.splitlines() or own in text
         assert address in html and address in text
-        other_token = unsubscribe_token(issue.secret, other)
+        other_token = token_of(issue, other)
         assert other_token not in html and other_token not in text
         assert other not in html and other not in text
         for placeholder in PLACEHOLDERS.values():
@@ -340,7 +349,7 @@ def test_an_unsubscribe_url_with_an_ampersand_is_escaped_only_in_html(site: Path
     with custom_issue(site, "Only entry", unsubscribe_url=line) as issue:
         write(issue)
         for address, (_, msg) in messages(issue).items():
-            token = unsubscribe_token(issue.secret, address)
+            token = token_of(issue, address)
             url = f"https://journal.example.org/unsubscribe?list=weekly&token={token}"
             html, text = body(msg, "html"), body(msg, "plain")
             assert f'href="{url.replace("&", "&amp;")}"' in html
