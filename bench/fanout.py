@@ -34,22 +34,38 @@ NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 
 
 def build_site(root: Path, subscribers: int) -> Path:
-    """A site whose first run built one 10-entry digest for zero subscribers."""
+    """A site whose first run built one 10-entry digest for zero subscribers, and whose list
+    (imported into the ledger, as a run does when subscribers.csv changes) has N people."""
     site = make_site(root / "site", 10, subscribers=0)
     os.environ["NEWSLETTER_SECRET"] = "bench-secret"
     from pipeline.run import run
 
     run(site, NOW)
-    write_subscribers(site / "subscribers.csv", subscribers)
+    import_list(site, subscribers)
     return site
 
 
+def import_list(site: Path, subscribers: int) -> None:
+    from pipeline.config import load_config
+    from pipeline.ledger import open_ledger
+    from pipeline.subscriptions import sync_site_csv
+
+    write_subscribers(site / "subscribers.csv", subscribers)
+    config = load_config(site)
+    with open_ledger(config.state_dir) as ledger:
+        ledger.db.execute("DELETE FROM subscribers")
+        sync_site_csv(config, ledger, NOW)
+
+
 def fan_out(site: Path) -> int:
-    """write_outbox for the site's digest into an empty outbox, as `newsletter run` does."""
+    """The fan-out of `newsletter run` for the site's digest into an empty outbox: the list
+    streamed from the ledger, renditions by segment, write_outbox."""
+    from pipeline.collect import collect_articles
     from pipeline.config import load_config, load_secret
     from pipeline.ledger import open_ledger
+    from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
-    from pipeline.subscribers import read_subscribers
+    from pipeline.segments import Renditions
 
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:
@@ -57,9 +73,10 @@ def fan_out(site: Path) -> int:
         ledger.db.execute("UPDATE digests SET complete = 0")
         digest = ledger.last_digest()
         assert digest is not None
-        problems: list = []
-        return write_outbox(digest, read_subscribers(config.subscribers_file, problems), config,
-                            ledger, load_secret(config.state_dir), NOW)
+        articles, _ = collect_articles(config, NOW, ledger)
+        renditions = Renditions(digest, articles, config, ledger)
+        return write_outbox(digest, SubscriberBook(ledger).active(), config, ledger,
+                            load_secret(config.state_dir), NOW, renditions.for_subscriber)
 
 
 def floor(folder: Path, count: int, data: bytes) -> None:
@@ -99,7 +116,7 @@ def naive_message(site: Path, email: str) -> bytes:
 def peak_memory(site: Path, subscribers: int) -> float:
     """Peak RSS (MB) of a fresh process that fans out to `subscribers` (VmHWM: unlike
     ru_maxrss, it does not carry over the forking parent's size)."""
-    write_subscribers(site / "subscribers.csv", subscribers)
+    import_list(site, subscribers)
     shutil.rmtree(site / "outbox", ignore_errors=True)
     code = ("import sys; sys.path.insert(0, 'bench'); from fanout import fan_out; "
             "from pathlib import Path; fan_out(Path(sys.argv[1])); "
