@@ -39,6 +39,8 @@ def safe_html(fragment: str, base_url: str) -> str:
 
     Dropped with their content: script, style and the like. Dropped as tags: everything not in
     the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive.
+    Stripped before and after: nh3 decodes character references, so `&#1;` would come out as a
+    raw control character that breaks the feed's XML.
     """
     cleaned = nh3.clean(
         strip_illegal(fragment),
@@ -50,7 +52,7 @@ def safe_html(fragment: str, base_url: str) -> str:
         link_rel=None,
         url_relative=("rewrite_with_base", base_url),
     )
-    return cleaned.strip()
+    return strip_illegal(cleaned).strip()
 
 
 _TAG = re.compile(r"<[^>]+>")
@@ -74,3 +76,4 @@ def read_minutes(text: str) -> int:
 def one_line(text: str) -> str:
     """Collapse any whitespace, including CR/LF, to single spaces: for titles and header values."""
     return " ".join(strip_illegal(str(text)).split())
+
