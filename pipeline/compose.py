@@ -16,13 +16,14 @@ import hashlib
 import html
 import re
 from email import policy
+from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from pipeline.config import Config
 from pipeline.digest import PLACEHOLDERS
 from pipeline.models import Digest, Subscriber
 from pipeline.readers.fields import slugify
-from pipeline.sanitise import one_line
+from pipeline.sanitise import header_text
 from pipeline.subscribers import unsubscribe_token
 
 CRLF = b"\r\n"
@@ -55,12 +56,13 @@ class Composer:
             ("From", str(config.from_address)),
             ("Subject", digest.subject),
             ("Date", format_datetime(digest.created)),
-            ("List-Id", f"{one_line(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
+            ("List-Id",
+             f"{header_text(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if config.reply_to:
             fixed.append(("Reply-To", config.reply_to))
-        self.head = b"".join(policy.SMTP.fold_binary(name, value) for name, value in fixed) + (
+        self.head = b"".join(_header(name, value) for name, value in fixed) + (
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
 
@@ -80,7 +82,7 @@ class Composer:
         """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
         token = unsubscribe_token(self.secret, subscriber.email)
         url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
-        name = one_line(subscriber.name)[:MAX_NAME]
+        name = header_text(subscriber.name)[:MAX_NAME]
         to = formataddr((name, subscriber.email), charset="utf-8")
         message_id = f"<{message_name(self.digest, subscriber.email)[:-4]}@{self.domain}>"
         values = {"unsubscribe_url": url, "email": subscriber.email}
@@ -92,6 +94,23 @@ class Composer:
             self.html_head, _fill(self.html, values, escape=True),
             self.tail,
         ))
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line, folded, non-ASCII text RFC 2047-encoded; CR or LF raise ValueError.
+
+    `policy.SMTP.fold_binary(name, str)` alone is not enough: it passes CR/LF through (a new
+    header) and leaves a short non-ASCII value raw, then fails to encode it as ASCII.
+    """
+    name, header = policy.SMTP.header_store_parse(name, value)
+    if name == "Subject":
+        # The modern folder drops the space between two encoded words where it folds
+        # ("Öl — naïve" arrives as "Öl —naïve") and may start a long plain subject on a
+        # continuation line (read back with a leading space); the legacy Header does neither.
+        charset = "us-ascii" if value.isascii() else "utf-8"
+        encoded = Header(value, charset, header_name=name).encode(linesep="\r\n")
+        return f"{name}: {encoded}\r\n".encode("ascii")
+    return policy.SMTP.fold_binary(name, header)
 
 
 def _qp(text: str) -> bytes:

@@ -18,7 +18,7 @@ import jinja2
 from pipeline.config import Config
 from pipeline.errors import TemplateError
 from pipeline.models import Article
-from pipeline.sanitise import one_line
+from pipeline.sanitise import header_text
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -45,6 +45,7 @@ def template_environment(config: Config) -> jinja2.Environment:
         autoescape=lambda name: not (name or "").endswith(".txt.j2"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        finalize=_not_a_placeholder,
     )
     env.filters["wrap"] = _wrap
     return env
@@ -56,7 +57,7 @@ def issue_date(created: datetime, config: Config) -> str:
 
 
 def subject_for(articles: Sequence[Article], created: datetime, config: Config) -> str:
-    return one_line(config.subject.format(
+    return header_text(config.subject.format(
         journal=config.title, date=issue_date(created, config),
         lead_title=articles[0].title, count=len(articles)))
 
@@ -125,6 +126,14 @@ def _template_line(exc: BaseException) -> int | str:
             line = tb.tb_lineno
         tb = tb.tb_next
     return line
+
+
+def _not_a_placeholder(value: object) -> object:
+    """Entry text quoting a per-subscriber placeholder must not be filled in with the
+    subscriber's address: an invisible word joiner breaks it."""
+    if isinstance(value, str) and "@@" in value and value not in PLACEHOLDERS.values():
+        return value.replace("@@", "@\u2060@")
+    return value
 
 
 def _preheader(articles: Sequence[Article]) -> str:

@@ -77,3 +77,12 @@ def one_line(text: str) -> str:
     """Collapse any whitespace, including CR/LF, to single spaces: for titles and header values."""
     return " ".join(strip_illegal(str(text)).split())
 
+
+def header_text(text: str) -> str:
+    """One line a mail header shows exactly as typed: for subjects and display names.
+
+    Decoders turn `=?charset?q?…?=` back into any characters, CR/LF included, and Python's
+    email package does so even inside quoted names (then cannot parse the To header at all).
+    A zero-width space after every `=` of a `=?` makes it plain text; readers see no change.
+    """
+    return one_line(text).replace("=?", "=\u200b?")
