@@ -101,8 +101,11 @@ def check(site: Path) -> None:
         _fail(exc, EXIT_CONFIG)
     now = datetime.now(UTC)
     articles, problems = collect_articles(config, now)
-    _, subscriber_problems = load_subscribers(config.subscribers_file,
-                                              config.subscribers_file.relative_to(site))
+    try:
+        _, subscriber_problems = load_subscribers(config.subscribers_file,
+                                                  config.subscribers_file.relative_to(site))
+    except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
+        subscriber_problems = exc.problems
     problems = [*config.warnings, *problems, *subscriber_problems]
     if articles:
         try:

@@ -31,7 +31,8 @@ class EntryError(Exception):
 
 
 class ConfigError(Exception):
-    """The site's configuration is unusable; carries every problem found at once."""
+    """The site's configuration or subscriber list is unusable; carries every problem found
+    at once. Raised before anything is written."""
 
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
