@@ -111,7 +111,7 @@ def check(site: Path) -> None:
         try:
             render_digest([summarise(a) for a in articles[: config.max_articles]], now, config)
         except TemplateError as exc:
-            problems.append(Problem("templates", "template", str(exc), "fix the template"))
+            problems.append(exc.problem)
     _print_problems(problems)
     errors = [p for p in problems if not p.warning]
     click.echo(f"{len(articles)} entries ready, {len(errors)} problems.", err=bool(errors))
