@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -75,6 +76,9 @@ def read_entry(path: Path, shown: Path, config: Config) -> tuple[Article | None,
         raise EntryError(Problem(shown, "file", f"is {size:,} bytes, over the "
                                  f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
     data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # else "binary" below
+        raise EntryError(Problem(shown, "file", "is UTF-16, not UTF-8",
+                                 "save it as UTF-8 in your editor"))
     if b"\x00" in data:
         raise EntryError(Problem(shown, "file", "is binary, not text",
                                  "move it out of articles/"))

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import date, datetime, time
+from datetime import UTC, date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from pipeline.errors import EntryError, Problem
 from pipeline.sanitise import one_line
+
+# 03/04/2026, 3.4.26: read as 3 April in most of the world, 4 March in the US.
+_DAY_MONTH = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}")
 
 
 class FieldReader:
@@ -32,8 +35,11 @@ class FieldReader:
                                 f"add `{field}: ...` to the front matter")
             return ""
         if not isinstance(value, str):
+            # Not f'"{value}"': YAML has already turned `No` into False and `1.10` into 1.1.
             raise self.fail(field, f"must be text, not {_kind(value)}",
-                            f'put the value in quotes: {field}: "{value}"')
+                            f'put the value in quotes: {field}: "…"' + (
+                                " (YAML reads yes, no, on and off as true/false)"
+                                if isinstance(value, bool) else ""))
         cleaned = one_line(value)
         if required and not cleaned:
             raise self.fail(field, "is empty", f"give the entry a {field}")
@@ -52,6 +58,10 @@ class FieldReader:
         elif isinstance(value, date):
             moment = datetime.combine(value, time())
         elif isinstance(value, str):
+            if (numbers := _DAY_MONTH.match(value.strip())) and max(
+                    int(n) for n in numbers.groups()) <= 12:
+                raise self.fail(field, f"{value!r} is ambiguous (day/month or month/day?)",
+                                "write it year first: 2026-01-31")
             try:
                 moment = datetime.fromisoformat(value.strip())
             except ValueError:
@@ -59,12 +69,27 @@ class FieldReader:
                                 "write it as 2026-01-31 or 2026-01-31T09:30:00+01:00") from None
         else:
             raise self.fail(field, f"must be a date, not {_kind(value)}", "write it as 2026-01-31")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=tz)
+        timed = isinstance(value, datetime) or (isinstance(value, str) and ":" in value)
         try:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=tz)
+                if timed:
+                    self._exists_once(field, value, moment)
             return moment.astimezone(tz)
         except (OverflowError, ValueError):  # e.g. 9999-12-31T23:00:00-05:00
             raise self.fail(field, f"{value} is out of range", "check the year") from None
+
+    def _exists_once(self, field: str, value: object, moment: datetime) -> None:
+        """A wall-clock time in the hour the clocks go back happens twice; in the hour they go
+        forward, never. Either way the instant would be a guess."""
+        if moment.astimezone(UTC).astimezone(moment.tzinfo).replace(tzinfo=None) != \
+                moment.replace(tzinfo=None):
+            raise self.fail(field, f"{value} does not exist on the site's clock (clocks go "
+                            "forward)", "pick a time outside the skipped hour")
+        other = moment.replace(fold=1)
+        if other.utcoffset() != moment.utcoffset():
+            raise self.fail(field, f"{value} happens twice on the site's clock (clocks go back)",
+                            f"add the offset: {moment.isoformat()} or {other.isoformat()}")
 
     def text_list(self, field: str, value: object) -> tuple[str, ...]:
         if value is None:
