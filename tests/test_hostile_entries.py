@@ -31,8 +31,6 @@ REJECTED: dict[str, tuple[int, str, str]] = {
     "missing-date.md": (1, "date", "is missing"),
     "impossible-date.md": (3, "date", "impossible date"),
     "ambiguous-date.md": (3, "date", "is ambiguous (day/month or month/day?)"),
-    "ambiguous-time.md": (3, "date", "happens twice on the site's clock"),
-    "skipped-time.md": (3, "date", "does not exist on the site's clock"),
     "unreadable-date.md": (3, "date", "'last Tuesday' is not a date"),
     "tags-number.md": (4, "tags", "must be a list of text, not a number"),
     "takeaways-mapping.md": (4, "takeaways", "not a mapping"),

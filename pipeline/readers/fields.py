@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from datetime import UTC, date, datetime, time
+from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -69,27 +69,12 @@ class FieldReader:
                                 "write it as 2026-01-31 or 2026-01-31T09:30:00+01:00") from None
         else:
             raise self.fail(field, f"must be a date, not {_kind(value)}", "write it as 2026-01-31")
-        timed = isinstance(value, datetime) or (isinstance(value, str) and ":" in value)
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=tz)
         try:
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=tz)
-                if timed:
-                    self._exists_once(field, value, moment)
             return moment.astimezone(tz)
         except (OverflowError, ValueError):  # e.g. 9999-12-31T23:00:00-05:00
             raise self.fail(field, f"{value} is out of range", "check the year") from None
-
-    def _exists_once(self, field: str, value: object, moment: datetime) -> None:
-        """A wall-clock time in the hour the clocks go back happens twice; in the hour they go
-        forward, never. Either way the instant would be a guess."""
-        if moment.astimezone(UTC).astimezone(moment.tzinfo).replace(tzinfo=None) != \
-                moment.replace(tzinfo=None):
-            raise self.fail(field, f"{value} does not exist on the site's clock (clocks go "
-                            "forward)", "pick a time outside the skipped hour")
-        other = moment.replace(fold=1)
-        if other.utcoffset() != moment.utcoffset():
-            raise self.fail(field, f"{value} happens twice on the site's clock (clocks go back)",
-                            f"add the offset: {moment.isoformat()} or {other.isoformat()}")
 
     def text_list(self, field: str, value: object) -> tuple[str, ...]:
         if value is None:
