@@ -101,14 +101,17 @@ def check(site: Path) -> None:
         _fail(exc, EXIT_CONFIG)
     now = datetime.now(UTC)
     articles, problems = collect_articles(config, now)
-    _, subscriber_problems = load_subscribers(config.subscribers_file,
-                                              config.subscribers_file.relative_to(site))
+    try:
+        _, subscriber_problems = load_subscribers(config.subscribers_file,
+                                                  config.subscribers_file.relative_to(site))
+    except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
+        subscriber_problems = exc.problems
     problems = [*config.warnings, *problems, *subscriber_problems]
     if articles:
         try:
             render_digest([summarise(a) for a in articles[: config.max_articles]], now, config)
         except TemplateError as exc:
-            problems.append(Problem("templates", "template", str(exc), "fix the template"))
+            problems.append(exc.problem)
     _print_problems(problems)
     errors = [p for p in problems if not p.warning]
     click.echo(f"{len(articles)} entries ready, {len(errors)} problems.", err=bool(errors))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import os
 from collections.abc import Callable
@@ -216,6 +217,9 @@ def read_entry(path: Path, shown: Path, config: Config, data: bytes | None = Non
                                  f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
     if data is None:
         data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # else "binary" below
+        raise EntryError(Problem(shown, "file", "is UTF-16, not UTF-8",
+                                 "save it as UTF-8 in your editor"))
     if b"\x00" in data:
         raise EntryError(Problem(shown, "file", "is binary, not text",
                                  "move it out of articles/"))

@@ -16,13 +16,14 @@ import hashlib
 import html
 import re
 from email import policy
+from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from pipeline.config import Config
 from pipeline.digest import PLACEHOLDERS
 from pipeline.models import Digest, Subscriber
 from pipeline.readers.fields import slugify
-from pipeline.sanitise import one_line
+from pipeline.sanitise import header_text
 from pipeline.subscribers import subscriber_token
 
 CRLF = b"\r\n"
@@ -55,7 +56,8 @@ class Composer:
             ("From", str(config.from_address)),
             ("Subject", digest.subject),
             ("Date", format_datetime(digest.created)),
-            ("List-Id", f"{one_line(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
+            ("List-Id",
+             f"{header_text(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if config.reply_to:
@@ -80,7 +82,7 @@ class Composer:
         """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
         token = subscriber_token(self.secret, subscriber.id, subscriber.email)
         url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
-        name = one_line(subscriber.name)[:MAX_NAME]
+        name = header_text(subscriber.name)[:MAX_NAME]
         if name.isascii():
             to_header = f"To: {formataddr((name, subscriber.email))}\r\n".encode()
         else:
@@ -99,9 +101,20 @@ class Composer:
 
 
 def _header(name: str, value: str) -> bytes:
-    """One header, RFC 2047-encoded where it is not ASCII and folded, whatever its length
-    (fold_binary leaves a short non-ASCII value raw)."""
-    return policy.SMTP.header_factory(name, value).fold(policy=policy.SMTP).encode("ascii")
+    """One header line, folded, non-ASCII text RFC 2047-encoded; CR or LF raise ValueError.
+
+    `policy.SMTP.fold_binary(name, str)` alone is not enough: it passes CR/LF through (a new
+    header) and leaves a short non-ASCII value raw, then fails to encode it as ASCII.
+    """
+    name, header = policy.SMTP.header_store_parse(name, value)
+    if name == "Subject":
+        # The modern folder drops the space between two encoded words where it folds
+        # ("Öl — naïve" arrives as "Öl —naïve") and may start a long plain subject on a
+        # continuation line (read back with a leading space); the legacy Header does neither.
+        charset = "us-ascii" if value.isascii() else "utf-8"
+        encoded = Header(value, charset, header_name=name).encode(linesep="\r\n")
+        return f"{name}: {encoded}\r\n".encode("ascii")
+    return policy.SMTP.fold_binary(name, header)
 
 
 def _encoded_words(text: str) -> str:

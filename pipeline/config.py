@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError, Problem
+from pipeline.sanitise import strip_illegal
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
@@ -47,24 +48,28 @@ SCHEMA: dict[str, dict[str, object]] = {
 
 @dataclass(frozen=True)
 class Mailbox:
-    """A From address. Parsed here without the email package: a no-op run must not pay for
-    importing it."""
+    """An address from the config. A plain one is parsed without the email package and
+    email-validator: a no-op run must not pay for importing them."""
 
-    name: str
-    addr: str
+    display_name: str
+    addr_spec: str
 
     @property
     def domain(self) -> str:
-        return self.addr.rsplit("@", 1)[1]
+        return self.addr_spec.rsplit("@", 1)[1]
 
     def __str__(self) -> str:
         from email.utils import formataddr
 
-        return formataddr((self.name, self.addr))
+        return formataddr((self.display_name, self.addr_spec))
 
 
-_MAILBOX = re.compile(r'^(?:"?([^"<>]*?)"?\s*<([^<>\s"]+)>|([^<>\s"]+))$')
-_ADDR = re.compile(r"^[^@\s]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)+$")
+# `Plain Name <local@domain>` or `local@domain`, ASCII dot-atoms, a name of letters, digits,
+# spaces and . ' - only: nothing that could hide a second address or need quoting.
+_PLAIN_MAILBOX = re.compile(
+    r"(?:([A-Za-z0-9 .'-]*?) *<)?"
+    r"([A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63})(?(1)>|)")
 
 
 @dataclass(frozen=True)
@@ -129,13 +134,21 @@ def load_config(site_dir: Path) -> Config:
     if not path.is_file():
         raise ConfigError([Problem(path, "-", "no configuration file",
                                    "run `newsletter init DIR` or pass --site to a site folder")])
+    data = path.read_bytes()
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        line = getattr(exc, "lineno", 1) or 1
+        text = data.decode("utf-8-sig")  # a byte-order mark from Windows editors is fine
+    except UnicodeDecodeError as exc:
+        raise ConfigError([Problem(path, "-", f"is not UTF-8 (byte {exc.start})",
+                                   "save it as UTF-8 in your editor",
+                                   line=data[: exc.start].count(b"\n") + 1)]) from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        # tomllib (before 3.14) puts the position only in its message
+        at = re.search(r"at line (\d+)", str(exc))
+        line = int(at.group(1)) if at else 1
         raise ConfigError([Problem(path, "-", f"not valid TOML: {exc}",
                                    "fix the syntax (strings need quotes)", line=line)]) from None
-    text = path.read_text(encoding="utf-8")
     problems: list[Problem] = []
     values: dict[str, object] = {}
     for table, keys in SCHEMA.items():
@@ -173,14 +186,34 @@ def load_config(site_dir: Path) -> Config:
 def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
            problems: list[Problem]) -> Config | None:
     def bad(key: str, problem: str, hint: str) -> None:
-        problems.append(Problem(path, key, problem, hint, line=_line_of(text, key.split(".")[-1])))
+        found = Problem(path, key, problem, hint, line=_line_of(text, key.split(".")[-1]))
+        if found not in problems:  # a value read twice is reported once
+            problems.append(found)
 
     def string(key: str) -> str:
         value = v.get(key, "")
         if not isinstance(value, str):
             bad(key, f"must be a string, not {type(value).__name__}", "put the value in quotes")
             return ""
+        if strip_illegal(value) != value:  # they break the feed's XML and the MJML compile
+            bad(key, "contains a control character", "remove it (escapes like \\u0001 too)")
+            return strip_illegal(value).strip()
         return value.strip()
+
+    def link(key: str) -> str:
+        """A URL or URL template: it goes into headers and XML attributes, so no spaces."""
+        value = string(key)
+        if any(c.isspace() for c in value):
+            bad(key, "contains a space or line break", "remove it (write a space as %20)")
+        return value
+
+    def address(key: str, *, required: bool = False,
+                example: str = '"Journal Name <journal@your.domain>"') -> Mailbox | None:
+        value = string(key)
+        found, reason = _parse_address(value)
+        if found is None and (value or (required and key in v)):
+            bad(key, f"{value!r} is not one valid address ({reason})", f"write it as {example}")
+        return found
 
     def count(key: str) -> int:
         value = v.get(key, 1)
@@ -189,7 +222,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
             return 1
         return value
 
-    url = string("site.url")
+    url = link("site.url")
     if url and not url.startswith(("https://", "http://")):
         bad("site.url", f"{url!r} is not an absolute URL", "write it as https://your.domain/")
     site_url = url.rstrip("/") + "/"
@@ -200,11 +233,13 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         bad("site.timezone", f"unknown timezone {tz_name!r}",
             "use an IANA name like Europe/London")
         tz = ZoneInfo("UTC")
-    from_address = _parse_from(string("email.from"))
-    if from_address is None and "email.from" in v:
-        bad("email.from", "is not a valid address",
-            'write it as "Journal Name <journal@your.domain>"')
-    article_url = string("site.article_url")
+    from_address = address("email.from", required=True)
+    reply_to = address("email.reply_to")
+    mailto = address("email.unsubscribe_mailto", example='"unsubscribe@your.domain"')
+    if mailto is not None and mailto.display_name:
+        bad("email.unsubscribe_mailto", "must be a bare address",
+            'write it as "unsubscribe@your.domain"')
+    article_url = link("site.article_url")
     if "{slug}" not in article_url:
         bad("site.article_url", "has no {slug}", 'e.g. "{site_url}journal/{slug}/"')
     for key in ("site.title", "site.id"):
@@ -225,10 +260,10 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         subject=string("digest.subject"),
         cadence=string("digest.cadence"),
         from_address=from_address or Mailbox("", "invalid@invalid.invalid"),
-        reply_to=string("email.reply_to"),
-        unsubscribe_url=string("email.unsubscribe_url"),
-        unsubscribe_mailto=string("email.unsubscribe_mailto")
-        or (f"unsubscribe@{from_address.domain}" if from_address else ""),
+        reply_to=str(reply_to) if reply_to else "",
+        unsubscribe_url=link("email.unsubscribe_url"),
+        unsubscribe_mailto=mailto.addr_spec if mailto
+        else (f"unsubscribe@{from_address.domain}" if from_address else ""),
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
@@ -260,12 +295,28 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
     return config
 
 
-def _parse_from(value: str) -> Mailbox | None:
-    match = _MAILBOX.match(value.strip())
-    if not match:
-        return None
-    name, addr = (match.group(1) or "").strip(), match.group(2) or match.group(3)
-    return Mailbox(name, addr) if _ADDR.match(addr) else None
+def _parse_address(value: str) -> tuple[Mailbox | None, str]:
+    """Exactly one `Name <local@domain>` or bare address, checked as strictly as a subscriber's
+    (ASCII before the @: messages are not sent with SMTPUTF8); else (None, why not)."""
+    plain = _PLAIN_MAILBOX.fullmatch(value)
+    if plain:
+        return Mailbox((plain.group(1) or "").strip(), plain.group(2)), ""
+    from email.utils import getaddresses
+
+    from email_validator import EmailNotValidError, validate_email
+
+    if any(c in value for c in "\r\n"):
+        return None, "it spans lines"
+    found = getaddresses([value])
+    if len(found) != 1:
+        return None, f"{len(found)} addresses"
+    name, addr = found[0]
+    try:
+        checked = validate_email(addr, check_deliverability=False, allow_smtputf8=False)
+    except EmailNotValidError as exc:
+        return None, str(exc).rstrip(".")
+    local, domain = (checked.ascii_email or checked.normalized).rsplit("@", 1)
+    return Mailbox(name, f"{local}@{domain}"), ""
 
 
 def _line_of(text: str, key: str) -> int:

@@ -12,18 +12,24 @@ from collections.abc import Sequence
 from datetime import datetime
 from functools import cache
 from pathlib import Path
+from xml.parsers import expat
 
 import jinja2
 
 from pipeline.config import Config
-from pipeline.errors import TemplateError
+from pipeline.errors import Problem, TemplateError
 from pipeline.models import Article
-from pipeline.sanitise import one_line
+from pipeline.sanitise import header_text
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
 # Filled per subscriber; chosen to pass through jinja2, MJML and premailer unchanged.
 PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
+
+
+class _Placeholder(str):
+    """The template's own placeholder values: told apart from entry text by type, not by
+    value, so a title that is exactly "@@EMAIL@@" is still entry text."""
 DISCLAIMER = "For general information and education only — not medical advice."
 WIDTH = 72
 
@@ -45,6 +51,7 @@ def template_environment(config: Config) -> jinja2.Environment:
         autoescape=lambda name: not (name or "").endswith(".txt.j2"),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        finalize=_not_a_placeholder,
     )
     env.filters["wrap"] = _wrap
     return env
@@ -56,7 +63,7 @@ def issue_date(created: datetime, config: Config) -> str:
 
 
 def subject_for(articles: Sequence[Article], created: datetime, config: Config) -> str:
-    return one_line(config.subject.format(
+    return header_text(config.subject.format(
         journal=config.title, date=issue_date(created, config),
         lead_title=articles[0].title, count=len(articles)))
 
@@ -73,22 +80,24 @@ def render_digest(articles: Sequence[Article], created: datetime, config: Config
         "articles": articles,
         "disclaimer": DISCLAIMER,
         "reason": config.reason,
-        **PLACEHOLDERS,
+        **{key: _Placeholder(value) for key, value in PLACEHOLDERS.items()},
     }
     env = template_environment(config)
     mjml_source = _render(env, HTML_TEMPLATE, context)
     text = _render(env, TEXT_TEMPLATE, context)
-    return inline_css(compile_mjml(mjml_source)), _tidy_text(text)
+    try:
+        html = compile_mjml(mjml_source)
+    except ValueError as exc:
+        raise TemplateError(_mjml_problem(env, exc)) from None
+    return inline_css(html), _tidy_text(text)
 
 
 def compile_mjml(source: str) -> str:
+    """MJML to HTML; raises ValueError (usually without a position) on broken markup."""
     from mjml import mjml2html
 
-    try:
-        # fonts={}: never emit MJML's default Google Fonts <link>/@import.
-        return mjml2html(source, fonts={}, disable_comments=True)
-    except ValueError as exc:
-        raise TemplateError(f"{HTML_TEMPLATE}: MJML did not compile: {exc}") from None
+    # fonts={}: never emit MJML's default Google Fonts <link>/@import.
+    return mjml2html(source, fonts={}, disable_comments=True)
 
 
 def inline_css(document: str) -> str:
@@ -111,20 +120,94 @@ def _render(env: jinja2.Environment, name: str, context: dict[str, object]) -> s
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"{exc.name or name}:{exc.lineno}: {exc.message}") from None
-    except jinja2.TemplateError as exc:
-        line = _template_line(exc)
-        raise TemplateError(f"{name}:{line}: {exc}") from None
+        where, line = _shown(env, exc.filename, exc.name or name), exc.lineno
+        problem, hint = exc.message or "syntax error", "check spelling and closing tags"
+    except jinja2.TemplateNotFound as exc:
+        where, line = _where(env, exc, name)
+        problem, hint = f"includes {exc.name!r}, which does not exist", "check its name"
+    except jinja2.TemplateError as exc:  # e.g. a misspelt variable, with StrictUndefined
+        where, line = _where(env, exc, name)
+        problem, hint = str(exc), "check the name against the default template"
+    except UnicodeDecodeError:
+        where, line = _undecodable(env) or name, 1
+        problem, hint = "is not UTF-8", "save it as UTF-8 in your editor"
+    except Exception as exc:  # anything else a template's own code raises, e.g. {{ 1/0 }}
+        where, line = _where(env, exc, name)
+        problem, hint = f"{type(exc).__name__}: {exc}", "check the expression on that line"
+    raise TemplateError(Problem(where, "template", problem, hint, line=line)) from None
 
 
-def _template_line(exc: BaseException) -> int | str:
+def _where(env: jinja2.Environment, exc: BaseException, name: str) -> tuple[str, int]:
+    """The template file and line of the innermost template frame (an include's, if any)."""
+    where, line = name, 1
     tb = exc.__traceback__
-    line: int | str = "?"
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.endswith(".j2"):
-            line = tb.tb_lineno
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where, line = _shown(env, filename, name), tb.tb_lineno
         tb = tb.tb_next
-    return line
+    return where, line
+
+
+def _shown(env: jinja2.Environment, filename: str | None, name: str) -> str:
+    """`templates/x.j2` for a site's own file (what its owner edits), else the name."""
+    site_dir = _search_paths(env)[0]
+    if filename and Path(filename).is_relative_to(site_dir):
+        return str(Path(site_dir.name) / Path(filename).relative_to(site_dir))
+    return name
+
+
+def _undecodable(env: jinja2.Environment) -> str | None:
+    site_dir = _search_paths(env)[0]
+    for path in sorted(site_dir.rglob("*.j2")):
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return _shown(env, str(path), path.name)
+    return None
+
+
+def _search_paths(env: jinja2.Environment) -> list[Path]:
+    assert isinstance(env.loader, jinja2.ChoiceLoader)
+    return [Path(p) for loader in env.loader.loaders
+            for p in getattr(loader, "searchpath", ())]
+
+
+_JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_BARE_AMPERSAND = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;)")
+
+
+def _mjml_problem(env: jinja2.Environment, exc: ValueError) -> Problem:
+    """MJML names no line: find the first markup slip in the template's own text instead,
+    read as XML with the jinja tags blanked out (line breaks kept, so lines still match)."""
+    source, filename, _ = env.loader.get_source(env, HTML_TEMPLATE)  # type: ignore[union-attr]
+    where = _shown(env, filename, HTML_TEMPLATE)
+    blanked = _JINJA.sub(lambda m: "x" if m.group(0).startswith("{{")
+                         else "\n" * m.group(0).count("\n"), source)
+    parser = expat.ParserCreate()
+    opened: list[tuple[str, int]] = []
+    parser.StartElementHandler = lambda tag, _: opened.append((tag, parser.CurrentLineNumber))
+    parser.EndElementHandler = lambda _: opened.pop()
+    try:
+        parser.Parse(_BARE_AMPERSAND.sub("&amp;", blanked), True)
+    except expat.ExpatError as slip:
+        line, slipped = slip.lineno, expat.ErrorString(slip.code)
+        mismatch = expat.ErrorString(expat.errors.codes[expat.errors.XML_ERROR_TAG_MISMATCH])
+        if slipped == mismatch and opened:
+            tag, line = opened[-1]  # where the unclosed tag opened, not where it was noticed
+            slipped = f"<{tag}> is not closed"
+        return Problem(where, "template", f"MJML did not compile ({exc}): {slipped}",
+                       "close every tag, quote every attribute, write < as &lt;", line=line)
+    return Problem(where, "template", f"MJML did not compile ({exc})",
+                   "check the tags you changed against the default template")
+
+
+def _not_a_placeholder(value: object) -> object:
+    """Entry text quoting a per-subscriber placeholder must not be filled in with the
+    subscriber's address: an invisible word joiner breaks it."""
+    if isinstance(value, str) and "@@" in value and not isinstance(value, _Placeholder):
+        return value.replace("@@", "@\u2060@")
+    return value
 
 
 def _preheader(articles: Sequence[Article]) -> str:

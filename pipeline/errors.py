@@ -31,7 +31,8 @@ class EntryError(Exception):
 
 
 class ConfigError(Exception):
-    """The site's configuration is unusable; carries every problem found at once."""
+    """The site's configuration or subscriber list is unusable; carries every problem found
+    at once. Raised before anything is written."""
 
     def __init__(self, problems: list[Problem]) -> None:
         super().__init__("\n".join(str(p) for p in problems))
@@ -39,4 +40,9 @@ class ConfigError(Exception):
 
 
 class TemplateError(Exception):
-    """A digest template failed to load or render; nothing is written to the outbox."""
+    """A digest template failed to load, render or compile; nothing is written to the outbox.
+    The problem's path is the template's file (`templates/…` for a site's override)."""
+
+    def __init__(self, problem: Problem) -> None:
+        super().__init__(str(problem))
+        self.problem = problem

@@ -89,7 +89,8 @@ def _generator(items: Sequence[Article], config: Config, filename: str) -> FeedG
         entry.link(href=article.url, rel="alternate")
         entry.published(article.published)
         entry.updated(_modified(article))
-        entry.description(summary_text(article))
+        # RSS readers treat <description> as HTML: takeaways are text and must stay text.
+        entry.description(html.escape(summary_text(article), quote=False))
         entry.summary(summary_text(article))
         entry.content(content_html(article), type="html")
         if article.author:
@@ -123,4 +124,9 @@ def _json_feed(items: Sequence[Article], config: Config) -> bytes:
             for a in items
         ],
     }
-    return json.dumps(feed, ensure_ascii=False, indent=2).encode() + b"\n"
+    text = json.dumps(feed, ensure_ascii=False, indent=2)
+    # Titles and summaries are plain text that may quote markup: escaped, `<script` cannot
+    # appear even to a reader that renders them as HTML or inlines the JSON in a page.
+    # Outside strings, JSON has no < > &, so this changes no structure; parsers read it back.
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .encode() + b"\n")

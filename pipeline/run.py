@@ -46,10 +46,16 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     if _still_quiet(quiet, config, ledger, now):
         log.info("nothing changed since the last run")
         return RunReport(published=int(ledger.get_state("published") or 0))
+    from pipeline.subscriptions import sync_site_csv
+
+    # Before anything is written: a list that cannot be read stops the run (ConfigError) rather
+    # than let a digest go to no one and count its entries as sent.
+    list_problems = sync_site_csv(config, ledger, now)
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
-    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
+    report = RunReport(problems=[*config.warnings, *problems, *list_problems],
+                       published=len(articles))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:
         # Until an entry file, the config or the code changes, or the next dated entry is due,
@@ -63,6 +69,11 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
 def _quiet_key(files: list[tuple[str, os.stat_result]], config: Config) -> str:
     digest = hashlib.sha256(__version__.encode())
     digest.update((config.site_dir / CONFIG_NAME).read_bytes())
+    try:  # an edited list is imported (and checked) by the next run, not left for later
+        stat = config.subscribers_file.stat()
+        digest.update(f"{stat.st_size}\0{stat.st_mtime_ns}".encode())
+    except FileNotFoundError:
+        pass
     for key, stat in files:
         digest.update(f"\0{key}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
     return digest.hexdigest()
@@ -105,10 +116,6 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
     from pipeline.segments import Renditions
-    from pipeline.subscriptions import sync_site_csv
-
-    # The list is only read when a digest goes out: new subscribers never get old digests.
-    report.problems += sync_site_csv(config, ledger, now)
     book = SubscriberBook(ledger)
     renditions = Renditions(digest, articles, config, ledger)
     for segment in sorted(book.active_segments()):  # freeze every rendition before writing

@@ -39,6 +39,8 @@ def safe_html(fragment: str, base_url: str) -> str:
 
     Dropped with their content: script, style and the like. Dropped as tags: everything not in
     the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive.
+    Stripped before and after: nh3 decodes character references, so `&#1;` would come out as a
+    raw control character that breaks the feed's XML.
     """
     cleaned = nh3.clean(
         strip_illegal(fragment),
@@ -50,7 +52,7 @@ def safe_html(fragment: str, base_url: str) -> str:
         link_rel=None,
         url_relative=("rewrite_with_base", base_url),
     )
-    return cleaned.strip()
+    return strip_illegal(cleaned).strip()
 
 
 _TAG = re.compile(r"<[^>]+>")
@@ -78,3 +80,13 @@ def read_minutes_of(words: int) -> int:
 def one_line(text: str) -> str:
     """Collapse any whitespace, including CR/LF, to single spaces: for titles and header values."""
     return " ".join(strip_illegal(str(text)).split())
+
+
+def header_text(text: str) -> str:
+    """One line a mail header shows exactly as typed: for subjects and display names.
+
+    Decoders turn `=?charset?q?…?=` back into any characters, CR/LF included, and Python's
+    email package does so even inside quoted names (then cannot parse the To header at all).
+    A zero-width space after every `=` of a `=?` makes it plain text; readers see no change.
+    """
+    return one_line(text).replace("=?", "=\u200b?")

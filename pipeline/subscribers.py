@@ -7,15 +7,17 @@ operator edits, imports and exports.
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import hashlib
 import hmac
+import io
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
-from pipeline.errors import Problem
+from pipeline.errors import ConfigError, Problem
 from pipeline.models import Subscriber
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
@@ -44,8 +46,13 @@ def normalise_address(raw: str) -> str:
 
     raw = raw.strip()
     try:
-        return _plain_address(raw) or validate_email(
-            raw, check_deliverability=False, allow_smtputf8=False).normalized
+        plain = _plain_address(raw)
+        if plain:
+            return plain
+        # Messages are 7-bit: an accented local part would need SMTPUTF8, which we do not
+        # send; an international domain goes as punycode.
+        checked = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
+        return checked.ascii_email or checked.normalized
     except EmailNotValidError as exc:
         raise ValueError(str(exc)) from None
 
@@ -99,7 +106,9 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
 
     Copes with what spreadsheets write: a BOM, `;` or tab between columns, headers in any
     case, blank lines. Addresses are validated and de-duplicated case-insensitively (the first
-    row wins); a bad row is reported with its line number and skipped.
+    row wins); a bad row is reported with its line number and skipped. A file that cannot be
+    read as a whole (not UTF-8, no `email` column, broken CSV) raises ConfigError: going on
+    would build a digest that reaches no one and mark its entries as sent.
     """
     shown = shown or path
     if not path.exists():
@@ -108,15 +117,13 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                                 warning=True))
         return
     seen: set[str] = set()
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        delimiter = _delimiter(f.readline())
-        f.seek(0)  # resets the utf-8-sig decoder too, so the BOM is skipped again
-        reader = csv.DictReader(f, delimiter=delimiter)
-        if not reader.fieldnames or "email" not in [h.strip().lower() for h in reader.fieldnames]:
-            problems.append(Problem(shown, "email", "no `email` column",
-                                    "start the file with `email,name,categories,status`"))
-            return
-        for row in reader:
+    text = _text_of(path, shown)
+    with io.StringIO(text, newline="") as f:
+        reader = csv.DictReader(f, delimiter=_delimiter(text.partition("\n")[0]))
+        if "email" not in _columns(reader, shown):
+            raise ConfigError([Problem(shown, "email", "no `email` column",
+                                       "start the file with `email,name,categories,status`")])
+        for row in _rows(reader, shown):
             row = {(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
                    if isinstance(v, str)}
             line = reader.line_num
@@ -141,6 +148,39 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
             yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
                              categories=parse_categories(row.get("categories", "")),
                              status=status)
+
+
+def _text_of(path: Path, shown: Path | str) -> str:
+    data = path.read_bytes()
+    hint = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", hint)])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # guessing (Latin-1? Windows-1252?) would garble names
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError([Problem(shown, "file", f"is not UTF-8 (byte {exc.start})", hint,
+                                   line=line)]) from None
+
+
+def _columns(reader: csv.DictReader[str], shown: Path | str) -> list[str]:
+    try:
+        return [h.strip().lower() for h in reader.fieldnames or ()]
+    except csv.Error as exc:
+        raise _broken(exc, reader, shown) from None
+
+
+def _rows(reader: csv.DictReader[str], shown: Path | str) -> Iterator[dict[str, str | None]]:
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise _broken(exc, reader, shown) from None
+
+
+def _broken(exc: csv.Error, reader: csv.DictReader[str], shown: Path | str) -> ConfigError:
+    # The reader cannot resume after a syntax error, so the rest of the file is suspect too.
+    return ConfigError([Problem(shown, "file", f"is not valid CSV ({exc})",
+                                "fix that line or export the list again", line=reader.line_num)])
 
 
 def _delimiter(header: str) -> str:

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import email
+import json
+import re
 import shutil
 from datetime import UTC, datetime
+from email import policy
+from email.message import EmailMessage
 from html.parser import HTMLParser
 from pathlib import Path
 
+import feedparser
 import pytest
+from lxml import etree
 
 from pipeline.collect import collect_articles
 from pipeline.config import Config, load_config
@@ -92,13 +99,87 @@ def articles_of(site: Path, now: datetime = NOW) -> tuple[Config, list[Article]]
     return config, [summarise(a) for a in found]
 
 
+# --- reading what a run wrote, the way subscribers' and readers' software would ---------------
+
+# Every header a digest message has, in order (the test site sets no Reply-To): anything more
+# would be a header injected by an entry or a subscriber row.
+MESSAGE_HEADERS = ["To", "Message-ID", "List-Unsubscribe", "From", "Subject", "Date", "List-Id",
+                   "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
+CONTENT_NS = "http://purl.org/rss/1.0/modules/content/"
+ATOM_NS = "http://www.w3.org/2005/Atom"
+# `path:line: field: problem — hint`, as printed for every rejected input.
+PROBLEM_LINE = re.compile(r"(?P<path>[^:\n]+):(?P<line>\d+): (?:warning: )?(?P<field>[^:\n]+): "
+                          r"(?P<problem>.+) — (?P<hint>.+)")
+
+
+def messages(site: Path) -> list[EmailMessage]:
+    """Every message in outbox/new, parsed by the email package."""
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default)  # type: ignore[misc]
+            for p in sorted((site / "outbox" / "new").glob("*.eml"))]
+
+
+def to_display_name(message: EmailMessage) -> str:
+    """The To display name decoded as RFC 2047 says mail clients must: white space between
+    adjacent encoded words is dropped. (policy.default's address parser keeps a space there,
+    a CPython quirk, so it cannot be the oracle for a name split across encoded words.)"""
+    from email.header import decode_header, make_header
+    from email.utils import getaddresses
+
+    raw = next(value for name, value in message.raw_items() if name.lower() == "to")
+    if "=?" in raw:  # encoded words: never quoted, the name is all before the address
+        return str(make_header(decode_header(raw.rsplit("<", 1)[0]))).strip()
+    return getaddresses([raw])[0][0]  # plain: unquoted as any parser would
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return part.get_content()
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return part.get_content()
+
+
+def parsed_feeds(site: Path) -> dict[str, feedparser.FeedParserDict]:
+    """The three feeds, each parsed as XML (or JSON) first, then with feedparser, not bozo."""
+    public = site / "public"
+    for name in ("feed.xml", "atom.xml"):
+        etree.fromstring((public / name).read_bytes())  # raises on anything not well-formed
+    json.loads((public / "feed.json").read_bytes())
+    parsed = {name: feedparser.parse((public / name).read_bytes())
+              for name in ("feed.xml", "atom.xml")}
+    for name, feed in parsed.items():
+        assert not feed.bozo, f"{name}: {feed.get('bozo_exception')}"
+    return parsed
+
+
+def feed_html(site: Path) -> list[str]:
+    """Every HTML-bearing value in the feeds, as a feed reader would hand it to a browser:
+    our raw text, not feedparser's (feedparser sanitises HTML itself and would hide a leak).
+    RSS description and content:encoded are HTML; Atom text constructs only with type="html"."""
+    values: list[str] = []
+    rss = etree.fromstring((site / "public" / "feed.xml").read_bytes())
+    values += [e.text or "" for e in rss.iter("description", f"{{{CONTENT_NS}}}encoded")]
+    atom = etree.fromstring((site / "public" / "atom.xml").read_bytes())
+    values += [e.text or "" for e in atom.iter(f"{{{ATOM_NS}}}content", f"{{{ATOM_NS}}}summary")
+               if e.get("type") == "html"]
+    feed = json.loads((site / "public" / "feed.json").read_bytes())
+    values += [item["content_html"] for item in feed["items"]]
+    return values
+
+
 class _Markup(HTMLParser):
-    def __init__(self) -> None:
+    def __init__(self, allowed: frozenset[str]) -> None:
         super().__init__(convert_charrefs=True)
+        self.allowed = allowed
         self.unsafe: list[str] = []
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in {"script", "style", "iframe", "object", "embed", "svg", "math", "form"}:
+        if tag in {"script", "style", "iframe", "object", "embed", "form", "svg", "math",
+                   "base", "meta", "link"} - self.allowed:
             self.unsafe.append(tag)
         for name, value in attrs:
             squashed = "".join((value or "").split()).lower()
@@ -106,9 +187,11 @@ class _Markup(HTMLParser):
                 self.unsafe.append(f"{tag} {name}={value!r}")
 
 
-def unsafe_markup(fragment: str) -> list[str]:
-    """Script elements, event-handler attributes and script URLs that a browser would act on."""
-    parser = _Markup()
+def unsafe_markup(fragment: str, allowed: frozenset[str] = frozenset()) -> list[str]:
+    """Elements and attributes a browser or mail client would act on: scripts, frames, forms,
+    event handlers, script URLs. `allowed` names elements the template itself uses (the
+    email document's own <style> and <meta>)."""
+    parser = _Markup(allowed)
     parser.feed(fragment)
     parser.close()
     return parser.unsafe

@@ -260,7 +260,7 @@ def test_a_broken_template_override_raises_template_error_with_name_and_line(
     with pytest.raises(TemplateError) as caught:
         render_digest(articles, NOW, config)
     message = str(caught.value)
-    assert message.startswith(f"{name}:{line}:"), message
+    assert message.startswith(f"templates/{name}:{line}:"), message  # the site's own file
     if words:
         assert words in message
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from pipeline.errors import ConfigError
 from pipeline.subscribers import load_subscribers, token_matches, unsubscribe_token
 
 MESSY = (
@@ -63,9 +66,10 @@ def test_unsubscribed_rows_are_skipped(config) -> None:
 def test_a_file_without_an_email_column_is_an_error(tmp_path: Path) -> None:
     path = tmp_path / "subscribers.csv"
     path.write_text("address,name\nada@example.org,Ada\n", encoding="utf-8")
-    subscribers, problems = load_subscribers(path)
-    assert subscribers == []
-    assert len(problems) == 1 and not problems[0].warning and problems[0].field == "email"
+    with pytest.raises(ConfigError) as caught:  # a list that reaches no one stops the run
+        load_subscribers(path)
+    (problem,) = caught.value.problems
+    assert not problem.warning and problem.field == "email"
 
 
 def test_a_missing_file_is_a_warning(tmp_path: Path) -> None:

@@ -11,6 +11,9 @@ from zoneinfo import ZoneInfo
 from pipeline.errors import EntryError, Problem
 from pipeline.sanitise import one_line
 
+# 03/04/2026, 3.4.26: read as 3 April in most of the world, 4 March in the US.
+_DAY_MONTH = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}")
+
 
 class FieldReader:
     """Reads fields of one entry, remembering the file and each field's line for errors."""
@@ -32,8 +35,11 @@ class FieldReader:
                                 f"add `{field}: ...` to the front matter")
             return ""
         if not isinstance(value, str):
+            # Not f'"{value}"': YAML has already turned `No` into False and `1.10` into 1.1.
             raise self.fail(field, f"must be text, not {_kind(value)}",
-                            f'put the value in quotes: {field}: "{value}"')
+                            f'put the value in quotes: {field}: "…"' + (
+                                " (YAML reads yes, no, on and off as true/false)"
+                                if isinstance(value, bool) else ""))
         cleaned = one_line(value)
         if required and not cleaned:
             raise self.fail(field, "is empty", f"give the entry a {field}")
@@ -52,6 +58,10 @@ class FieldReader:
         elif isinstance(value, date):
             moment = datetime.combine(value, time())
         elif isinstance(value, str):
+            if (numbers := _DAY_MONTH.match(value.strip())) and max(
+                    int(n) for n in numbers.groups()) <= 12:
+                raise self.fail(field, f"{value!r} is ambiguous (day/month or month/day?)",
+                                "write it year first: 2026-01-31")
             try:
                 moment = datetime.fromisoformat(value.strip())
             except ValueError:

@@ -46,8 +46,9 @@ def read_journal_page(path: Path, text: str, config: Config
     if not header:
         raise fields.fail("title", "missing", "put category, title and standfirst above the date")
     fields.lines = {"date": blocks[date_at][0], "title": blocks[min(1, date_at - 1)][0]}
-    category, title, summary = {1: ("", header[0], ""), 2: (header[0], header[1], "")}.get(
-        len(header), (header[0], header[1], " ".join(header[2:])))
+    # Not a dict of both cases: that evaluated header[1] for a title-only header (IndexError).
+    category, title, summary = (("", header[0], "") if len(header) == 1
+                                else (header[0], header[1], " ".join(header[2:])))
     day, minutes = _DATE_LINE.match(blocks[date_at][1]).groups()  # type: ignore[union-attr]
     try:
         published = datetime.strptime(day, "%d %b %Y").replace(tzinfo=config.timezone)

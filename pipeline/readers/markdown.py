@@ -15,7 +15,7 @@ from pipeline.config import Config
 from pipeline.errors import EntryError, Problem
 from pipeline.models import Article, Body, Source
 from pipeline.readers.fields import FieldReader, slugify
-from pipeline.sanitise import read_minutes_of, safe_html, strip_illegal
+from pipeline.sanitise import one_line, read_minutes_of, safe_html, strip_illegal
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -136,9 +136,10 @@ def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:
         if not isinstance(item, dict) or not isinstance(item.get("title"), str):
             raise fields.fail("sources", f"item {number} needs a title", hint)
         url = item.get("url", "")
-        if not isinstance(url, str) or (url and not url.startswith(("https://", "http://"))):
+        url = one_line(url) if isinstance(url, str) else None  # a quoted "\x01" is still YAML
+        if url is None or (url and not url.startswith(("https://", "http://"))):
             raise fields.fail("sources", f"item {number} has no absolute http(s) url", hint)
-        sources.append(Source(fields.text("sources", item["title"]), url.strip()))
+        sources.append(Source(fields.text("sources", item["title"]), url))
     return tuple(sources)
 
 

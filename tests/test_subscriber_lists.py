@@ -1,0 +1,98 @@
+"""Subscriber lists exported from other tools: a bad row is reported and skipped, a list that
+cannot be read at all stops the run before the digest is built (so its entries still go out
+once the list is fixed), and every address that goes out is one we can put in a header."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import SUBSCRIBERS, markdown_entry, messages, write_entry
+from pipeline.cli import cli
+from pipeline.subscribers import load_subscribers
+
+HEADER = "email,name,categories,status\n"
+
+
+def run(site: Path) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["run", "--site", str(site)])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stderr
+
+
+def test_bad_rows_are_reported_with_their_line_and_the_rest_get_the_digest(site: Path) -> None:
+    (site / "subscribers.csv").write_text(
+        HEADER + "ada@example.org,Ada,,active\n"
+        "not-an-address,Nobody,,active\n"
+        "josé@example.org,José,,active\n"  # needs SMTPUTF8, which the outbox does not send
+        "grace@example.org,Grace,,active\n"
+        "ADA@example.org,Ada again,,active\n", encoding="utf-8")  # a duplicate, silently once
+    write_entry(site, "entry.md", markdown_entry())
+    code, err = run(site)
+    assert code == 1
+    assert re.search(r"^subscribers\.csv:3: email: 'not-an-address': .+ — correct the address "
+                     r"or remove the row$", err, re.M)
+    assert re.search(r"^subscribers\.csv:4: email: 'josé@example.org': .*before the @-sign",
+                     err, re.M)
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages(site)) == [
+        "ada@example.org", "grace@example.org"]
+
+
+def test_an_international_domain_is_written_as_punycode(site: Path) -> None:
+    (site / "subscribers.csv").write_text(HEADER + "kim@bücher.example,Kim,,active\n",
+                                          encoding="utf-8")
+    write_entry(site, "entry.md", markdown_entry())
+    assert run(site)[0] == 0
+    (message,) = messages(site)
+    assert message["To"].addresses[0].addr_spec == "kim@xn--bcher-kva.example"
+
+
+UNREADABLE = {
+    "windows-1252": ((HEADER + "zoe@example.org,Zoë,,active\n").encode("cp1252"),
+                     'subscribers.csv:2: file: is not UTF-8 (byte 47) — export it as "CSV UTF-8"'),
+    "utf-16": ((HEADER + "ada@example.org,Ada,,active\n").encode("utf-16"),
+               'subscribers.csv:1: file: is UTF-16, not UTF-8 — export it as "CSV UTF-8"'),
+    "binary": (bytes(range(256)), "subscribers.csv:2: file: is not UTF-8"),
+    "no email column": (b"address,name\nada@example.org,Ada\n",
+                        "subscribers.csv:1: email: no `email` column — start the file with"),
+    "empty": (b"", "subscribers.csv:1: email: no `email` column"),
+    "a huge field": (HEADER.encode() + b"ada@example.org," + b"x" * 200_000 + b",,active\n",
+                     "file: is not valid CSV (field larger than field limit"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+def test_an_unreadable_list_stops_the_run_before_the_digest_and_loses_nothing(
+        site: Path, kind: str) -> None:
+    data, message = UNREADABLE[kind]
+    (site / "subscribers.csv").write_bytes(data)
+    write_entry(site, "entry.md", markdown_entry(title="Waiting for readers"))
+    code, err = run(site)
+    assert code == 78
+    assert message in err
+    assert not (site / "outbox").exists()
+    assert not (site / "public").exists()
+    (site / "subscribers.csv").write_text(SUBSCRIBERS, encoding="utf-8")  # fixed
+    assert run(site) == (0, "")
+    assert [str(m["Subject"]) for m in messages(site)] == [
+        "Test Clinic Journal: Waiting for readers"] * 2
+
+
+def test_check_lists_an_unreadable_list_as_a_problem(site: Path) -> None:
+    (site / "subscribers.csv").write_bytes(UNREADABLE["windows-1252"][0])
+    result = CliRunner().invoke(cli, ["check", "--site", str(site)])
+    assert result.exit_code == 1
+    assert "subscribers.csv:2: file: is not UTF-8" in result.stderr
+
+
+def test_names_and_categories_keep_their_text(tmp_path: Path) -> None:
+    path = tmp_path / "subscribers.csv"
+    path.write_text(HEADER + 'ada@example.org,"  Ada\tLovelace ",Heart Health; Sleep ;,\n',
+                    encoding="utf-8-sig")
+    (subscriber,), problems = load_subscribers(path)
+    assert problems == []
+    assert subscriber.name == "Ada Lovelace"
+    assert subscriber.categories == ("Heart Health", "Sleep")
