@@ -57,7 +57,7 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float) -> N
     if dry_run:
         _print_plan(report)
     elif not quiet:
-        feeds = ", ".join(report.feeds_changed) or "unchanged"
+        feeds = _feeds_line(report.feeds_changed) or "unchanged"
         click.echo(f"{report.published} published entries; feeds {feeds}.")
         if report.digest_id is not None:
             click.echo(f"Digest {report.digest_id}: {report.new} entries, "
@@ -132,8 +132,15 @@ def init(directory: Path) -> None:
                f"`newsletter run --site {directory}`.")
 
 
+def _feeds_line(changed: list[str]) -> str:
+    """The site feeds by name, the per-category ones counted: a run prints one short line."""
+    site = [name for name in changed if "/" not in name]
+    categories = len(changed) - len(site)
+    return ", ".join([*site, *([f"{categories} category feeds"] if categories else [])])
+
+
 def _print_plan(report: RunReport) -> None:
-    feeds = ", ".join(report.feeds_changed) or "none"
+    feeds = _feeds_line(report.feeds_changed) or "none"
     click.echo(f"Dry run: nothing written. {report.published} published entries; "
                f"feeds that would change: {feeds}.")
     if report.digest_id is not None:

@@ -28,7 +28,7 @@ SCHEMA: dict[str, dict[str, object]] = {
         "author": "",
         "article_url": "{site_url}journal/{slug}/",
     },
-    "feed": {"max_items": 50},
+    "feed": {"max_items": 50, "websub_hub": ""},
     "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run"},
     "email": {
         "from": None,
@@ -83,6 +83,7 @@ class Config:
     unsubscribe_mailto: str
     reason: str
     warnings: tuple[Problem, ...] = ()
+    websub_hub: str = ""  # advertised in the feeds and pinged when they change
 
     @property
     def articles_dir(self) -> Path:
@@ -225,7 +226,11 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
+        websub_hub=string("feed.websub_hub"),
     )
+    for key, value in (("feed.websub_hub", config.websub_hub),):
+        if value and not value.startswith(("https://", "http://")):
+            bad(key, f"{value!r} is not an absolute URL", "write it as https://…")
     if config.cadence not in CADENCES:
         bad("digest.cadence", f"{config.cadence!r} is not a cadence",
             f"use one of: {', '.join(repr(c) for c in CADENCES)}")

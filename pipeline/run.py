@@ -81,6 +81,11 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
              now: datetime) -> RunReport:
     report.feeds_changed = _refresh_feeds(articles, config, ledger)
     log.info("feeds: %s", ", ".join(report.feeds_changed) or "unchanged")
+    if report.feeds_changed and config.websub_hub:
+        from pipeline.websub import ping_hub
+
+        report.problems += ping_hub(config.websub_hub,
+                                    [config.site_url + name for name in report.feeds_changed])
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
     if digest is None:
