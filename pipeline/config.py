@@ -29,13 +29,17 @@ SCHEMA: dict[str, dict[str, object]] = {
         "article_url": "{site_url}journal/{slug}/",
     },
     "feed": {"max_items": 50, "websub_hub": ""},
-    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run"},
+    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run",
+               "size_budget_kb": 90},
     "email": {
         "from": None,
         "reply_to": "",
         "unsubscribe_url": "{site_url}unsubscribe?token={token}",
         "unsubscribe_mailto": "",
         "reason": "",
+        "logo_url": "",
+        "logo_width": 160,
+        "logo_height": 48,
     },
 }
 
@@ -83,7 +87,11 @@ class Config:
     unsubscribe_mailto: str
     reason: str
     warnings: tuple[Problem, ...] = ()
+    size_budget_kb: int = 90  # warn when a digest's HTML part is larger (Gmail clips at ~102)
     websub_hub: str = ""  # advertised in the feeds and pinged when they change
+    logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
+    logo_width: int = 160
+    logo_height: int = 48
 
     @property
     def articles_dir(self) -> Path:
@@ -226,9 +234,14 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
         warnings=tuple(p for p in problems if p.warning),
+        size_budget_kb=count("digest.size_budget_kb"),
         websub_hub=string("feed.websub_hub"),
+        logo_url=string("email.logo_url"),
+        logo_width=count("email.logo_width"),
+        logo_height=count("email.logo_height"),
     )
-    for key, value in (("feed.websub_hub", config.websub_hub),):
+    for key, value in (("feed.websub_hub", config.websub_hub),
+                       ("email.logo_url", config.logo_url)):
         if value and not value.startswith(("https://", "http://")):
             bad(key, f"{value!r} is not an absolute URL", "write it as https://…")
     if config.cadence not in CADENCES:

@@ -95,11 +95,12 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
             return report
         if not new:
             return report
-        from pipeline.digest import render_digest, subject_for
+        from pipeline.digest import render_digest, size_problems, subject_for
         from pipeline.summarise import summarise
 
         new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)
+        report.problems += size_problems(html, config)
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
         log.info("digest %d: built with %d entries", digest.id, len(new))
