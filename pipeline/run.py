@@ -101,11 +101,15 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)
         report.problems += size_problems(html, config)
+        # Before the digest is frozen: no message may link to a web copy that is not there.
+        _write_web_copy(new, now, config)
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
         log.info("digest %d: built with %d entries", digest.id, len(new))
+        _refresh_archive(config, ledger, digest_built=True)
     else:
         log.info("digest %d: finishing what an earlier run started", digest.id)
+        _refresh_archive(config, ledger, digest_built=False)
     report.digest_id, report.new = digest.id, len(digest.slugs)
     from pipeline.config import load_secret
     from pipeline.outbox import write_outbox
@@ -136,6 +140,25 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
                if write_if_changed(config.public_dir / name, data)]
     ledger.set_state("feeds", fingerprint)
     return changed
+
+
+def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
+    from pipeline.atomic import write_if_changed
+    from pipeline.web import render_web_copy
+
+    path, data = render_web_copy(new, now, config)
+    write_if_changed(config.public_dir / path, data)
+
+
+def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> None:
+    """The archive page lists every digest: rewritten when one is added (or it is missing)."""
+    from pipeline.web import ARCHIVE_PAGE, render_archive
+
+    page = config.public_dir / ARCHIVE_PAGE
+    if digest_built or not page.exists():
+        from pipeline.atomic import write_if_changed
+
+        write_if_changed(page, render_archive(ledger.digest_listing(), config))
 
 
 def _feed_fingerprint(articles: list[Article], config: Config) -> str:
