@@ -132,6 +132,54 @@ def init(directory: Path) -> None:
                f"`newsletter run --site {directory}`.")
 
 
+@cli.command()
+@site_option
+@click.option("--last", is_flag=True, help="Show the last digest built instead of the next one.")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Open the HTML part in the default web browser.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save a full-page screenshot to this file (needs Chromium).")
+@click.option("--width", type=click.IntRange(320, 1200), default=600, show_default=True,
+              help="Screenshot width in px: 600 for a desktop client, 375 for a phone.")
+@click.option("--dark", is_flag=True, help="Take the screenshot in dark mode.")
+def preview(site: Path, last: bool, open_browser: bool, png: Path | None, width: int,
+            dark: bool) -> None:
+    """Write the next digest (or the last) to preview/: HTML, text and optionally a PNG.
+
+    Nothing is sent or recorded: the ledger, feeds and outbox are left alone."""
+    from pipeline.preview import NothingToPreview, build_preview
+
+    try:
+        shown = build_preview(site.resolve(), last=last)
+    except (ConfigError, TemplateError) as exc:
+        _fail(exc, EXIT_CONFIG)
+    except NothingToPreview as exc:
+        _fail(exc, EXIT_REJECTED)
+    _print_problems(shown.problems)
+    click.echo(f"Preview of {shown.what}: {shown.entries} entries, “{shown.subject}”")
+    click.echo(f"  HTML: {shown.html_path} ({shown.html_bytes / 1000:.0f} KB)")
+    click.echo(f"  text: {shown.text_path}")
+    if png is not None:
+        from pipeline.atomic import write_atomic
+        from pipeline.screenshot import ChromiumMissing, ScreenshotError, screenshot
+
+        try:
+            shot = screenshot(shown.html_path, width, dark=dark)
+        except (ChromiumMissing, ScreenshotError) as exc:
+            _fail(exc, EXIT_REJECTED)
+        write_atomic(png, shot.png)
+        click.echo(f"  screenshot: {png} ({shot.width} × {shot.height} px"
+                   f"{', dark mode' if dark else ''})")
+        if shot.content_width > shot.width:
+            click.echo(f"warning: at {width} px the digest is {shot.content_width} px wide: "
+                       "something does not shrink (a long word or link, a wide image) — "
+                       "readers on small screens must scroll sideways", err=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(shown.html_path.as_uri())
+
+
 def _feeds_line(changed: list[str]) -> str:
     """The site feeds by name, the per-category ones counted: a run prints one short line."""
     site = [name for name in changed if "/" not in name]
