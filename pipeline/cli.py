@@ -90,7 +90,7 @@ def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
     from pipeline.collect import collect_articles
     from pipeline.config import load_config
-    from pipeline.digest import render_digest
+    from pipeline.digest import render_digest, size_problems
     from pipeline.subscribers import load_subscribers
     from pipeline.summarise import summarise
 
@@ -106,7 +106,9 @@ def check(site: Path) -> None:
     problems = [*config.warnings, *problems, *subscriber_problems]
     if articles:
         try:
-            render_digest([summarise(a) for a in articles[: config.max_articles]], now, config)
+            html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
+                                    now, config)
+            problems += size_problems(html, config)
         except TemplateError as exc:
             problems.append(Problem("templates", "template", str(exc), "fix the template"))
     _print_problems(problems)

@@ -202,6 +202,20 @@ def test_past_gmails_clip_the_run_warns_and_still_sends(site: Path) -> None:
     assert len(sent) > GMAIL_CLIP
 
 
+def test_check_warns_about_a_digest_gmail_would_clip_without_failing(site: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    ten_long_entries(site, 25)
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text().replace("max_articles = 10", "max_articles = 25"))
+    result = CliRunner().invoke(cli, ["check", "--site", str(site)])
+    assert result.exit_code == 0
+    assert "warning: size:" in result.stderr and "Gmail clips" in result.stderr
+    assert not (site / "outbox").exists()
+
+
 # --- in a browser ------------------------------------------------------------------------------
 
 @needs_chromium
