@@ -57,7 +57,7 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float) -> N
     if dry_run:
         _print_plan(report)
     elif not quiet:
-        feeds = ", ".join(report.feeds_changed) or "unchanged"
+        feeds = _feeds_line(report.feeds_changed) or "unchanged"
         click.echo(f"{report.published} published entries; feeds {feeds}.")
         if report.digest_id is not None:
             click.echo(f"Digest {report.digest_id}: {report.new} entries, "
@@ -90,7 +90,7 @@ def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
     from pipeline.collect import collect_articles
     from pipeline.config import load_config
-    from pipeline.digest import render_digest
+    from pipeline.digest import render_digest, size_problems
     from pipeline.subscribers import load_subscribers
     from pipeline.summarise import summarise
 
@@ -109,7 +109,9 @@ def check(site: Path) -> None:
     problems = [*config.warnings, *problems, *subscriber_problems]
     if articles:
         try:
-            render_digest([summarise(a) for a in articles[: config.max_articles]], now, config)
+            html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
+                                    now, config)
+            problems += size_problems(html, config)
         except TemplateError as exc:
             problems.append(exc.problem)
     _print_problems(problems)
@@ -135,6 +137,61 @@ def init(directory: Path) -> None:
                f"`newsletter run --site {directory}`.")
 
 
+@cli.command()
+@site_option
+@click.option("--last", is_flag=True, help="Show the last digest built instead of the next one.")
+@click.option("--open", "open_browser", is_flag=True,
+              help="Open the HTML part in the default web browser.")
+@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also save a full-page screenshot to this file (needs Chromium).")
+@click.option("--width", type=click.IntRange(320, 1200), default=600, show_default=True,
+              help="Screenshot width in px: 600 for a desktop client, 375 for a phone.")
+@click.option("--dark", is_flag=True, help="Take the screenshot in dark mode.")
+def preview(site: Path, last: bool, open_browser: bool, png: Path | None, width: int,
+            dark: bool) -> None:
+    """Write the next digest (or the last) to preview/: HTML, text and optionally a PNG.
+
+    Nothing is sent or recorded: the ledger, feeds and outbox are left alone."""
+    from pipeline.preview import NothingToPreview, build_preview
+
+    try:
+        shown = build_preview(site.resolve(), last=last)
+    except (ConfigError, TemplateError) as exc:
+        _fail(exc, EXIT_CONFIG)
+    except NothingToPreview as exc:
+        _fail(exc, EXIT_REJECTED)
+    _print_problems(shown.problems)
+    click.echo(f"Preview of {shown.what}: {shown.entries} entries, “{shown.subject}”")
+    click.echo(f"  HTML: {shown.html_path} ({shown.html_bytes / 1000:.0f} KB)")
+    click.echo(f"  text: {shown.text_path}")
+    if png is not None:
+        from pipeline.atomic import write_atomic
+        from pipeline.screenshot import ChromiumMissing, ScreenshotError, screenshot
+
+        try:
+            shot = screenshot(shown.html_path, width, dark=dark)
+        except (ChromiumMissing, ScreenshotError) as exc:
+            _fail(exc, EXIT_REJECTED)
+        write_atomic(png, shot.png)
+        click.echo(f"  screenshot: {png} ({shot.width} × {shot.height} px"
+                   f"{', dark mode' if dark else ''})")
+        if shot.content_width > shot.width:
+            click.echo(f"warning: at {width} px the digest is {shot.content_width} px wide: "
+                       "something does not shrink (a long word or link, a wide image) — "
+                       "readers on small screens must scroll sideways", err=True)
+    if open_browser:
+        import webbrowser
+
+        webbrowser.open(shown.html_path.as_uri())
+
+
+def _feeds_line(changed: list[str]) -> str:
+    """The site feeds by name, the per-category ones counted: a run prints one short line."""
+    site = [name for name in changed if "/" not in name]
+    categories = len(changed) - len(site)
+    return ", ".join([*site, *([f"{categories} category feeds"] if categories else [])])
+
+
 def _register() -> None:
     from pipeline.cli_subscribers import serve, subscribers, unsubscribe
 
@@ -146,7 +203,7 @@ _register()
 
 
 def _print_plan(report: RunReport) -> None:
-    feeds = ", ".join(report.feeds_changed) or "none"
+    feeds = _feeds_line(report.feeds_changed) or "none"
     click.echo(f"Dry run: nothing written. {report.published} published entries; "
                f"feeds that would change: {feeds}.")
     if report.digest_id is not None:

@@ -32,8 +32,9 @@ SCHEMA: dict[str, dict[str, object]] = {
         "author": "",
         "article_url": "{site_url}journal/{slug}/",
     },
-    "feed": {"max_items": 50},
-    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run"},
+    "feed": {"max_items": 50, "websub_hub": ""},
+    "digest": {"max_articles": 10, "subject": "{journal}: {lead_title}", "cadence": "every run",
+               "size_budget_kb": 90},
     "email": {
         "from": None,
         "reply_to": "",
@@ -41,6 +42,9 @@ SCHEMA: dict[str, dict[str, object]] = {
         "unsubscribe_mailto": "",
         "reason": "",
         "confirm_url": "{site_url}confirm?token={token}",
+        "logo_url": "",
+        "logo_width": 160,
+        "logo_height": 48,
     },
     "subscribers": {"double_opt_in": False},
 }
@@ -95,6 +99,11 @@ class Config:
     warnings: tuple[Problem, ...] = ()
     confirm_url: str = "{site_url}confirm?token={token}"
     double_opt_in: bool = False  # new addresses stay pending until they use the confirm link
+    size_budget_kb: int = 90  # warn when a digest's HTML part is larger (Gmail clips at ~102)
+    websub_hub: str = ""  # advertised in the feeds and pinged when they change
+    logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
+    logo_width: int = 160
+    logo_height: int = 48
 
     @property
     def articles_dir(self) -> Path:
@@ -269,9 +278,18 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         warnings=tuple(p for p in problems if p.warning),
         confirm_url=string("email.confirm_url"),
         double_opt_in=v.get("subscribers.double_opt_in") is True,
+        size_budget_kb=count("digest.size_budget_kb"),
+        websub_hub=string("feed.websub_hub"),
+        logo_url=string("email.logo_url"),
+        logo_width=count("email.logo_width"),
+        logo_height=count("email.logo_height"),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")
+    for key, value in (("feed.websub_hub", config.websub_hub),
+                       ("email.logo_url", config.logo_url)):
+        if value and not value.startswith(("https://", "http://")):
+            bad(key, f"{value!r} is not an absolute URL", "write it as https://…")
     if config.cadence not in CADENCES:
         bad("digest.cadence", f"{config.cadence!r} is not a cadence",
             f"use one of: {', '.join(repr(c) for c in CADENCES)}")

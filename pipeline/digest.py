@@ -19,6 +19,7 @@ import jinja2
 from pipeline.config import Config
 from pipeline.errors import Problem, TemplateError
 from pipeline.models import Article
+from pipeline.readers.fields import slugify
 from pipeline.sanitise import header_text
 
 HTML_TEMPLATE = "digest.mjml.j2"
@@ -30,8 +31,12 @@ PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
 class _Placeholder(str):
     """The template's own placeholder values: told apart from entry text by type, not by
     value, so a title that is exactly "@@EMAIL@@" is still entry text."""
+
+
 DISCLAIMER = "For general information and education only — not medical advice."
 WIDTH = 72
+ARCHIVE_DIR = "digests"  # under public/: each digest's web copy and the archive index
+GMAIL_CLIP = 102_000  # bytes of HTML past which Gmail shows "[Message clipped]" and hides the rest
 
 
 def default_templates_dir() -> Path:
@@ -71,7 +76,51 @@ def subject_for(articles: Sequence[Article], created: datetime, config: Config) 
 def render_digest(articles: Sequence[Article], created: datetime, config: Config
                   ) -> tuple[str, str]:
     """(html, text) for these articles, with per-subscriber placeholders left in."""
-    context = {
+    env = template_environment(config)
+    context = _context(articles, created, config, web_copy=False)
+    text = render_template(env, TEXT_TEMPLATE, context)
+    return _html(env, context), _tidy_text(text)
+
+
+def render_web_html(articles: Sequence[Article], created: datetime, config: Config) -> str:
+    """The digest as a web page: the same template with web_copy set, so no personal footer.
+    Placeholders a site's own template still uses get neutral values, never a subscriber's."""
+    env = template_environment(config)
+    html = _html(env, _context(articles, created, config, web_copy=True))
+    return html.replace(PLACEHOLDERS["email"], "you").replace(
+        PLACEHOLDERS["unsubscribe_url"], config.site_url)
+
+
+def web_copy_name(created: datetime, lead_slug: str, config: Config) -> str:
+    """`2026-11-25-sleep-and-bp.html`: known before the ledger numbers the digest, unique
+    because an entry (its lead) is in only one digest."""
+    return f"{created.astimezone(config.timezone):%Y-%m-%d}-{slugify(lead_slug)}.html"
+
+
+def web_copy_url(created: datetime, lead_slug: str, config: Config) -> str:
+    return f"{config.site_url}{ARCHIVE_DIR}/{web_copy_name(created, lead_slug, config)}"
+
+
+def size_problems(html: str, config: Config) -> list[Problem]:
+    """Warnings when the HTML part outgrows the budget or Gmail's clip, naming the fix."""
+    size = len(html.encode("utf-8"))
+    kb = f"the HTML part is {size / 1000:.0f} KB"
+    fix = "lower digest.max_articles or shorten the entries' takeaways"
+    if size > GMAIL_CLIP:
+        return [Problem("digest", "size", f"{kb}: Gmail clips messages over ~102 KB and hides "
+                        "the rest, unsubscribe link included", fix, warning=True)]
+    if size > config.size_budget_kb * 1000:
+        return [Problem("digest", "size", f"{kb}, over digest.size_budget_kb "
+                        f"({config.size_budget_kb} KB)",
+                        f"{fix} before it nears Gmail's ~102 KB clip", warning=True)]
+    return []
+
+
+def _context(articles: Sequence[Article], created: datetime, config: Config, *,
+             web_copy: bool) -> dict[str, object]:
+    logo = ({"url": config.logo_url, "width": config.logo_width, "height": config.logo_height}
+            if config.logo_url else None)
+    return {
         "lang": config.language,
         "journal": {"title": config.title, "url": config.site_url,
                     "description": config.description},
@@ -80,16 +129,22 @@ def render_digest(articles: Sequence[Article], created: datetime, config: Config
         "articles": articles,
         "disclaimer": DISCLAIMER,
         "reason": config.reason,
+        "web_copy": web_copy,
+        "web_url": web_copy_url(created, articles[0].slug, config) if articles else "",
+        "archive_url": f"{config.site_url}{ARCHIVE_DIR}/",
+        "feed_url": f"{config.site_url}feed.xml",
+        "logo": logo,
         **{key: _Placeholder(value) for key, value in PLACEHOLDERS.items()},
     }
-    env = template_environment(config)
-    mjml_source = _render(env, HTML_TEMPLATE, context)
-    text = _render(env, TEXT_TEMPLATE, context)
+
+
+def _html(env: jinja2.Environment, context: dict[str, object]) -> str:
+    source = render_template(env, HTML_TEMPLATE, context)
     try:
-        html = compile_mjml(mjml_source)
+        html = compile_mjml(source)
     except ValueError as exc:
         raise TemplateError(_mjml_problem(env, exc)) from None
-    return inline_css(html), _tidy_text(text)
+    return inline_css(html)
 
 
 def compile_mjml(source: str) -> str:
@@ -109,6 +164,10 @@ def inline_css(document: str) -> str:
         keep_style_tags=True,  # @media and dark-mode rules must stay in <style>
         strip_important=False,  # MJML's responsive rules rely on !important
         remove_classes=False,
+        # Its width/height attributes come from the CSS: an image styled width:100% (to
+        # shrink on phones) would get width="100%" and fill the column in Outlook. MJML
+        # already writes the pixel sizes Outlook needs.
+        disable_basic_attributes=["width", "height"],
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
     ).transform()
@@ -116,7 +175,8 @@ def inline_css(document: str) -> str:
     return "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined, flags=re.I)
 
 
-def _render(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+def render_template(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+    """One template rendered; its failures become TemplateError naming the file and line."""
     try:
         return env.get_template(name).render(context)
     except jinja2.TemplateSyntaxError as exc:

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.entry_cache import CachedEntry
-from pipeline.models import Digest
+from pipeline.models import Digest, DigestListing
 
 LEDGER_NAME = "state.sqlite3"
 
@@ -159,6 +159,17 @@ class Ledger:
             "ORDER BY position", (digest_id,)))
         return Digest(id=row[0], key=row[1], created=datetime.fromisoformat(row[2]),
                       subject=row[3], html=row[4], text=row[5], slugs=slugs)
+
+    def digest_listing(self) -> list[DigestListing]:
+        """Every digest, newest first, for the archive page."""
+        rows = self.db.execute(
+            "SELECT d.id, d.created, d.subject, lead.slug, n.entries FROM digests d "
+            "JOIN digest_entries lead ON lead.digest_id = d.id AND lead.position = 0 "
+            "JOIN (SELECT digest_id, count(*) AS entries FROM digest_entries "
+            "      WHERE position IS NOT NULL GROUP BY digest_id) n ON n.digest_id = d.id "
+            "ORDER BY d.id DESC")
+        return [DigestListing(row[0], datetime.fromisoformat(row[1]), row[2], row[3], row[4])
+                for row in rows]
 
     def create_digest(self, created: datetime, subject: str, html: str, text: str,
                       slugs: Iterable[str], passed_over: Iterable[str] = ()) -> Digest:

@@ -100,6 +100,17 @@ class Digest:
     slugs: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class DigestListing:
+    """A past digest as the archive page lists it (without its HTML)."""
+
+    id: int
+    created: datetime
+    subject: str
+    lead_slug: str  # with `created`, names the digest's web copy
+    entries: int
+
+
 @dataclass
 class RunReport:
     problems: list[Problem] = field(default_factory=list)

@@ -92,6 +92,11 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
              now: datetime) -> RunReport:
     report.feeds_changed = _refresh_feeds(articles, config, ledger)
     log.info("feeds: %s", ", ".join(report.feeds_changed) or "unchanged")
+    if report.feeds_changed and config.websub_hub:
+        from pipeline.websub import ping_hub
+
+        report.problems += ping_hub(config.websub_hub,
+                                    [config.site_url + name for name in report.feeds_changed])
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
     if digest is None:
@@ -101,16 +106,21 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
             return report
         if not new:
             return report
-        from pipeline.digest import render_digest, subject_for
+        from pipeline.digest import render_digest, size_problems, subject_for
         from pipeline.summarise import summarise
 
         new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)  # every entry: for those who chose none
+        report.problems += size_problems(html, config)
+        # Before the digest is frozen: no message may link to a web copy that is not there.
+        _write_web_copy(new, now, config)
         digest = ledger.create_digest(now, subject_for(new, now, config), html, text,
                                       [a.slug for a in new], [a.slug for a in passed_over])
         log.info("digest %d: built with %d entries", digest.id, len(new))
+        _refresh_archive(config, ledger, digest_built=True)
     else:
         log.info("digest %d: finishing what an earlier run started", digest.id)
+        _refresh_archive(config, ledger, digest_built=False)
     report.digest_id, report.new = digest.id, len(digest.slugs)
     from pipeline.config import load_secret
     from pipeline.ledger_subscribers import SubscriberBook
@@ -142,6 +152,25 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
                if write_if_changed(config.public_dir / name, data)]
     ledger.set_state("feeds", fingerprint)
     return changed
+
+
+def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
+    from pipeline.atomic import write_if_changed
+    from pipeline.web_copy import render_web_copy
+
+    path, data = render_web_copy(new, now, config)
+    write_if_changed(config.public_dir / path, data)
+
+
+def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> None:
+    """The archive page lists every digest: rewritten when one is added (or it is missing)."""
+    from pipeline.web_copy import ARCHIVE_PAGE, render_archive
+
+    page = config.public_dir / ARCHIVE_PAGE
+    if digest_built or not page.exists():
+        from pipeline.atomic import write_if_changed
+
+        write_if_changed(page, render_archive(ledger.digest_listing(), config))
 
 
 def _feed_fingerprint(articles: list[Article], config: Config) -> str:

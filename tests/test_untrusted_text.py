@@ -120,8 +120,9 @@ def test_control_characters_are_removed_and_every_feed_parses(site: Path) -> Non
     run_with(site, "control-characters.md")
     feeds = parsed_feeds(site)  # well-formed XML, and feedparser without bozo
     assert feeds["feed.xml"].entries[0].title == "Bell and escape in a title"
-    for path in (site / "public").iterdir():
-        assert not _ILLEGAL.search(path.read_text(encoding="utf-8")), path.name
+    for path in (site / "public").rglob("*"):  # feeds, category feeds, web copies
+        if path.is_file():
+            assert not _ILLEGAL.search(path.read_text(encoding="utf-8")), path.name
     for message in messages(site):
         assert not _ILLEGAL.search(html_of(message) + text_of(message))
     content = " ".join(feed_html(site))
