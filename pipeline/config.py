@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import secrets
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError, Problem
+from pipeline.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
@@ -39,6 +40,8 @@ SCHEMA: dict[str, dict[str, object]] = {
         "unsubscribe_mailto": "",
         "reason": "",
     },
+    "smtp": SMTP_SCHEMA,
+    "dkim": DKIM_SCHEMA,
 }
 
 
@@ -62,6 +65,7 @@ class Config:
     unsubscribe_url: str
     unsubscribe_mailto: str
     reason: str
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     warnings: tuple[Problem, ...] = ()
 
     @property
@@ -204,6 +208,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         or (f"unsubscribe@{from_address.domain}" if from_address else ""),
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
+        smtp=smtp_settings(site_dir, v, string, bad, from_address),
         warnings=tuple(p for p in problems if p.warning),
     )
     if config.cadence not in CADENCES:

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import base64
+import codecs
 import csv
 import hashlib
 import hmac
+import io
 from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
+from pipeline.atomic import write_atomic
 from pipeline.errors import Problem
 from pipeline.models import Subscriber
 
 ACTIVE = "active"
+BOUNCING = "bouncing"  # set by `newsletter send` when the relay refuses the address
 
 
 def load_subscribers(path: Path, shown: Path | str | None = None
@@ -68,3 +72,40 @@ def unsubscribe_token(secret: bytes, email: str) -> str:
 
 def token_matches(secret: bytes, email: str, token: str) -> bool:
     return hmac.compare_digest(unsubscribe_token(secret, email), token)
+
+
+def mark_bouncing(path: Path, addresses: set[str]) -> set[str]:
+    """Set status "bouncing" on these addresses' rows (they then get no digest), rewriting
+    only those lines: the rest of the operator's file stays byte for byte. Returns the
+    addresses whose rows were found."""
+    wanted = {a.lower() for a in addresses}
+    raw = path.read_bytes()
+    bom = codecs.BOM_UTF8 if raw.startswith(codecs.BOM_UTF8) else b""
+    lines = raw[len(bom):].decode("utf-8").splitlines(keepends=True)
+    reader = csv.reader(lines)
+    header = next(reader, None)
+    names = [h.strip().lower() for h in header or []]
+    if "email" not in names:
+        return set()
+    email_at = names.index("email")
+    if "status" not in names:  # add the column; rows without the field stay "active"
+        ending = lines[0][len(lines[0].rstrip("\r\n")):]
+        lines[0] = lines[0].rstrip("\r\n") + ",status" + ending
+        names.append("status")
+    status_at = names.index("status")
+    found: set[str] = set()
+    start = reader.line_num
+    for row in reader:
+        end = reader.line_num
+        if len(row) > email_at and row[email_at].strip().lower() in wanted:
+            found.add(row[email_at].strip().lower())
+            row += [""] * (status_at + 1 - len(row))
+            row[status_at] = BOUNCING
+            ending = lines[end - 1][len(lines[end - 1].rstrip("\r\n")):] or "\n"
+            out = io.StringIO()
+            csv.writer(out, lineterminator=ending).writerow(row)
+            lines[start:end] = [out.getvalue()] + [""] * (end - start - 1)
+        start = end
+    if found:
+        write_atomic(path, bom + "".join(lines).encode("utf-8"))
+    return found
