@@ -3,9 +3,11 @@ SMTP server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -91,7 +93,10 @@ class Inbox:
     """What a real SMTP server (aiosmtpd, on 127.0.0.1) accepted. `rcpt_reply` and
     `data_reply` may return a reply line to refuse with instead of accepting."""
 
+    HANG = "hang"  # a `data_reply` that never answers (until the server is stopped)
+
     def __init__(self) -> None:
+        self.hanging = threading.Event()  # set when a reply hangs
         self.received: list[tuple[str, bytes]] = []  # (recipient, message bytes as received)
         self.sessions: set[int] = set()
         self.rcpt_reply: Callable[[str], str | None] = lambda address: None
@@ -107,6 +112,9 @@ class Inbox:
 
     async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
         reply = self.data_reply(envelope.rcpt_tos[0])
+        if reply == self.HANG:
+            self.hanging.set()
+            await asyncio.sleep(3600)
         if reply:
             return reply
         assert envelope.original_content is not None
@@ -132,7 +140,8 @@ def smtp_server(inbox: Inbox, port: int, **options: object) -> Iterator[Controll
     try:
         yield controller
     finally:
-        controller.stop()
+        if not controller.loop.is_closed():  # a test may have stopped it already
+            controller.stop()
 
 
 def use_relay(site: Path, port: int, **settings: object) -> None:
