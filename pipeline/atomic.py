@@ -47,10 +47,11 @@ def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
     os.replace(tmp, new_dir / name)
 
 
-def move(name: str, source: Path, target: Path) -> None:
+def move(name: str, source: str, target: str) -> None:
     """Move a file between folders of one outbox: one rename, so it is in exactly one of them
-    at every moment, even if the process dies. Durable once `flush_folders` has run."""
-    os.rename(source / name, target / name)
+    at every moment, even if the process dies. Durable once `flush_folders` has run.
+    (Folders as strings: this runs once per message sent.)"""
+    os.rename(os.path.join(source, name), os.path.join(target, name))
 
 
 def flush_folders(*folders: Path) -> None:

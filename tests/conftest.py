@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import Envelope
+from aiosmtpd.smtp import Envelope, Session
 
 from pipeline.config import Config, load_config
 
@@ -95,12 +95,19 @@ class Inbox:
 
     HANG = "hang"  # a `data_reply` that never answers (until the server is stopped)
 
-    def __init__(self) -> None:
+    def __init__(self, pipelining: bool = False) -> None:
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920), as Postfix does
         self.hanging = threading.Event()  # set when a reply hangs
         self.received: list[tuple[str, bytes]] = []  # (recipient, message bytes as received)
         self.sessions: set[int] = set()
         self.rcpt_reply: Callable[[str], str | None] = lambda address: None
         self.data_reply: Callable[[str], str | None] = lambda address: None
+
+    async def handle_EHLO(self, server: object, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname  # the responses end with aiosmtpd's "250 HELP"
+        return [*responses[:-1], *(["250-PIPELINING"] if self.pipelining else []),
+                responses[-1]]
 
     async def handle_RCPT(self, server: object, session: object, envelope: Envelope,
                           address: str, options: list[str]) -> str:
