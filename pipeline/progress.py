@@ -10,7 +10,8 @@ import click
 
 from pipeline.models import SendReport
 
-PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal
+PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal (and at
+PLAIN_STEPS = 4  # each quarter): enough to follow in a log, few enough for cron's mail
 
 
 class Progress:
@@ -18,6 +19,7 @@ class Progress:
         self.quiet = quiet
         self.bar = None
         self.last = time.monotonic()
+        self.step = 0  # quarters reported so far
 
     def update(self, report: SendReport) -> None:
         if self.quiet:
@@ -32,8 +34,10 @@ class Progress:
                                 dynamic_ncols=True)
             self.bar.update(done - self.bar.n)
             self.bar.set_postfix_str(counts, refresh=False)
-        elif time.monotonic() - self.last >= PLAIN_EVERY:
-            self.last = time.monotonic()
+            return
+        step = done * PLAIN_STEPS // max(report.due, 1)
+        if step > self.step or time.monotonic() - self.last >= PLAIN_EVERY:
+            self.step, self.last = step, time.monotonic()
             click.echo(f"send: {done}/{report.due} ({counts})", err=True)
 
     def close(self) -> None:

@@ -27,7 +27,8 @@ from pipeline.ledger import Ledger, open_ledger
 from pipeline.lock import SEND_LOCK_NAME, is_locked, site_lock
 from pipeline.models import Delivery, QueuedMessage, SendReport, Subscriber
 from pipeline.outbox import FAILED, REASON, SENT
-from pipeline.relay import Connection, Outcome, RelayPool
+from pipeline.pool import RelayPool
+from pipeline.relay import Connection, Outcome
 from pipeline.signing import DkimSigner
 from pipeline.smtp_settings import PASSWORD_ENV, SmtpSettings
 from pipeline.subscribers import mark_bouncing
