@@ -35,14 +35,14 @@ from pipeline.subscribers import mark_bouncing
 
 log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
-MAX_BACKOFF = 3600.0  # a deferred message is retried at least hourly (as cron allows)
+MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
 
 
 class Folders:
-    def __init__(self, outbox: Path) -> None:
+    def __init__(self, outbox: Path, create: bool = True) -> None:
         self.new, self.sent, self.failed = outbox / "new", outbox / SENT, outbox / FAILED
-        for folder in (self.new, self.sent, self.failed):
+        for folder in (self.new, self.sent, self.failed) if create else ():
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -80,8 +80,8 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0) -> Sen
     settings = check_settings(config)
     report = SendReport(problems=list(config.warnings))
     with open_ledger(config.state_dir, read_only=True) as ledger:
-        due, recovered = _queue(ledger, Folders(config.outbox_dir), now or datetime.now(UTC),
-                                report, config)
+        due, recovered = _queue(ledger, Folders(config.outbox_dir, create=False),
+                                now or datetime.now(UTC), report, config)
     report.recovered = len(recovered)
     _cap(due, limit, settings, report)
     return report
@@ -143,7 +143,7 @@ def _queue(ledger: Ledger, folders: Folders, now: datetime, report: SendReport,
            config: Config) -> tuple[list[QueuedMessage], list[Delivery]]:
     """(messages due now, outcomes a killed send left unrecorded), from the ledger's queue
     checked against the folders."""
-    waiting = set(os.listdir(folders.new))
+    waiting = set(os.listdir(folders.new)) if folders.new.is_dir() else set()
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()

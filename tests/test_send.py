@@ -219,10 +219,14 @@ def test_send_test_mails_the_latest_digest_to_one_address_only(written: Path,
     assert state.exists()
 
 
-def test_dry_run_connects_to_nothing_and_moves_nothing(written: Path, port: int) -> None:
+def test_dry_run_connects_to_nothing_and_changes_nothing(written: Path, port: int) -> None:
+    def files() -> list[str]:  # SQLite itself may add the WAL's -shm/-wal files to read it
+        return sorted(str(p) for p in written.rglob("*") if "sqlite3-" not in p.name)
+
+    before = files()
     code, out, _ = invoke("send", "--site", str(written), "--dry-run")  # no server listening
     assert code == 0 and "2 messages are due" in out
-    assert len(folder(written, "new")) == 2 and deliveries(written) == {}
+    assert files() == before and deliveries(written) == {}
 
 
 def test_send_without_an_smtp_host_says_what_to_add(site: Path) -> None:
