@@ -47,6 +47,19 @@ def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
     os.replace(tmp, os.path.join(new_dir, name))
 
 
+def move(name: str, source: str, target: str) -> None:
+    """Move a file between folders of one outbox: one rename, so it is in exactly one of them
+    at every moment, even if the process dies. Durable once `flush_folders` has run.
+    (Folders as strings: this runs once per message sent.)"""
+    os.rename(os.path.join(source, name), os.path.join(target, name))
+
+
+def flush_folders(*folders: Path) -> None:
+    """Make the renames into and out of these folders survive a power cut."""
+    for folder in folders:
+        _fsync_dir(folder)
+
+
 def flush_to_disk(*folders: Path) -> None:
     """Make every file delivered so far durable before the ledger says it exists."""
     os.sync()

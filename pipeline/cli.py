@@ -40,7 +40,10 @@ def cli() -> None:
               help="Show what would be published and to how many subscribers; write nothing.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another run on the same site before giving up.")
-def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float) -> None:
+@click.option("--send", "then_send", is_flag=True,
+              help="Then send what is in the outbox, as `newsletter send` does.")
+def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
+        then_send: bool) -> None:
     """Collect entries, write the feeds to public/ and new digests to outbox/."""
     from pipeline.lock import Locked
     from pipeline.run import plan
@@ -67,7 +70,52 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float) -> N
                        "(digest.cadence); feeds refreshed.")
         else:
             click.echo("Nothing new for the digest; no messages written.")
-    sys.exit(EXIT_REJECTED if report.rejected else EXIT_OK)
+    code = EXIT_REJECTED if report.rejected else EXIT_OK
+    if then_send and not dry_run:
+        code = _send(site.resolve(), quiet=quiet, wait=wait) or code
+    sys.exit(code)
+
+
+class RateType(click.ParamType):
+    name = "R/s"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> float:
+        text = str(value).strip().lower().removesuffix("/s")
+        try:
+            rate = float(text)
+        except ValueError:
+            rate = -1.0
+        if not rate > 0:
+            self.fail(f"{value!r} is not a rate: give messages per second, e.g. 10 or 10/s",
+                      param, ctx)
+        return rate
+
+
+@cli.command()
+@site_option
+@click.option("--limit", type=click.IntRange(min=1), default=None,
+              help="Send at most N messages now (smtp.max_per_run also applies).")
+@click.option("--rate", type=RateType(), default=None,
+              help="At most R messages per second, e.g. 10/s [default: smtp.rate].")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; connect to nothing.")
+@click.option("--test", "test_to", metavar="ADDRESS",
+              help="Send the latest digest to ADDRESS only, subject prefixed [TEST]; "
+                   "the outbox and ledger are left alone.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing unless something is wrong.")
+@click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
+@click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another send on the same site before giving up.")
+def send(site: Path, limit: int | None, rate: float | None, dry_run: bool, test_to: str | None,
+         quiet: bool, verbose: bool, wait: float) -> None:
+    """Hand the messages in outbox/new/ to the SMTP relay (smtp.* in newsletter.toml)."""
+    _setup_logging(verbose)
+    site = site.resolve()
+    if test_to is not None:
+        sys.exit(_send_test(site, test_to))
+    if dry_run:
+        sys.exit(_send_plan(site, limit or 0))
+    sys.exit(_send(site, limit=limit or 0, rate=rate, quiet=quiet, wait=wait))
 
 
 @cli.command()
@@ -200,6 +248,67 @@ def _register() -> None:
 
 
 _register()
+
+
+def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool = False,
+          wait: float = 0.0) -> int:
+    from pipeline.lock import Locked
+    from pipeline.progress import Progress, print_summary
+    from pipeline.relay import RelaySetupError
+    from pipeline.send import send as send_outbox
+
+    progress = Progress(quiet)
+    try:
+        report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update)
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
+    except RelaySetupError as exc:
+        _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
+    except Locked as exc:
+        _fail(f"{exc}; nothing was sent — try again later, or pass --wait SECONDS", EXIT_LOCKED)
+    finally:
+        progress.close()
+    _print_problems(report.problems)
+    print_summary(report, quiet)
+    if report.stopped:
+        return EXIT_LOCKED  # the relay could not be reached: EX_TEMPFAIL, cron tries again
+    return EXIT_REJECTED if report.failed or report.missing else EXIT_OK
+
+
+def _send_plan(site: Path, limit: int) -> int:
+    from pipeline.send import plan_send
+
+    try:
+        report = plan_send(site, limit=limit)
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
+    _print_problems(report.problems)
+    click.echo(f"Dry run: nothing sent. {report.due} messages are due"
+               + (f" ({report.left} more over the cap)" if report.left else "")
+               + f"; {report.waiting} wait for their retry time.")
+    if report.recovered:
+        click.echo(f"{report.recovered} messages moved by an interrupted send would be recorded.")
+    return EXIT_OK
+
+
+def _send_test(site: Path, address: str) -> int:
+    from pipeline.relay import RelayDown, RelaySetupError
+    from pipeline.send import send_test
+
+    try:
+        outcome = send_test(site, address)
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
+    except RelaySetupError as exc:
+        _fail(exc, EXIT_CONFIG)
+    except RelayDown as exc:
+        _fail(f"{exc} — try again later", EXIT_LOCKED)
+    except ValueError as exc:
+        _fail(exc, EXIT_REJECTED)
+    if outcome.state != "sent":
+        _fail(f"the relay did not take the test message: {outcome.reply}", EXIT_REJECTED)
+    click.echo(f"Test message sent to {address}: {outcome.reply}")
+    return EXIT_OK
 
 
 def _print_plan(report: RunReport) -> None:

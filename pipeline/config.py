@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError, Problem
 from pipeline.sanitise import strip_illegal
+from pipeline.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
@@ -47,6 +48,8 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_height": 48,
     },
     "subscribers": {"double_opt_in": False},
+    "smtp": SMTP_SCHEMA,
+    "dkim": DKIM_SCHEMA,
 }
 
 
@@ -96,6 +99,7 @@ class Config:
     unsubscribe_url: str
     unsubscribe_mailto: str
     reason: str
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     warnings: tuple[Problem, ...] = ()
     confirm_url: str = "{site_url}confirm?token={token}"
     double_opt_in: bool = False  # new addresses stay pending until they use the confirm link
@@ -275,6 +279,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         else (f"unsubscribe@{from_address.domain}" if from_address else ""),
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
+        smtp=smtp_settings(site_dir, v, string, bad, from_address),
         warnings=tuple(p for p in problems if p.warning),
         confirm_url=string("email.confirm_url"),
         double_opt_in=v.get("subscribers.double_opt_in") is True,

@@ -15,7 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.entry_cache import CachedEntry
-from pipeline.models import Digest, DigestListing
+from pipeline.models import Delivery, Digest, DigestListing, QueuedMessage
 
 LEDGER_NAME = "state.sqlite3"
 
@@ -123,12 +123,39 @@ def _m006_subscribers(db: sqlite3.Connection) -> None:
     )
 
 
+def _m004_deliveries(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- One row per message handed to the relay at least once: its latest outcome.
+        CREATE TABLE deliveries (
+            digest_id INTEGER NOT NULL,
+            address TEXT NOT NULL,        -- the envelope recipient
+            state TEXT NOT NULL,          -- deferred, sent or failed
+            attempts INTEGER NOT NULL,
+            last_attempt TEXT NOT NULL,   -- when the relay last answered (accepted, if sent)
+            next_attempt TEXT,            -- deferred: not before this time
+            reply TEXT NOT NULL,          -- the relay's last reply, or what went wrong
+            -- failed because the address is refused: 'to mark' until the list says bounced,
+            -- then 'marked'. Empty otherwise (no semicolons: see _run_script)
+            bounce TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (digest_id, address),
+            FOREIGN KEY (digest_id, address) REFERENCES messages (digest_id, address)
+        );
+        -- Set once every message of a complete digest is sent or failed: sending then never
+        -- looks at that digest's rows again, however long the ledger grows.
+        ALTER TABLE digests ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
     ("m002_runs", _m002_runs),
     ("m003_entry_cache", _m003_entry_cache),
-    # m004 (sending) and m005 (reader pages) are taken by other branches.
+    ("m004_deliveries", _m004_deliveries),
+    # m005 was kept for reader pages, which needed none.
     ("m006_subscribers", _m006_subscribers),
 ]
 
@@ -260,6 +287,64 @@ class Ledger:
     def message_count(self, digest_id: int) -> int:
         return self.db.execute(
             "SELECT count(*) FROM messages WHERE digest_id = ?", (digest_id,)).fetchone()[0]
+
+    def queued_messages(self) -> list[QueuedMessage]:
+        """Recorded messages not yet sent or failed, oldest digest first."""
+        if not self._has_deliveries():  # read-only, not yet migrated: nothing was sent
+            return [QueuedMessage(*row) for row in self.db.execute(
+                "SELECT digest_id, address, filename FROM messages ORDER BY digest_id, filename")]
+        return [QueuedMessage(d, a, f, n or 0, datetime.fromisoformat(t) if t else None)
+                for d, a, f, n, t in self.db.execute(
+                    "SELECT m.digest_id, m.address, m.filename, x.attempts, x.next_attempt "
+                    "FROM digests g JOIN messages m ON m.digest_id = g.id "
+                    "LEFT JOIN deliveries x USING (digest_id, address) "
+                    "WHERE g.delivered = 0 AND (x.state IS NULL OR x.state = 'deferred') "
+                    "ORDER BY m.digest_id, m.filename")]
+
+    def _has_deliveries(self) -> bool:
+        return self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'deliveries'"
+                               ).fetchone() is not None
+
+    def record_deliveries(self, deliveries: Iterable[Delivery]) -> None:
+        """Record outcomes whose files were already moved (sent/, failed/) or left in new/."""
+        with transaction(self.db):
+            self.db.executemany(
+                "INSERT INTO deliveries (digest_id, address, state, attempts, last_attempt, "
+                "next_attempt, reply, bounce) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (digest_id, address) DO UPDATE SET state = excluded.state, "
+                "attempts = excluded.attempts, last_attempt = excluded.last_attempt, "
+                "next_attempt = excluded.next_attempt, reply = excluded.reply, "
+                "bounce = excluded.bounce",
+                [(d.message.digest_id, d.message.address, d.state, d.attempts,
+                  d.when.isoformat(), d.next_attempt.isoformat() if d.next_attempt else None,
+                  d.reply, "to mark" if d.bouncing else "") for d in deliveries])
+
+    def unmarked_bounces(self) -> list[tuple[int, str]]:
+        """(digest id, address) of refused addresses not yet marked in the subscriber list."""
+        return self.db.execute(
+            "SELECT digest_id, address FROM deliveries WHERE bounce = 'to mark'").fetchall()
+
+    def bounces_marked(self, keys: Iterable[tuple[int, str]]) -> None:
+        with transaction(self.db):
+            self.db.executemany("UPDATE deliveries SET bounce = 'marked' "
+                                "WHERE digest_id = ? AND address = ?", list(keys))
+
+    def close_delivered_digests(self) -> None:
+        """Mark complete digests whose every message is sent or failed as delivered."""
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE digests SET delivered = 1 WHERE complete = 1 AND delivered = 0 "
+                "AND NOT EXISTS (SELECT 1 FROM messages m LEFT JOIN deliveries x "
+                "USING (digest_id, address) WHERE m.digest_id = digests.id "
+                "AND (x.state IS NULL OR x.state = 'deferred'))")
+
+    def delivery_counts(self, digest_id: int) -> dict[str, int]:
+        """{state: count} of a digest's messages handed to the relay at least once."""
+        if not self._has_deliveries():  # a read-only look at a ledger not yet migrated
+            return {}
+        return dict(self.db.execute(
+            "SELECT state, count(*) FROM deliveries WHERE digest_id = ? GROUP BY state",
+            (digest_id,)).fetchall())
 
 
 @contextmanager

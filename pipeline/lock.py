@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_NAME = "run.lock"
+SEND_LOCK_NAME = "send.lock"  # sending has its own: a long, rate-limited send never blocks runs
 
 
 class Locked(Exception):
@@ -18,10 +19,10 @@ class Locked(Exception):
 
 
 @contextmanager
-def site_lock(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
+def site_lock(state_dir: Path, wait: float = 0.0, name: str = LOCK_NAME) -> Iterator[None]:
     """Hold the site's lock for the block; wait up to `wait` seconds for it, else raise Locked."""
     state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(state_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         deadline = time.monotonic() + wait
         while True:
@@ -31,7 +32,9 @@ def site_lock(state_dir: Path, wait: float = 0.0) -> Iterator[None]:
             except BlockingIOError:
                 if time.monotonic() >= deadline:
                     holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-                    raise Locked(f"another run (pid {holder}) is working on this site") from None
+                    what = "send" if name == SEND_LOCK_NAME else "run"
+                    raise Locked(f"another {what} (pid {holder}) is working on this site"
+                                 ) from None
                 time.sleep(0.1)
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)

@@ -19,11 +19,13 @@ from pipeline.config import Config
 from pipeline.ledger import Ledger
 from pipeline.models import Digest, Subscriber
 
-__all__ = ["SENT", "build_message", "message_name", "message_prefix", "write_outbox"]
+__all__ = ["FAILED", "SENT", "build_message", "message_name", "message_prefix", "write_outbox"]
 
 log = logging.getLogger("pipeline")
 BATCH = 2000  # messages made durable (one sync) and recorded together
 SENT = "sent"  # where sending moves a message once the server accepted it
+FAILED = "failed"  # where sending moves a message the server refused for good, beside its reason
+REASON = ".reason"  # failed/<message>.reason: the relay's reply, for the operator
 
 
 def outbox_dirs(outbox: Path) -> tuple[Path, Path]:

@@ -41,6 +41,20 @@ reply_to = ""
 unsubscribe_url = "{{site_url}}unsubscribe?token={{token}}"
 unsubscribe_mailto = "unsubscribe@example.org"
 reason = "You are receiving this because you subscribed to the Example Clinic Health Journal."
+
+# `newsletter send` hands the outbox to your SMTP relay. The password comes only from the
+# NEWSLETTER_SMTP_PASSWORD environment variable. Try it with `newsletter send --test you@…`.
+# [smtp]
+# host = "smtp.example-provider.net"
+# tls = "starttls"        # port 587; "implicit" for 465; "none" only for a relay on this machine
+# user = "journal@example.org"
+# rate = 0                # messages per second (0: as fast as the relay takes them)
+# max_per_run = 0         # cap per send, for daily quotas (0: none)
+#
+# DKIM signing, with the public key published at <selector>._domainkey.<your domain>:
+# [dkim]
+# selector = "news2026"
+# private_key = ".newsletter/dkim.pem"
 """
 
 ARTICLE = """\

@@ -35,13 +35,15 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
             lines.append("Last digest: none yet")
         else:
             prefix = message_prefix(digest)
-            sent = sum(1 for _ in (outbox / SENT).glob(f"{prefix}*")) \
+            sent = sum(1 for _ in (outbox / SENT).glob(f"{prefix}*.eml")) \
                 if (outbox / SENT).is_dir() else 0
             state = "complete" if ledger.open_digest() is None else "unfinished"
+            counts = ledger.delivery_counts(digest.id)
             lines.append(
                 f"Last digest: #{digest.id} of {digest.created:%Y-%m-%d %H:%M} UTC ({state}): "
                 f"{len(digest.slugs)} entries, {ledger.message_count(digest.id)} messages "
-                f"written, {sent} sent")
+                f"written, {sent} sent"
+                + "".join(f", {counts[k]} {k}" for k in ("deferred", "failed") if counts.get(k)))
         sent_slugs = ledger.sent_slugs()
         counts = SubscriberBook(ledger).counts()
     lines.append("Subscribers: " + ", ".join(f"{n} {status}" for status, n in counts.items()))

@@ -1,11 +1,17 @@
-"""Shared fixtures: a real temporary site with real files, a real SQLite ledger."""
+"""Shared fixtures: a real temporary site with real files, a real SQLite ledger, and a real
+SMTP server on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import json
 import re
 import shutil
+import socket
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -14,6 +20,8 @@ from pathlib import Path
 
 import feedparser
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope, Session
 from lxml import etree
 
 from pipeline.collect import collect_articles
@@ -195,3 +203,82 @@ def unsafe_markup(fragment: str, allowed: frozenset[str] = frozenset()) -> list[
     parser.feed(fragment)
     parser.close()
     return parser.unsafe
+
+
+class Inbox:
+    """What a real SMTP server (aiosmtpd, on 127.0.0.1) accepted. `rcpt_reply` and
+    `data_reply` may return a reply line to refuse with instead of accepting."""
+
+    HANG = "hang"  # a `data_reply` that never answers (until the server is stopped)
+
+    def __init__(self, pipelining: bool = False) -> None:
+        self.pipelining = pipelining  # offer PIPELINING (RFC 2920), as Postfix does
+        self.hanging = threading.Event()  # set when a reply hangs
+        self.received: list[tuple[str, bytes]] = []  # (recipient, message bytes as received)
+        self.sessions: set[int] = set()
+        self.rcpt_reply: Callable[[str], str | None] = lambda address: None
+        self.data_reply: Callable[[str], str | None] = lambda address: None
+
+    async def handle_EHLO(self, server: object, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname  # the responses end with aiosmtpd's "250 HELP"
+        return [*responses[:-1], *(["250-PIPELINING"] if self.pipelining else []),
+                responses[-1]]
+
+    async def handle_RCPT(self, server: object, session: object, envelope: Envelope,
+                          address: str, options: list[str]) -> str:
+        reply = self.rcpt_reply(address)
+        if reply:
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 2.1.5 Ok"
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        reply = self.data_reply(envelope.rcpt_tos[0])
+        if reply == self.HANG:
+            self.hanging.set()
+            await asyncio.sleep(3600)
+        if reply:
+            return reply
+        assert envelope.original_content is not None
+        self.received.append((envelope.rcpt_tos[0], envelope.original_content))
+        self.sessions.add(id(session))
+        return f"250 2.0.0 Ok: queued as Q{len(self.received)}"
+
+    def recipients(self) -> list[str]:
+        return sorted(address for address, _ in self.received)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def smtp_server(inbox: Inbox, port: int, **options: object) -> Iterator[Controller]:
+    """A real SMTP server on 127.0.0.1:port until the block ends."""
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **options)
+    controller.start()
+    try:
+        yield controller
+    finally:
+        if not controller.loop.is_closed():  # a test may have stopped it already
+            controller.stop()
+
+
+def use_relay(site: Path, port: int, **settings: object) -> None:
+    """Point the site's [smtp] at 127.0.0.1:port, plain (loopback), plus any other settings."""
+    values = {"host": "127.0.0.1", "port": port, "tls": "none", **settings}
+    lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write("\n[smtp]\n" + "\n".join(lines) + "\n")
+
+
+def add_subscribers(site: Path, count: int) -> list[str]:
+    """Replace the list with `count` active subscribers; returns their addresses."""
+    addresses = [f"reader{n:04d}@example.org" for n in range(count)]
+    rows = [f"{a},Reader {n},,active" for n, a in enumerate(addresses)]
+    (site / "subscribers.csv").write_text("email,name,categories,status\n" + "\n".join(rows)
+                                          + "\n", encoding="utf-8")
+    return addresses

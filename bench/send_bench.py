@@ -1,0 +1,293 @@
+"""Sending speed: our sender against a loopback SMTP sink, and the sink's own ceiling.
+
+    .venv/bin/python bench/send_bench.py                 # 10,000 messages, 5 runs, on disk
+    .venv/bin/python bench/send_bench.py --tmpfs         # the same outbox in /dev/shm
+    .venv/bin/python bench/send_bench.py --dkim 300      # also: DKIM-signed, 300 messages
+    .venv/bin/python bench/send_bench.py --aiosmtpd 2000 # also: the same against aiosmtpd
+
+A site with N subscribers is built in a temporary folder and `newsletter run` fills its
+outbox (~55 KB per message). Each timed run starts from the same state: the files are moved
+back to outbox/new and the ledger is restored from a copy. The sink is a minimal asyncio SMTP
+server in its own process (so it has its own core and GIL): it answers every command with
+success and finds the end of each message's data with bytes.find. "Ceiling" is a client that
+only replays prepared bytes (the same MAIL/RCPT/DATA dialogue over as many connections, the
+messages already in memory): what the sink and loopback alone can take. Nothing is kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("NEWSLETTER_SECRET", "bench")
+
+SENDER = "journal@example.org"
+
+
+# --- the sink: run as `send_bench.py --sink PORT` in a process of its own -------------------
+
+class Sink(asyncio.Protocol):
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport, self.buffer, self.in_data, self.scanned = transport, bytearray(), False, 0
+        transport.write(b"220 sink ESMTP\r\n")
+
+    def data_received(self, chunk: bytes) -> None:
+        self.buffer += chunk
+        while self.buffer:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n", max(0, self.scanned - 4))
+                if end < 0:
+                    self.scanned = len(self.buffer)
+                    return
+                del self.buffer[:end + 5]
+                self.in_data, self.scanned = False, 0
+                self.transport.write(b"250 2.0.0 Ok: queued\r\n")
+                continue
+            end = self.buffer.find(b"\r\n")
+            if end < 0:
+                return
+            verb = bytes(self.buffer[:4]).upper()
+            del self.buffer[:end + 2]
+            if verb == b"EHLO":
+                self.transport.write(b"250-sink\r\n250-PIPELINING\r\n250 8BITMIME\r\n")
+            elif verb == b"DATA":
+                self.in_data = True
+                self.transport.write(b"354 go ahead\r\n")
+            elif verb == b"QUIT":
+                self.transport.write(b"221 bye\r\n")
+                self.transport.close()
+                return
+            else:
+                self.transport.write(b"250 Ok\r\n")
+
+
+def serve_sink(port: int) -> None:
+    loop = asyncio.new_event_loop()
+    server = loop.run_until_complete(loop.create_server(Sink, "127.0.0.1", port, backlog=64))
+    print("ready", flush=True)
+    loop.run_until_complete(server.serve_forever())
+
+
+def serve_aiosmtpd(port: int) -> None:
+    from aiosmtpd.controller import Controller
+
+    class Accept:
+        async def handle_DATA(self, server: object, session: object, envelope: object) -> str:
+            return "250 2.0.0 Ok: queued"
+
+    controller = Controller(Accept(), hostname="127.0.0.1", port=port)
+    controller.start()
+    print("ready", flush=True)
+    threading.Event().wait()
+
+
+def start_server(kind: str) -> tuple[subprocess.Popen[str], int]:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, __file__, f"--{kind}-server", str(port)],
+                              stdout=subprocess.PIPE, text=True)
+    assert server.stdout is not None and server.stdout.readline().strip() == "ready"
+    return server, port
+
+
+# --- the ceiling: replay prepared bytes -----------------------------------------------------
+
+def replay(messages: list[tuple[str, bytes]], port: int, connections: int) -> float:
+    """Seconds to push every message through `connections` sockets, reply by reply."""
+    jobs = list(reversed(messages))
+    lock = threading.Lock()
+
+    def replies(sock: socket.socket, count: int) -> None:
+        got = b""
+        while got.count(b"\r\n") < count:
+            got += sock.recv(4096)
+        assert all(line[:1] in (b"2", b"3") for line in got.split(b"\r\n")[:-1]), got
+
+    def work() -> None:
+        sock = socket.create_connection(("127.0.0.1", port))
+        replies(sock, 1)
+        sock.sendall(b"EHLO bench\r\n")
+        replies(sock, 3)
+        while True:
+            with lock:
+                if not jobs:
+                    break
+                rcpt, data = jobs.pop()
+            # PIPELINING, as the sink offers it: one write for the envelope, one for the data
+            sock.sendall(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
+            replies(sock, 3)
+            sock.sendall(data)
+            replies(sock, 1)
+        sock.sendall(b"QUIT\r\n")
+        sock.close()
+
+    began = time.perf_counter()
+    threads = [threading.Thread(target=work) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - began
+
+
+def prepared(site: Path) -> list[tuple[str, bytes]]:
+    import re
+
+    out = []
+    for path in sorted((site / "outbox" / "new").glob("*.eml")):
+        raw = path.read_bytes()
+        to = re.search(rb"^To: .*<(.+?)>", raw, re.M)
+        assert to is not None
+        stuffed = raw.replace(b"\r\n.", b"\r\n..")
+        out.append((to.group(1).decode(), stuffed + b".\r\n"))
+    return out
+
+
+# --- our sender -----------------------------------------------------------------------------
+
+def build_site(root: Path, count: int, port: int, dkim: bool = False) -> Path:
+    from pipeline.run import run
+
+    site = root / f"site-{count}{'-dkim' if dkim else ''}"
+    shutil.copytree(REPO / "articles", site / "articles")
+    toml = (REPO / "newsletter.toml").read_text()
+    toml += f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
+    if dkim:
+        subprocess.run(["openssl", "genrsa", "-out", str(site / "dkim.pem"), "2048"],
+                       check=True, capture_output=True)
+        toml += '\n[dkim]\nselector = "bench"\nprivate_key = "dkim.pem"\n'
+    (site / "newsletter.toml").write_text(toml)
+    rows = [f"reader{n:05d}@example.org,Reader {n},,active" for n in range(count)]
+    (site / "subscribers.csv").write_text("email,name,categories,status\n" + "\n".join(rows))
+    run(site)
+    state = site / ".newsletter"
+    shutil.copy(state / "state.sqlite3", state / "pristine.sqlite3")
+    return site
+
+
+def reset(site: Path) -> None:
+    outbox, state = site / "outbox", site / ".newsletter"
+    for name in ("sent", "failed"):
+        folder = outbox / name
+        if folder.is_dir():
+            for path in folder.iterdir():
+                if path.suffix == ".eml":
+                    os.rename(path, outbox / "new" / path.name)
+                else:
+                    path.unlink()
+    for suffix in ("-wal", "-shm"):
+        (state / f"state.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(state / "pristine.sqlite3", state / "state.sqlite3")
+
+
+def ours(site: Path) -> float:
+    from pipeline.send import send
+
+    began = time.perf_counter()
+    report = send(site)
+    took = time.perf_counter() - began
+    assert report.sent == report.due and not report.failed, report
+    return took
+
+
+def quiet_disk(limit: float = 15.0) -> None:
+    """Wait (at most `limit` seconds) until the disk has been idle for a moment."""
+    os.sync()
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        some = Path("/proc/pressure/io").read_text().split()[1]  # "avg10=…"
+        if float(some.split("=")[1]) < 1.0:
+            return
+        time.sleep(0.5)
+
+
+def figures(name: str, count: int, times: list[float]) -> float:
+    rates = sorted(count / t for t in times)
+    median = statistics.median(rates)
+    print(f"{name:<34} {median:8,.0f} msg/s  (min {rates[0]:,.0f} – max {rates[-1]:,.0f}, "
+          f"{len(rates)} runs)", flush=True)
+    return median
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--messages", type=int, default=10_000)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--tmpfs", action="store_true", help="keep the site in /dev/shm")
+    parser.add_argument("--dkim", type=int, default=0, metavar="N",
+                        help="also time N DKIM-signed messages")
+    parser.add_argument("--aiosmtpd", type=int, default=0, metavar="N",
+                        help="also time N messages against aiosmtpd")
+    parser.add_argument("--sink-server", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--aiosmtpd-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.sink_server:
+        return serve_sink(args.sink_server)
+    if args.aiosmtpd_server:
+        return serve_aiosmtpd(args.aiosmtpd_server)
+
+    from pipeline.config import load_config
+
+    root = Path(tempfile.mkdtemp(prefix="send-bench-", dir="/dev/shm" if args.tmpfs else None))
+    servers = []
+    try:
+        sink, port = start_server("sink")
+        servers.append(sink)
+        print(f"building {args.messages:,} messages in {root} …", flush=True)
+        site = build_site(root, args.messages, port)
+        connections = load_config(site).smtp.connections
+        messages = prepared(site)
+        size = statistics.mean(len(m) for _, m in messages) / 1024
+        print(f"{len(messages):,} messages, {size:.1f} KB each on average; "
+              f"{connections} connections; {os.cpu_count()} cores", flush=True)
+        ceiling, sender = [], []
+        for _ in range(args.runs):
+            quiet_disk()
+            ceiling.append(replay(messages, port, connections))
+            reset(site)
+            quiet_disk()
+            sender.append(ours(site))
+        top = figures("ceiling (replay, sink)", len(messages), ceiling)
+        mine = figures("newsletter send (sink)", len(messages), sender)
+        print(f"{'our sender / ceiling':<34} {mine / top:8.0%}", flush=True)
+        if args.aiosmtpd:
+            server, aio_port = start_server("aiosmtpd")
+            servers.append(server)
+            few = messages[:args.aiosmtpd]
+            small = build_site(root, args.aiosmtpd, aio_port)
+            times = [replay(few, aio_port, connections) for _ in range(3)]
+            figures("ceiling (replay, aiosmtpd)", len(few), times)
+            runs = []
+            for _ in range(3):
+                reset(small)
+                runs.append(ours(small))
+            figures("newsletter send (aiosmtpd)", len(few), runs)
+        if args.dkim:
+            signed = build_site(root, args.dkim, port, dkim=True)
+            runs = []
+            for _ in range(3):
+                reset(signed)
+                runs.append(ours(signed))
+            figures("newsletter send, DKIM (sink)", args.dkim, runs)
+    finally:
+        for server in servers:
+            server.kill()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,269 @@
+"""Sending the outbox to a real SMTP server on loopback (aiosmtpd, started by each test)."""
+
+from __future__ import annotations
+
+import email
+import sqlite3
+import time
+from datetime import UTC, datetime, timedelta
+from email import policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import (
+    Inbox,
+    add_subscribers,
+    free_port,
+    markdown_entry,
+    smtp_server,
+    use_relay,
+    write_entry,
+)
+from pipeline.cli import cli
+from pipeline.ledger import LEDGER_NAME, open_ledger
+from pipeline.ledger_subscribers import SubscriberBook
+from pipeline.lock import SEND_LOCK_NAME, site_lock
+from pipeline.run import run
+from pipeline.send import send
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def folder(site: Path, name: str) -> list[str]:
+    path = site / "outbox" / name
+    return sorted(p.name for p in path.glob("*.eml")) if path.is_dir() else []
+
+
+def deliveries(site: Path) -> dict[str, tuple[str, int, str | None, str]]:
+    """address → (state, attempts, next attempt, reply), straight from the ledger."""
+    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
+    rows = db.execute("SELECT address, state, attempts, next_attempt, reply FROM deliveries")
+    result = {a: (s, n, t, r) for a, s, n, t, r in rows}
+    db.close()
+    return result
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def written(site: Path, port: int) -> Path:
+    """A site pointed at 127.0.0.1:port with one digest for its two subscribers in outbox/new."""
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
+    assert run(site).written == 2
+    return site
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_messages_arrive_byte_for_byte_and_move_to_sent(written: Path, port: int,
+                                                        pipelining: bool) -> None:
+    first = written / "outbox" / "new" / folder(written, "new")[0]
+    # Lines starting with "." must survive SMTP's dot-stuffing (here in the MIME preamble).
+    first.write_bytes(first.read_bytes().replace(
+        b"\r\n\r\n", b"\r\n\r\n.one dot\r\n..two dots\r\n.\r\n", 1))
+    queued = {name: (written / "outbox" / "new" / name).read_bytes()
+              for name in folder(written, "new")}
+    inbox = Inbox(pipelining)
+    with smtp_server(inbox, port):
+        report = send(written)
+    assert (report.sent, report.deferred, report.failed) == (2, 0, 0)
+    assert inbox.recipients() == ["ada@example.org", "grace@example.org"]
+    assert folder(written, "new") == [] and sorted(queued) == folder(written, "sent")
+    for address, raw in inbox.received:
+        message = email.message_from_bytes(raw, policy=policy.default)
+        assert message["To"].addresses[0].addr_spec == address
+        assert not message.defects
+        original = next(data for data in queued.values() if address.encode() in data[:200])
+        assert raw == original  # the server parsed exactly what the outbox holds
+        theirs = email.message_from_bytes(original, policy=policy.default)
+        assert message.get_body(("html",)).get_content() == \
+            theirs.get_body(("html",)).get_content()
+    recorded = deliveries(written)
+    assert {a: (s, n) for a, (s, n, _, _) in recorded.items()} == {
+        "ada@example.org": ("sent", 1), "grace@example.org": ("sent", 1)}
+    assert all(reply.startswith("250 2.0.0 Ok: queued") for *_, reply in recorded.values())
+    _, out, _ = invoke("status", "--site", str(written))
+    assert "2 messages written, 2 sent" in out
+
+
+def test_one_connection_carries_many_messages(site: Path, port: int) -> None:
+    use_relay(site, port, connections=2)
+    add_subscribers(site, 30)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        assert send(site).sent == 30
+    assert len(inbox.received) == 30 and len(inbox.sessions) <= 2
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_server_answering_421_and_451_then_recovering_gets_each_message_once(
+        site: Path, port: int, pipelining: bool) -> None:
+    use_relay(site, port, retry_after=60, connections=1)
+    addresses = add_subscribers(site, 12)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    inbox, tries, calls = Inbox(pipelining), {}, []
+
+    def busy_at_first(address: str) -> str | None:
+        calls.append(address)
+        tries[address] = tries.get(address, 0) + 1
+        if len(calls) == 6:  # closing this connection: nothing of the message was sent yet
+            return "421 4.3.2 Service shutting down, try later"
+        return "451 4.7.1 Greylisted, try again later" if tries[address] == 1 else None
+
+    inbox.rcpt_reply = busy_at_first
+    now = datetime.now(UTC)
+    with smtp_server(inbox, port):
+        first = send(site, now)
+        # The 421 message went again at once on a new connection; greylisting waits.
+        assert (first.sent, first.deferred) == (1, 11)
+        assert inbox.recipients() == [calls[5]]
+        ledger = deliveries(site)
+        assert {(s, n) for a, (s, n, _, _) in ledger.items() if a != calls[5]} == {
+            ("deferred", 1)}
+        assert all(datetime.fromisoformat(t) >= now + timedelta(seconds=59)
+                   for _, _, t, _ in ledger.values() if t)
+        too_soon = send(site, now + timedelta(seconds=30))  # backoff: not yet
+        assert (too_soon.due, too_soon.waiting) == (0, 11)
+        later = send(site, now + timedelta(minutes=2))
+    assert later.sent == 11
+    assert inbox.recipients() == sorted(addresses)  # every one, and each exactly once
+    assert len(folder(site, "sent")) == 12 and not folder(site, "new")
+    assert {s for s, _, _, _ in deliveries(site).values()} == {"sent"}
+
+
+def statuses(site: Path) -> dict[str, str]:
+    """Each subscriber's status on the list in the ledger."""
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return {s.email: s.status for s in SubscriberBook(ledger).everyone()}
+
+
+@pytest.mark.parametrize("pipelining", [False, True])
+def test_a_recipient_refused_with_550_fails_alone_and_is_marked_bounced(
+        written: Path, port: int, pipelining: bool) -> None:
+    inbox = Inbox(pipelining)
+    inbox.rcpt_reply = lambda a: "550 5.1.1 <ada@example.org>: Recipient address rejected: " \
+        "User unknown" if a.startswith("ada") else None
+    with smtp_server(inbox, port):
+        code, out, err = invoke("send", "--site", str(written))
+    assert code == 1
+    assert "Sent 1, deferred 0, failed 1" in out
+    assert "failed: ada@example.org: 550 5.1.1" in err and "marked bounced" in err
+    assert inbox.recipients() == ["grace@example.org"]
+    [failed] = folder(written, "failed")
+    reason = (written / "outbox" / "failed" / f"{failed}.reason").read_text()
+    assert "550 5.1.1" in reason and "User unknown" in reason
+    assert b"To: Ada Lovelace <ada@example.org>" in (written / "outbox" / "failed" / failed
+                                                      ).read_bytes()
+    assert statuses(written) == {"ada@example.org": "bounced", "grace@example.org": "active",
+                                 "left@example.org": "unsubscribed"}
+    assert "1 failed" in invoke("status", "--site", str(written))[1]
+    write_entry(written, "b.md", markdown_entry(title="Next one", date="2026-04-02"))
+    assert run(written).written == 1  # the next digest goes to grace only
+
+
+def test_a_message_deferred_too_often_fails_without_marking_the_subscriber(
+        written: Path, port: int) -> None:
+    toml = written / "newsletter.toml"
+    toml.write_text(toml.read_text() + "max_attempts = 2\n")
+    inbox = Inbox()
+    inbox.data_reply = lambda a: "452 4.2.2 Mailbox full" if a.startswith("ada") else None
+    now = datetime.now(UTC)
+    with smtp_server(inbox, port):
+        assert send(written, now).deferred == 1
+        report = send(written, now + timedelta(hours=1))
+    assert report.failed == 1 and report.bouncing == []
+    assert deliveries(written)["ada@example.org"][3].startswith("gave up after 2 attempts: 452")
+    assert statuses(written)["ada@example.org"] == "active"
+
+
+def test_rate_limit_spaces_messages_and_limit_caps_the_run(site: Path, port: int) -> None:
+    use_relay(site, port)
+    add_subscribers(site, 12)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        began = time.monotonic()
+        code, out, _ = invoke("send", "--site", str(site), "--rate", "20/s", "--limit", "8")
+        took = time.monotonic() - began
+        assert code == 0 and "Sent 8" in out and "4 are over this run's cap" in out
+        assert took >= 7 / 20  # 8 messages, 1/20 s apart
+        assert len(folder(site, "new")) == 4
+        assert send(site).sent == 4
+    assert len(inbox.received) == 12
+
+
+def test_send_test_mails_the_latest_digest_to_one_address_only(written: Path,
+                                                               port: int) -> None:
+    state = written / ".newsletter" / LEDGER_NAME
+    queued = folder(written, "new")
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        code, out, err = invoke("send", "--site", str(written), "--test", "you@example.org")
+    assert code == 0, err
+    assert "Test message sent to you@example.org" in out
+    [(address, raw)] = inbox.received
+    message = email.message_from_bytes(raw, policy=policy.default)
+    assert address == "you@example.org"
+    assert message["Subject"] == "[TEST] Test Clinic Journal: Sleep and blood pressure"
+    assert "Sleep and blood pressure" in message.get_body(("html",)).get_content()
+    assert folder(written, "new") == queued and not folder(written, "sent")
+    assert deliveries(written) == {}
+    real = (written / "outbox" / "new" / queued[0]).read_bytes()
+    assert message["Message-ID"].encode() not in real  # a later real copy is not a duplicate
+    assert state.exists()
+
+
+def test_dry_run_connects_to_nothing_and_changes_nothing(written: Path, port: int) -> None:
+    def files() -> list[str]:  # SQLite itself may add the WAL's -shm/-wal files to read it
+        return sorted(str(p) for p in written.rglob("*") if "sqlite3-" not in p.name)
+
+    before = files()
+    code, out, _ = invoke("send", "--site", str(written), "--dry-run")  # no server listening
+    assert code == 0 and "2 messages are due" in out
+    assert files() == before and deliveries(written) == {}
+
+
+def test_send_without_an_smtp_host_says_what_to_add(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    code, _, err = invoke("send", "--site", str(site))
+    assert code == 78
+    assert "smtp.host: is not set" in err and "[smtp]" in err
+
+
+def test_an_unreachable_relay_exits_75_and_keeps_every_message(written: Path) -> None:
+    code, _, err = invoke("send", "--site", str(written))  # nothing listens on the port
+    assert code == 75
+    assert "cannot reach the SMTP relay at 127.0.0.1" in err and "stay queued" in err
+    assert len(folder(written, "new")) == 2
+
+
+def test_a_second_send_is_locked_out_but_a_run_is_not(written: Path) -> None:
+    with site_lock(written / ".newsletter", name=SEND_LOCK_NAME):
+        code, _, err = invoke("send", "--site", str(written))
+        assert code == 75 and "another send" in err
+        write_entry(written, "b.md", markdown_entry(title="Meanwhile", date="2026-04-01"))
+        assert run(written).written == 2  # feeds and digests go on during a long send
+
+
+def test_run_with_send_writes_and_sends_in_one_go(site: Path, port: int) -> None:
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry())
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        code, out, err = invoke("run", "--site", str(site), "--send")
+    assert code == 0, err
+    assert "2 messages written" in out and "Sent 2" in out
+    assert len(inbox.received) == 2 and not folder(site, "new")
