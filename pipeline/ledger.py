@@ -13,9 +13,13 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.entry_cache import CachedEntry
-from pipeline.models import Delivery, Digest, DigestListing, QueuedMessage
+from pipeline.models import Digest, DigestListing
+
+if TYPE_CHECKING:
+    from pipeline.deliveries import Delivery, QueuedMessage
 
 LEDGER_NAME = "state.sqlite3"
 
@@ -290,6 +294,8 @@ class Ledger:
 
     def queued_messages(self) -> list[QueuedMessage]:
         """Recorded messages not yet sent or failed, oldest digest first."""
+        from pipeline.deliveries import QueuedMessage
+
         if not self._has_deliveries():  # read-only, not yet migrated: nothing was sent
             return [QueuedMessage(*row) for row in self.db.execute(
                 "SELECT digest_id, address, filename FROM messages ORDER BY digest_id, filename")]

@@ -111,30 +111,6 @@ class DigestListing:
     entries: int
 
 
-@dataclass(frozen=True)
-class QueuedMessage:
-    """A message recorded in the ledger and waiting in outbox/new/ to be handed to the relay."""
-
-    digest_id: int
-    address: str  # the envelope recipient: the subscriber's address, as the ledger has it
-    filename: str
-    attempts: int = 0  # how often the relay was tried for it already
-    next_attempt: datetime | None = None  # deferred: not before this time
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """What became of one attempt to hand a message to the relay."""
-
-    message: QueuedMessage
-    state: str  # "sent" (the relay accepted it), "deferred" (try again later) or "failed"
-    reply: str  # the relay's reply, or what went wrong on the way
-    when: datetime
-    attempts: int
-    next_attempt: datetime | None = None
-    bouncing: bool = False  # failed because the relay refused the address itself
-
-
 @dataclass
 class RunReport:
     problems: list[Problem] = field(default_factory=list)
@@ -161,19 +137,3 @@ class RunReport:
     @property
     def rejected(self) -> int:
         return sum(1 for p in self.problems if not p.warning)
-
-
-@dataclass
-class SendReport:
-    due: int = 0  # messages whose time had come (after the per-run cap)
-    sent: int = 0
-    deferred: int = 0
-    failed: int = 0
-    waiting: int = 0  # deferred earlier, their next attempt not due yet
-    left: int = 0  # due but not tried: the cap, or the run stopped early
-    recovered: int = 0  # found moved by a send that was killed before recording them
-    missing: list[str] = field(default_factory=list)  # recorded but no file anywhere
-    failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reply) this run
-    bouncing: list[str] = field(default_factory=list)  # marked in the subscriber list
-    stopped: str = ""  # why the run stopped before trying every due message
-    problems: list[Problem] = field(default_factory=list)

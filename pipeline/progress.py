@@ -8,7 +8,7 @@ import time
 
 import click
 
-from pipeline.models import SendReport
+from pipeline.deliveries import SendReport
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal (and at
 PLAIN_STEPS = 4  # each quarter): enough to follow in a log, few enough for cron's mail

@@ -6,8 +6,6 @@ import html
 import math
 import re
 
-import nh3
-
 # Characters XML 1.0 forbids (feedgen's serialiser raises on them) plus the C1 controls
 # MJML rejects. Tab, LF and CR are kept.
 _ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
@@ -42,6 +40,8 @@ def safe_html(fragment: str, base_url: str) -> str:
     Stripped before and after: nh3 decodes character references, so `&#1;` would come out as a
     raw control character that breaks the feed's XML.
     """
+    import nh3  # not needed on a run where nothing changed
+
     cleaned = nh3.clean(
         strip_illegal(fragment),
         tags=_TAGS,

@@ -22,10 +22,11 @@ from pathlib import Path
 
 from pipeline.atomic import flush_folders, move, write_atomic
 from pipeline.config import CONFIG_NAME, Config, load_config, load_secret
+from pipeline.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.errors import ConfigError, Problem
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.lock import SEND_LOCK_NAME, is_locked, site_lock
-from pipeline.models import Delivery, QueuedMessage, SendReport, Subscriber
+from pipeline.models import Subscriber
 from pipeline.outbox import FAILED, REASON, SENT
 from pipeline.pool import RelayPool
 from pipeline.relay import Connection, Outcome

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.headerregistry import Address
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the email package costs a no-op run ~20 ms to import
+    from pipeline.config import Mailbox
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # the SMTP password never lives in a file we read
 TLS_MODES = {"starttls": 587, "implicit": 465, "none": 25}  # and each one's usual port
@@ -50,7 +53,7 @@ class SmtpSettings:
 
 
 def smtp_settings(site_dir: Path, v: dict[str, object], string: Callable[[str], str],
-          bad: Callable[[str, str, str], None], from_address: Address | None) -> SmtpSettings:
+          bad: Callable[[str, str, str], None], from_address: Mailbox | None) -> SmtpSettings:
     """The [smtp] and [dkim] tables, checked; problems go to `bad` with the other config's."""
     def number(key: str, minimum: float, whole: bool = True) -> float:
         value = v[key]

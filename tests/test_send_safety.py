@@ -39,8 +39,8 @@ from conftest import (
     write_entry,
 )
 from pipeline.cli import cli
+from pipeline.deliveries import SendReport
 from pipeline.ledger import LEDGER_NAME
-from pipeline.models import SendReport
 from pipeline.run import run
 from pipeline.send import send
 
