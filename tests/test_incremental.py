@@ -126,3 +126,21 @@ def test_a_body_read_again_from_the_cache_keeps_absolute_links(site: Path) -> No
     run(site, NOW + timedelta(minutes=5))
     assert (site / "public" / "feed.xml").read_bytes() == first
     assert b"https://journal.example.org/journal/guide/" in first
+
+
+def test_a_run_with_nothing_to_do_imports_no_heavy_library(site: Path) -> None:
+    import subprocess
+    import sys
+
+    write_entry(site, "a.md", markdown_entry())
+    command = [sys.executable, "-X", "importtime", "-m", "pipeline", "run", "--site", str(site),
+               "--quiet"]
+    env = {**os.environ, "NEWSLETTER_SECRET": "s"}
+    assert subprocess.run(command, env=env, capture_output=True).returncode == 0
+    quiet = subprocess.run(command, env=env, capture_output=True, text=True)
+    assert quiet.returncode == 0
+    imported = {line.rsplit("|", 1)[-1].strip() for line in quiet.stderr.splitlines()
+                if line.startswith("import time:")}
+    heavy = {"yaml", "frontmatter", "markdown_it", "jinja2", "mjml", "premailer", "feedgen",
+             "nh3", "email_validator", "email.message", "lxml"}
+    assert not heavy & imported, heavy & imported
