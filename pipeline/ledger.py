@@ -8,7 +8,6 @@ Every change is recorded after its effect (files first, then the row).
 from __future__ import annotations
 
 import sqlite3
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -205,10 +204,11 @@ class Ledger:
     def create_digest(self, created: datetime, subject: str, html: str, text: str,
                       slugs: Iterable[str], passed_over: Iterable[str] = ()) -> Digest:
         """Freeze a rendered digest and claim its entries (and those passed over), at once."""
+        import secrets  # the digest's key, in Message-IDs: random, never reused
         with transaction(self.db):
             cursor = self.db.execute(
                 "INSERT INTO digests (key, created, subject, html, text) VALUES (?, ?, ?, ?, ?)",
-                (uuid.uuid4().hex, created.isoformat(), subject, html, text))
+                (secrets.token_hex(16), created.isoformat(), subject, html, text))
             digest_id = cursor.lastrowid
             assert digest_id is not None
             self.db.executemany(
