@@ -42,13 +42,9 @@ MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
-def entry_files(config: Config) -> list[Path]:
-    """Entry files under articles/, in a stable order; hidden files and other formats ignored."""
-    return [config.site_dir / shown for shown, _ in scan(config)]
-
-
 def scan(config: Config) -> list[tuple[str, os.stat_result]]:
-    """(path relative to the site, stat) of each entry file, sorted. os.scandir rather than
+    """(path relative to the site, stat) of each entry file under articles/, sorted; hidden
+    files and folders and other formats ignored. os.scandir rather than
     pathlib: on a 1,000-entry site this walk is a good part of a no-op run."""
     found: list[tuple[str, os.stat_result]] = []
     pending = ["articles"]

@@ -19,7 +19,7 @@ from pipeline.config import Config
 from pipeline.ledger import Ledger
 from pipeline.models import Digest, Subscriber
 
-__all__ = ["FAILED", "SENT", "build_message", "message_name", "message_prefix", "write_outbox"]
+__all__ = ["FAILED", "SENT", "message_name", "message_prefix", "write_outbox"]
 
 log = logging.getLogger("pipeline")
 BATCH = 2000  # messages made durable (one sync) and recorded together
@@ -33,12 +33,6 @@ def outbox_dirs(outbox: Path) -> tuple[Path, Path]:
     for folder in (tmp, new, outbox / "cur"):
         folder.mkdir(parents=True, exist_ok=True)
     return tmp, new
-
-
-def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret: bytes
-                  ) -> bytes:
-    """One subscriber's copy of the digest as RFC 5322 bytes (CRLF line ends)."""
-    return Composer(digest, config, secret).compose(subscriber)
 
 
 def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Config,

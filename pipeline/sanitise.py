@@ -68,12 +68,8 @@ def plain_text(fragment: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
-def read_minutes(text: str) -> int:
-    """Reading time at a calm adult pace; never less than one minute."""
-    return read_minutes_of(len(text.split()))
-
-
 def read_minutes_of(words: int) -> int:
+    """Reading time at a calm adult pace; never less than one minute."""
     return max(1, math.ceil(words / WORDS_PER_MINUTE))
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ENTRIES, NOW, markdown_entry, write_entry
 from pipeline import collect
-from pipeline.collect import collect_articles, entry_files
+from pipeline.collect import collect_articles, scan
 from pipeline.config import Config, load_config
 from pipeline.errors import Problem
 
@@ -188,7 +188,7 @@ def test_other_formats_are_ignored_and_subfolders_read(site: Path, config: Confi
 
 def test_no_articles_folder_is_nothing_to_collect(site: Path, config: Config) -> None:
     shutil.rmtree(site / "articles")
-    assert entry_files(config) == []
+    assert scan(config) == []
     assert collect_articles(config, NOW) == ([], [])
 
 

@@ -22,14 +22,22 @@ import pytest
 import pipeline.atomic
 from conftest import NOW, markdown_entry, write_entry
 from pipeline.collect import collect_articles
+from pipeline.compose import Composer
 from pipeline.config import Config, load_config, load_secret
 from pipeline.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
 from pipeline.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.models import Digest, Subscriber
-from pipeline.outbox import build_message, message_name, write_outbox
+from pipeline.outbox import message_name, write_outbox
 from pipeline.subscribers import load_subscribers, read_rows, subscriber_token
 from pipeline.summarise import summarise
+
+
+def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret: bytes
+                  ) -> bytes:
+    """One subscriber's copy, as write_outbox makes it."""
+    return Composer(digest, config, secret).compose(subscriber)
+
 
 URL_LINE = re.compile(r"^\s*(https?://|mailto:)\S*$")
 @dataclass
