@@ -126,6 +126,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
     from pipeline.segments import Renditions
+
     book = SubscriberBook(ledger)
     renditions = Renditions(digest, articles, config, ledger)
     for segment in sorted(book.active_segments()):  # freeze every rendition before writing
