@@ -1,0 +1,150 @@
+"""The ledger's schema, as named migrations applied in order, once each (see ledger.migrate).
+
+Append only: a site's database records which ones it has had. The names are history, kept as
+they were (m005 was reserved for reader pages, which needed none).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+
+def _m001_digests(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE digests (
+            id INTEGER PRIMARY KEY,
+            key TEXT NOT NULL UNIQUE,
+            created TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            complete INTEGER NOT NULL DEFAULT 0
+        );
+        -- An entry's slug is its identity: the primary key keeps it out of a second digest.
+        -- position NULL: older and passed over by max_articles when this digest was built,
+        -- so a back-catalogue never trickles out in later digests.
+        CREATE TABLE digest_entries (
+            slug TEXT PRIMARY KEY,
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            position INTEGER
+        );
+        CREATE TABLE messages (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            address TEXT NOT NULL,
+            filename TEXT NOT NULL,
+            written TEXT NOT NULL,
+            PRIMARY KEY (digest_id, address)
+        );
+        """
+    )
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # Statement by statement: executescript() would commit and break the migration's transaction.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m002_runs(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            started TEXT NOT NULL,
+            finished TEXT,
+            outcome TEXT NOT NULL,  -- running (or killed, if never finished), ok, ...
+            detail TEXT NOT NULL DEFAULT ''
+        )
+        """,
+    )
+
+
+def _m003_entry_cache(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE entry_cache (
+            path TEXT PRIMARY KEY,
+            size INTEGER NOT NULL,
+            mtime_ns INTEGER NOT NULL,
+            checksum TEXT NOT NULL,
+            payload TEXT NOT NULL
+        );
+        CREATE TABLE state (key TEXT PRIMARY KEY, value TEXT NOT NULL)
+        """,
+    )
+
+
+def _m006_subscribers(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- The list (subscribers.csv is its import/export format). email_key: the lowercased
+        -- address, one row per person. categories: sorted, joined by semicolons.
+        CREATE TABLE subscribers (
+            id INTEGER PRIMARY KEY,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL UNIQUE,
+            name TEXT NOT NULL DEFAULT '',
+            categories TEXT NOT NULL DEFAULT '',
+            segment TEXT NOT NULL DEFAULT '',  -- subscribers.segment_key(categories)
+            status TEXT NOT NULL,  -- active, pending, unsubscribed or bounced
+            created TEXT NOT NULL,
+            updated TEXT NOT NULL
+        );
+        CREATE INDEX subscribers_by_status ON subscribers (status, id);
+        -- A digest as one segment gets it: only the entries of its categories. Keyed by those
+        -- entries (slugs joined by spaces), so segments that pick the same entries share one
+        -- rendition, rendered once, frozen so a resumed run writes the same messages.
+        CREATE TABLE digest_renditions (
+            digest_id INTEGER NOT NULL REFERENCES digests(id),
+            slugs TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            html TEXT NOT NULL,
+            text TEXT NOT NULL,
+            PRIMARY KEY (digest_id, slugs)
+        )
+        """,
+    )
+
+
+def _m004_deliveries(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- One row per message handed to the relay at least once: its latest outcome.
+        CREATE TABLE deliveries (
+            digest_id INTEGER NOT NULL,
+            address TEXT NOT NULL,        -- the envelope recipient
+            state TEXT NOT NULL,          -- deferred, sent or failed
+            attempts INTEGER NOT NULL,
+            last_attempt TEXT NOT NULL,   -- when the relay last answered (accepted, if sent)
+            next_attempt TEXT,            -- deferred: not before this time
+            reply TEXT NOT NULL,          -- the relay's last reply, or what went wrong
+            -- failed because the address is refused: 'to mark' until the list says bounced,
+            -- then 'marked'. Empty otherwise (no semicolons: see _run_script)
+            bounce TEXT NOT NULL DEFAULT '',
+            PRIMARY KEY (digest_id, address),
+            FOREIGN KEY (digest_id, address) REFERENCES messages (digest_id, address)
+        );
+        -- Set once every message of a complete digest is sent or failed: sending then never
+        -- looks at that digest's rows again, however long the ledger grows.
+        ALTER TABLE digests ADD COLUMN delivered INTEGER NOT NULL DEFAULT 0
+        """,
+    )
+
+
+# Named, append-only: a site's database records which ones it has had.
+MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+    ("m001_digests", _m001_digests),
+    ("m002_runs", _m002_runs),
+    ("m003_entry_cache", _m003_entry_cache),
+    ("m004_deliveries", _m004_deliveries),
+    # m005 was kept for reader pages, which needed none.
+    ("m006_subscribers", _m006_subscribers),
+]
