@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the email package costs a no-op run ~20 ms to import
-    from pipeline.config import Mailbox
+    from pipeline.mailbox import Mailbox
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # the SMTP password never lives in a file we read
 TLS_MODES = {"starttls": 587, "implicit": 465, "none": 25}  # and each one's usual port
