@@ -15,6 +15,7 @@ from pipeline.sanitise import strip_illegal
 from pipeline.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 
 CONFIG_NAME = "newsletter.toml"
+FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # the site feeds, under public/
 STATE_DIR = ".newsletter"
 SECRET_ENV = "NEWSLETTER_SECRET"
 # During a rotation: the secrets used before, whitespace-separated; tokens made with them still

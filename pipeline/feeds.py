@@ -20,7 +20,6 @@ from pipeline.config import Config
 from pipeline.models import Article
 from pipeline.readers.fields import slugify
 
-FEED_FILES = ("feed.xml", "atom.xml", "feed.json")
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and plainly "never"
 

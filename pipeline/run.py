@@ -10,19 +10,19 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.collect import collect_articles, scan
-from pipeline.config import CONFIG_NAME, Config, load_config
+from pipeline.config import CONFIG_NAME, FEED_FILES, Config, load_config
 from pipeline.errors import Problem
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.lock import site_lock
 from pipeline.models import Article, RunReport
 
 log = logging.getLogger("pipeline")
-FEED_FILES = ("feed.xml", "atom.xml", "feed.json")
 
 
 def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunReport:
@@ -66,17 +66,24 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     return report
 
 
-def _quiet_key(files: list[tuple[str, os.stat_result]], config: Config) -> str:
+def _fingerprint(config: Config, parts: Iterable[str]) -> str:
+    """A hash of the code's version, the config file and `parts`: what a stored result (the
+    feeds, a quiet run) was made from."""
     digest = hashlib.sha256(__version__.encode())
     digest.update((config.site_dir / CONFIG_NAME).read_bytes())
+    for part in parts:
+        digest.update(f"\0{part}".encode())
+    return digest.hexdigest()
+
+
+def _quiet_key(files: list[tuple[str, os.stat_result]], config: Config) -> str:
     try:  # an edited list is imported (and checked) by the next run, not left for later
         stat = config.subscribers_file.stat()
-        digest.update(f"{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        subscribers = f"{stat.st_size}\0{stat.st_mtime_ns}"
     except FileNotFoundError:
-        pass
-    for key, stat in files:
-        digest.update(f"\0{key}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
+        subscribers = "-"
+    return _fingerprint(config, [subscribers, *(f"{key}\0{stat.st_size}\0{stat.st_mtime_ns}"
+                                                for key, stat in files)])
 
 
 def _still_quiet(quiet: str, config: Config, ledger: Ledger, now: datetime) -> bool:
@@ -176,11 +183,7 @@ def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> N
 
 def _feed_fingerprint(articles: list[Article], config: Config) -> str:
     """Everything the feeds' bytes depend on: the code, the config, each shown entry's file."""
-    digest = hashlib.sha256(__version__.encode())
-    digest.update((config.site_dir / CONFIG_NAME).read_bytes())
-    for article in articles:
-        digest.update(f"\0{article.path}\0{article.checksum}".encode())
-    return digest.hexdigest()
+    return _fingerprint(config, (f"{a.path}\0{a.checksum}" for a in articles))
 
 
 def plan(site: Path, now: datetime | None = None) -> RunReport:

@@ -17,8 +17,8 @@ import lxml.html
 import pytest
 
 from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
-from pipeline.config import Config
-from pipeline.feeds import FEED_FILES, render_feeds
+from pipeline.config import FEED_FILES, Config
+from pipeline.feeds import render_feeds
 from pipeline.models import Article
 
 ATOM = "{http://www.w3.org/2005/Atom}"
