@@ -67,6 +67,14 @@ def write_entry(site: Path, name: str, text: str) -> Path:
     return path
 
 
+def write_template(site: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
+    """A site's own override of a default template (templates/NAME)."""
+    path = site / "templates" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding=encoding)
+    return path
+
+
 def markdown_entry(title: str = "A test entry", date: str = "2026-03-14", body: str = "",
                    **fields: str) -> str:
     """A Markdown entry; extra fields are written as given (already YAML)."""

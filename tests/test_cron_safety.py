@@ -20,7 +20,7 @@ from pathlib import Path
 import feedparser
 from click.testing import CliRunner
 
-from conftest import REPO, markdown_entry, write_entry
+from conftest import REPO, markdown_entry, write_entry, write_template
 from pipeline.cli import cli
 from pipeline.ledger import LEDGER_NAME
 from pipeline.lock import site_lock
@@ -179,8 +179,7 @@ def test_after_an_upgrade_nothing_is_sent_twice(site: Path) -> None:
     db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
     db.executescript("DROP TABLE runs; DELETE FROM _migrations WHERE name = 'm002_runs';")
     db.close()
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.txt.j2").write_text(
+    write_template(site, "digest.txt.j2",
         "NEW TEMPLATE\n{% for a in articles %}{{ a.title }}\n{% endfor %}{{ unsubscribe_url }}\n")
     report = run(site)
     assert report.written == 0 and report.digest_id is None

@@ -8,7 +8,7 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-from conftest import NOW, articles_of, markdown_entry, write_entry
+from conftest import NOW, articles_of, markdown_entry, write_entry, write_template
 from pipeline.config import Config
 from pipeline.digest import DISCLAIMER, PLACEHOLDERS, WIDTH, render_digest
 from pipeline.errors import TemplateError
@@ -202,8 +202,7 @@ def test_text_has_titles_categories_dates_and_disclaimer(rendered) -> None:
 
 def test_a_site_text_template_overrides_the_default(site: Path) -> None:
     write_entry(site, "one.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.txt.j2").write_text(
+    write_template(site, "digest.txt.j2",
         "OUR OWN TEXT for {{ journal.title }}\n"
         "{% for article in articles %}- {{ article.title }} {{ article.url }}\n{% endfor %}"
         "Unsubscribe: {{ unsubscribe_url }}\n", encoding="utf-8")
@@ -216,8 +215,7 @@ def test_a_site_text_template_overrides_the_default(site: Path) -> None:
 
 def test_a_site_html_template_overrides_the_default(site: Path) -> None:
     write_entry(site, "one.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.mjml.j2").write_text(
+    write_template(site, "digest.mjml.j2",
         "<mjml><mj-body><mj-section><mj-column>"
         "{% for article in articles %}<mj-text>OURS: {{ article.title }}</mj-text>{% endfor %}"
         '<mj-text><a href="{{ unsubscribe_url }}">Leave</a></mj-text>'
@@ -230,8 +228,7 @@ def test_a_site_html_template_overrides_the_default(site: Path) -> None:
 
 def test_a_template_naming_a_web_font_still_loads_no_fonts(site: Path) -> None:
     write_entry(site, "one.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.mjml.j2").write_text(
+    write_template(site, "digest.mjml.j2",
         '<mjml><mj-head><mj-attributes><mj-all font-family="Roboto, Open Sans, Arial" />'
         "</mj-attributes></mj-head><mj-body><mj-section><mj-column>"
         "<mj-text>{{ articles[0].title }}</mj-text></mj-column></mj-section></mj-body></mjml>\n",
@@ -254,8 +251,7 @@ def test_a_template_naming_a_web_font_still_loads_no_fonts(site: Path) -> None:
 def test_a_broken_template_override_raises_template_error_with_name_and_line(
         site: Path, name: str, source: str, line: int, words: str | None) -> None:
     write_entry(site, "one.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / name).write_text(source, encoding="utf-8")
+    write_template(site, name, source, encoding="utf-8")
     config, articles = articles_of(site)
     with pytest.raises(TemplateError) as caught:
         render_digest(articles, NOW, config)
@@ -267,8 +263,7 @@ def test_a_broken_template_override_raises_template_error_with_name_and_line(
 
 def test_mjml_that_does_not_compile_raises_template_error(site: Path) -> None:
     write_entry(site, "one.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.mjml.j2").write_text(
+    write_template(site, "digest.mjml.j2",
         "<mjml><mj-body><mj-text>a < b</mj-text></mj-body>\n", encoding="utf-8")
     config, articles = articles_of(site)
     with pytest.raises(TemplateError, match=r"digest\.mjml\.j2"):

@@ -10,7 +10,7 @@ from pathlib import Path
 import lxml.html
 from click.testing import CliRunner
 
-from conftest import markdown_entry, write_entry
+from conftest import markdown_entry, write_entry, write_template
 from pipeline.cli import cli
 from pipeline.subscribers import unsubscribe_token
 
@@ -82,8 +82,7 @@ def test_the_web_copy_has_no_subscriber_address_token_or_placeholder(sample_site
 
 def test_a_site_template_printing_subscriber_fields_still_leaks_nothing(site: Path) -> None:
     write_entry(site, "a.md", markdown_entry(title="Only entry"))
-    (site / "templates").mkdir()
-    (site / "templates" / "digest.mjml.j2").write_text(
+    write_template(site, "digest.mjml.j2",
         "<mjml><mj-body><mj-section><mj-column>"
         "<mj-text>{{ articles[0].title }} for {{ email }}</mj-text>"
         '<mj-text><a href="{{ unsubscribe_url }}">Leave</a> '
