@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
@@ -56,33 +57,61 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
                  for name in os.listdir(folder)}
     written = 0
     batch: list[tuple[str, str]] = []
-    for subscriber in subscribers:
-        if subscriber.email in done:
-            continue
-        rendition = rendition_for(subscriber) if rendition_for else digest
-        if rendition is None:  # nothing new in their categories: no message
-            continue
-        done.add(subscriber.email)
-        name = message_name(digest, subscriber.email)
-        if name not in delivered:
-            composer = composers.get(rendition.slugs)
-            if composer is None:
-                composer = composers[rendition.slugs] = Composer(rendition, config, secret)
-            deliver(tmp, new, name, composer.compose(subscriber))
-            written += 1
-        batch.append((subscriber.email, name))
-        if len(batch) >= BATCH:
-            _record(ledger, digest, batch, now, new)
-            log.info("outbox: %d messages recorded for digest %d", len(done), digest.id)
-    _record(ledger, digest, batch, now, new)
+    with _Recorder(ledger, digest, now, new) as recorder:
+        for subscriber in subscribers:
+            if subscriber.email in done:
+                continue
+            rendition = rendition_for(subscriber) if rendition_for else digest
+            if rendition is None:  # nothing new in their categories: no message
+                continue
+            done.add(subscriber.email)
+            name = message_name(digest, subscriber.email)
+            if name not in delivered:
+                composer = composers.get(rendition.slugs)
+                if composer is None:
+                    composer = composers[rendition.slugs] = Composer(rendition, config, secret)
+                deliver(tmp, new, name, composer.compose(subscriber))
+                written += 1
+            batch.append((subscriber.email, name))
+            if len(batch) >= BATCH:
+                recorder.add(batch)
+                batch = []
+                log.info("outbox: %d messages written for digest %d", len(done), digest.id)
+        recorder.add(batch)
     ledger.complete_digest(digest.id)
     log.info("outbox: digest %d complete, %d messages written by this run", digest.id, written)
     return written
 
 
-def _record(ledger: Ledger, digest: Digest, batch: list[tuple[str, str]], now: datetime,
-            new: Path) -> None:
-    if batch:
-        flush_to_disk(new)
-        ledger.record_messages(digest.id, now, batch)
-        batch.clear()
+class _Recorder:
+    """Records each batch in the ledger once its files are durable. The sync of one batch runs
+    in a thread while the next batch is written, so the disk and the CPU work at once (a sync
+    in line stalled the fan-out for a third of its time); a batch is still recorded only after
+    a sync that began once all its files were in new/."""
+
+    def __init__(self, ledger: Ledger, digest: Digest, now: datetime, new: Path) -> None:
+        self._ledger, self._digest, self._now, self._new = ledger, digest, now, new
+        self._flusher = ThreadPoolExecutor(1, thread_name_prefix="outbox-sync")
+        self._pending: tuple[Future[None], list[tuple[str, str]]] | None = None
+
+    def add(self, batch: list[tuple[str, str]]) -> None:
+        self._record_pending()
+        if batch:
+            self._pending = (self._flusher.submit(flush_to_disk, self._new), batch)
+
+    def _record_pending(self) -> None:
+        if self._pending is not None:
+            synced, batch = self._pending
+            self._pending = None
+            synced.result()  # a failed sync raises here: that batch is not recorded
+            self._ledger.record_messages(self._digest.id, self._now, batch)
+
+    def __enter__(self) -> _Recorder:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        try:
+            if kind is None:
+                self._record_pending()
+        finally:
+            self._flusher.shutdown(wait=True)

@@ -8,9 +8,11 @@ import html as html_lib
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from datetime import datetime
 from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.utils import getaddresses, parsedate_to_datetime
@@ -20,6 +22,7 @@ import lxml.html
 import pytest
 
 import pipeline.atomic
+import pipeline.outbox
 from conftest import NOW, markdown_entry, write_entry
 from pipeline.collect import collect_articles
 from pipeline.compose import Composer
@@ -262,6 +265,34 @@ def test_files_arrive_in_new_through_tmp(issue: Issue, monkeypatch: pytest.Monke
         assert src.name == dst.name
     assert list((outbox / "tmp").iterdir()) == []
     assert (outbox / "cur").is_dir()
+
+
+def test_a_batch_is_recorded_only_after_a_sync_that_saw_its_files(
+        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The sync runs beside the writing of the next batch; the ledger must still never name a
+    file that no finished sync had seen in new/ (a power cut would lose it)."""
+    synced: set[str] = set()
+    recorded: list[list[str]] = []
+    real_flush, real_record = pipeline.outbox.flush_to_disk, issue.ledger.record_messages
+
+    def slow_flush(*folders: Path) -> None:
+        seen = set(os.listdir(folders[0]))
+        time.sleep(0.05)  # long enough for the next batch to be written meanwhile
+        real_flush(*folders)
+        synced.update(seen)
+
+    def checked_record(digest_id: int, written: datetime, rows: list) -> None:
+        assert {name for _, name in rows} <= synced
+        recorded.append([name for _, name in rows])
+        real_record(digest_id, written, rows)
+
+    monkeypatch.setattr(pipeline.outbox, "BATCH", 1)
+    monkeypatch.setattr(pipeline.outbox, "flush_to_disk", slow_flush)
+    monkeypatch.setattr(issue.ledger, "record_messages", checked_record)
+    assert write(issue) == 2
+    assert len(recorded) == 2  # one batch each, both recorded
+    assert issue.ledger.message_count(issue.digest.id) == 2
+    assert issue.ledger.open_digest() is None
 
 
 def test_file_names_are_deterministic_per_digest_and_subscriber(issue: Issue) -> None:
