@@ -141,16 +141,17 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
 
     global _pool_config
     _pool_config = config  # inherited by the forked workers: Config need not be pickled
-    chunk = max(1, len(misses) // (4 * cores))
+    chunk = max(1, len(misses) // (16 * cores))
     jobs = [(key, stat, cached.get(key)) for key, stat in misses]
-    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-        entries = list(pool.map(_read_in_worker, jobs, chunksize=chunk))
     results = []
-    for (key, _), entry in zip(misses, entries, strict=True):
-        fresh[key] = entry
-        recalled = _recall(key, entry, config)
-        assert recalled is not None
-        results.append(recalled)
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+        # Decoded as they arrive, while the workers read on.
+        entries = pool.map(_read_in_worker, jobs, chunksize=chunk)
+        for (key, _), entry in zip(misses, entries, strict=True):
+            fresh[key] = entry
+            recalled = _recall(key, entry, config)
+            assert recalled is not None
+            results.append(recalled)
     return results
 
 
