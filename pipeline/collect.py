@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import replace
@@ -18,25 +19,26 @@ from pipeline.models import Article, Body
 Reader = Callable[[Path, str, Config], tuple[Article | None, list[Problem]]]
 
 
-# Readers are imported on first use: a run where no entry changed imports neither YAML nor
-# Markdown (that is most of a no-op run's time budget).
-def _read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
-    from pipeline.readers.markdown import read_markdown
+class LazyReader:
+    """A reader imported on first use: a run where no entry changed imports neither YAML nor
+    Markdown (that is most of a no-op run's time budget)."""
 
-    return read_markdown(path, text, config)
+    def __init__(self, module: str, function: str) -> None:
+        self.module, self.function = module, function
+
+    def load(self) -> Reader:
+        return getattr(importlib.import_module(self.module), self.function)
+
+    def __call__(self, path: Path, text: str, config: Config
+                 ) -> tuple[Article | None, list[Problem]]:
+        return self.load()(path, text, config)
 
 
-def _read_journal_page(path: Path, text: str, config: Config
-                       ) -> tuple[Article | None, list[Problem]]:
-    from pipeline.readers.journal_page import read_journal_page
-
-    return read_journal_page(path, text, config)
-
-
+_MARKDOWN = LazyReader("pipeline.readers.markdown", "read_markdown")
 READERS: dict[str, Reader] = {
-    ".md": _read_markdown,
-    ".markdown": _read_markdown,
-    ".txt": _read_journal_page,
+    ".md": _MARKDOWN,
+    ".markdown": _MARKDOWN,
+    ".txt": LazyReader("pipeline.readers.journal_page", "read_journal_page"),
 }
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
@@ -141,6 +143,12 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
 
     global _pool_config
     _pool_config = config  # inherited by the forked workers: Config need not be pickled
+    # Import the readers once, here, rather than once in each worker: this process needs them
+    # anyway to render the bodies that are shown.
+    for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
+        reader = READERS[suffix]
+        if isinstance(reader, LazyReader):
+            reader.load()
     chunk = max(1, len(misses) // (16 * cores))
     jobs = [(key, stat, cached.get(key)) for key, stat in misses]
     results = []
