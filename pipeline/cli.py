@@ -288,6 +288,9 @@ def _send_plan(site: Path, limit: int) -> int:
                + f"; {report.waiting} wait for their retry time.")
     if report.recovered:
         click.echo(f"{report.recovered} messages moved by an interrupted send would be recorded.")
+    if report.withdrawn:
+        click.echo(f"{report.withdrawn} messages would be withdrawn: their subscribers left "
+                   "the list after they were written.")
     return EXIT_OK
 
 

@@ -13,7 +13,7 @@ from pipeline.errors import Problem
 class QueuedMessage:
     """A message recorded in the ledger and waiting in outbox/new/ to be handed to the relay."""
 
-    digest_id: int
+    digest_id: int | None  # None: a notice (a confirmation), not a digest's message
     address: str  # the envelope recipient: the subscriber's address, as the ledger has it
     filename: str
     attempts: int = 0  # how often the relay was tried for it already
@@ -25,7 +25,9 @@ class Delivery:
     """What became of one attempt to hand a message to the relay."""
 
     message: QueuedMessage
-    state: str  # "sent" (the relay accepted it), "deferred" (try again later) or "failed"
+    # "sent" (the relay accepted it), "deferred" (try again later), "failed", or "withdrawn"
+    # (not sent: its subscriber left the list, or confirmed already, after it was written)
+    state: str
     reply: str  # the relay's reply, or what went wrong on the way
     when: datetime
     attempts: int
@@ -39,6 +41,7 @@ class SendReport:
     sent: int = 0
     deferred: int = 0
     failed: int = 0
+    withdrawn: int = 0  # not sent: the subscriber left the list after the message was written
     waiting: int = 0  # deferred earlier, their next attempt not due yet
     left: int = 0  # due but not tried: the cap, or the run stopped early
     recovered: int = 0  # found moved by a send that was killed before recording them

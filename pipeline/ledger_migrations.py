@@ -139,6 +139,28 @@ def _m004_deliveries(db: sqlite3.Connection) -> None:
     )
 
 
+def _m007_notices(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- Messages to one person outside any digest (the double opt-in confirmation): the
+        -- file in outbox/ and what sending made of it, in one row.
+        CREATE TABLE notices (
+            filename TEXT PRIMARY KEY,
+            address TEXT NOT NULL,
+            subscriber_id INTEGER NOT NULL,
+            written TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'queued',  -- queued, deferred, sent, failed, withdrawn
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_attempt TEXT,
+            next_attempt TEXT,
+            reply TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX notices_by_state ON notices (state)
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
@@ -147,4 +169,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m004_deliveries", _m004_deliveries),
     # m005 was kept for reader pages, which needed none.
     ("m006_subscribers", _m006_subscribers),
+    ("m007_notices", _m007_notices),
 ]

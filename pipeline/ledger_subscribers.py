@@ -72,6 +72,10 @@ class SubscriberBook:
                 return
             last = rows[-1][0]
 
+    def statuses(self) -> dict[str, str]:
+        """email_key → status, for the whole list (sending checks each message against it)."""
+        return dict(self.db.execute("SELECT email_key, status FROM subscribers"))
+
     def active_segments(self) -> set[str]:
         return {r[0] for r in self.db.execute(
             "SELECT DISTINCT segment FROM subscribers WHERE status = 'active'")}

@@ -20,12 +20,13 @@ from pipeline.config import Config
 from pipeline.ledger import Ledger
 from pipeline.models import Digest, Subscriber
 
-__all__ = ["FAILED", "SENT", "message_name", "message_prefix", "write_outbox"]
+__all__ = ["FAILED", "SENT", "WITHDRAWN", "message_name", "message_prefix", "write_outbox"]
 
 log = logging.getLogger("pipeline")
 BATCH = 2000  # messages made durable (one sync) and recorded together
 SENT = "sent"  # where sending moves a message once the server accepted it
 FAILED = "failed"  # where sending moves a message the server refused for good, beside its reason
+WITHDRAWN = "withdrawn"  # where sending moves a message whose subscriber left after it was written
 REASON = ".reason"  # failed/<message>.reason: the relay's reply, for the operator
 
 

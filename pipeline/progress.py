@@ -67,5 +67,8 @@ def print_summary(report: SendReport, quiet: bool) -> None:
         later.append(f"{report.left} are over this run's cap")
     if report.recovered:
         later.append(f"{report.recovered} sent by an interrupted send were recorded")
+    if report.withdrawn:
+        later.append(f"{report.withdrawn} withdrawn (outbox/withdrawn/): their subscribers "
+                     "left the list after the messages were written")
     if later:
         click.echo("; ".join(later).capitalize() + ".")

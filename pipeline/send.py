@@ -27,7 +27,7 @@ from pipeline.errors import ConfigError, Problem
 from pipeline.ledger import Ledger, open_ledger
 from pipeline.lock import SEND_LOCK_NAME, is_locked, site_lock
 from pipeline.models import Subscriber
-from pipeline.outbox import FAILED, REASON, SENT
+from pipeline.outbox import FAILED, REASON, SENT, WITHDRAWN
 from pipeline.pool import RelayPool
 from pipeline.relay import Connection, Outcome
 from pipeline.signing import DkimSigner
@@ -42,7 +42,8 @@ Progress = Callable[[SendReport], None]
 class Folders:
     def __init__(self, outbox: Path, create: bool = True) -> None:
         self.new, self.sent, self.failed = outbox / "new", outbox / SENT, outbox / FAILED
-        for folder in (self.new, self.sent, self.failed) if create else ():
+        self.withdrawn = outbox / WITHDRAWN
+        for folder in (self.new, self.sent, self.failed, self.withdrawn) if create else ():
             folder.mkdir(parents=True, exist_ok=True)
 
 
@@ -58,10 +59,13 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
         report = SendReport(problems=list(config.warnings))
         folders = Folders(config.outbox_dir)
-        due, recovered = _queue(ledger, folders, clock(), report, config)
+        _adopt_confirmations(ledger, folders, clock())
+        due, recovered, unwanted = _queue(ledger, folders, clock(), report, config)
         if recovered:  # a killed send moved these but never recorded them
-            ledger.record_deliveries(recovered)
+            _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
+        if unwanted:
+            _withdraw(unwanted, folders, ledger, report, clock())
         due = _cap(due, limit, settings, report)
         log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
         try:
@@ -80,9 +84,9 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0) -> Sen
     settings = check_settings(config)
     report = SendReport(problems=list(config.warnings))
     with open_ledger(config.state_dir, read_only=True) as ledger:
-        due, recovered = _queue(ledger, Folders(config.outbox_dir, create=False),
-                                now or datetime.now(UTC), report, config)
-    report.recovered = len(recovered)
+        due, recovered, unwanted = _queue(ledger, Folders(config.outbox_dir, create=False),
+                                          now or datetime.now(UTC), report, config)
+    report.recovered, report.withdrawn = len(recovered), len(unwanted)
     _cap(due, limit, settings, report)
     return report
 
@@ -140,14 +144,16 @@ def signer_for(settings: SmtpSettings) -> DkimSigner | None:
 
 
 def _queue(ledger: Ledger, folders: Folders, now: datetime, report: SendReport,
-           config: Config) -> tuple[list[QueuedMessage], list[Delivery]]:
-    """(messages due now, outcomes a killed send left unrecorded), from the ledger's queue
-    checked against the folders."""
+           config: Config) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
+    """(messages due now, outcomes a killed send left unrecorded, due messages whose
+    subscriber no longer wants them), from the ledger's queue checked against the folders."""
+    from pipeline.ledger_notices import Notices
+
     waiting = set(os.listdir(folders.new)) if folders.new.is_dir() else set()
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()
-    for message in ledger.queued_messages():
+    for message in ledger.queued_messages() + Notices(ledger).queued():
         known.add(message.filename)
         if message.filename in waiting:
             if message.next_attempt is None or message.next_attempt <= now:
@@ -158,6 +164,8 @@ def _queue(ledger: Ledger, folders: Folders, now: datetime, report: SendReport,
             recovered.append(_recovered(message, folders.sent, "sent"))
         elif (folders.failed / message.filename).exists():
             recovered.append(_recovered(message, folders.failed, "failed"))
+        elif (folders.withdrawn / message.filename).exists():
+            recovered.append(_recovered(message, folders.withdrawn, "withdrawn"))
         else:
             report.missing.append(message.filename)
     report.recovered = len(recovered)
@@ -169,15 +177,87 @@ def _queue(ledger: Ledger, folders: Folders, now: datetime, report: SendReport,
             warning=True))
     for name in report.missing:
         report.problems.append(Problem(
-            "outbox", name, "is in the ledger but in none of new/, sent/, failed/",
+            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/",
             "put the file back into outbox/new/ to send it"))
-    return due, recovered
+    due, unwanted = _still_wanted(due, ledger)
+    return due, recovered, unwanted
+
+
+Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
+
+
+def _still_wanted(due: list[QueuedMessage], ledger: Ledger
+                  ) -> tuple[list[QueuedMessage], list[Withdrawal]]:
+    """Split off messages whose subscriber changed their mind after they were written: a
+    digest goes only to an active subscriber, a confirmation only to a pending one."""
+    from pipeline.ledger_subscribers import SubscriberBook
+    from pipeline.subscribers import ACTIVE, PENDING, email_key
+
+    if not due:
+        return due, []
+    statuses = SubscriberBook(ledger).statuses()
+    wanted: list[QueuedMessage] = []
+    unwanted: list[Withdrawal] = []
+    for message in due:
+        status = statuses.get(email_key(message.address))
+        if status == (ACTIVE if message.digest_id is not None else PENDING):
+            wanted.append(message)
+        else:
+            why = f"is {status} now" if status else "is no longer on the list"
+            unwanted.append((message, f"not sent: {message.address} {why}"))
+    return wanted, unwanted
+
+
+def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,
+              report: SendReport, now: datetime) -> None:
+    """Move messages no one wants any more into outbox/withdrawn/ and record why."""
+    new, withdrawn = str(folders.new), str(folders.withdrawn)
+    for message, _ in unwanted:
+        move(message.filename, new, withdrawn)
+    flush_folders(folders.new, folders.withdrawn)
+    _record_outcomes(ledger, [Delivery(message, "withdrawn", why, now, message.attempts)
+                              for message, why in unwanted])
+    report.withdrawn += len(unwanted)
+    log.info("send: %d messages withdrawn: their subscribers left the list", len(unwanted))
+
+
+def _adopt_confirmations(ledger: Ledger, folders: Folders, now: datetime) -> None:
+    """Queue confirmation files the ledger does not know: written by a run killed before it
+    recorded them, or by a version that did not queue them."""
+    from pipeline.ledger_notices import Notices
+    from pipeline.ledger_subscribers import SubscriberBook
+    from pipeline.subscriptions import CONFIRMATION_FILE
+
+    notices = Notices(ledger)
+    found = [(name, CONFIRMATION_FILE.fullmatch(name)) for name in os.listdir(folders.new)]
+    found = [(name, int(match[1])) for name, match in found if match]
+    if not found:
+        return
+    known, book = notices.filenames(), SubscriberBook(ledger)
+    rows = [(name, who.email, sid) for name, sid in found
+            if name not in known and (who := book.by_id(sid)) is not None]
+    if rows:
+        notices.record(rows, now)
+
+
+def _record_outcomes(ledger: Ledger, deliveries: list[Delivery]) -> None:
+    """Outcomes of digest messages go to the deliveries table, of notices to their own rows."""
+    from pipeline.ledger_notices import Notices
+
+    digests = [d for d in deliveries if d.message.digest_id is not None]
+    notices = [d for d in deliveries if d.message.digest_id is None]
+    if digests:
+        ledger.record_deliveries(digests)
+    if notices:
+        Notices(ledger).record_deliveries(notices)
 
 
 def _recovered(message: QueuedMessage, folder: Path, state: str) -> Delivery:
     path = folder / message.filename
     when = datetime.fromtimestamp(path.stat().st_ctime, UTC)  # the rename's time
     reply, bouncing = "accepted; the reply was lost when the send was killed", False
+    if state == "withdrawn":
+        reply = "not sent: its subscriber left the list (recorded after an interrupted send)"
     if state == "failed":
         reason = path.with_name(path.name + REASON)
         text = reason.read_text(encoding="utf-8") if reason.exists() else "refused"
@@ -216,14 +296,15 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
         elif state == "deferred":
             delay = min(settings.retry_after * 2 ** (attempts - 1), MAX_BACKOFF)
             next_attempt = when + timedelta(seconds=delay)
+        bouncing = outcome.bouncing and message.digest_id is not None  # not a confirmation
         if state == "failed":
-            note = ("the address is refused: subscriber marked bouncing" if outcome.bouncing
+            note = ("the address is refused: subscriber marked bouncing" if bouncing
                     else "the subscriber is not marked")
             write_atomic(folders.failed / (message.filename + REASON),
                          f"{reply}\n{note}\n".encode())
             move(message.filename, new, failed)
         results.put(Delivery(message, state, reply, when, attempts, next_attempt,
-                             outcome.bouncing and state == "failed"))
+                             bouncing and state == "failed"))
 
     pool = RelayPool(settings, settings.envelope_from, rate, load, done)
     pool.start(due)
@@ -251,7 +332,7 @@ def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders
     if not batch:
         return
     flush_folders(folders.new, folders.sent, folders.failed)
-    ledger.record_deliveries(batch)
+    _record_outcomes(ledger, batch)
     for delivery in batch:
         setattr(report, delivery.state, getattr(report, delivery.state) + 1)
         if delivery.state == "failed":

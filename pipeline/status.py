@@ -43,7 +43,8 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
                 f"Last digest: #{digest.id} of {digest.created:%Y-%m-%d %H:%M} UTC ({state}): "
                 f"{len(digest.slugs)} entries, {ledger.message_count(digest.id)} messages "
                 f"written, {sent} sent"
-                + "".join(f", {counts[k]} {k}" for k in ("deferred", "failed") if counts.get(k)))
+                + "".join(f", {counts[k]} {k}" for k in ("deferred", "failed", "withdrawn")
+                          if counts.get(k)))
         sent_slugs = ledger.sent_slugs()
         counts = SubscriberBook(ledger).counts()
     lines.append("Subscribers: " + ", ".join(f"{n} {status}" for status, n in counts.items()))

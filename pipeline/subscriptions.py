@@ -28,6 +28,8 @@ from pipeline.subscribers import (
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported
 # A line of a process file: `unsubscribe a@b.org`, `bounce a@b.org`, or just the address.
+# What confirmation_name() makes: the subscriber's id, then a hash of the address.
+CONFIRMATION_FILE = re.compile(r"confirm-(\d{6,})-[0-9a-f]{16}\.eml")
 _PROCESS_LINE = re.compile(r"^(?:(unsubscribe|bounce|bounced)\s+)?(\S+)$", re.I)
 
 
@@ -39,7 +41,8 @@ def import_file(config: Config, ledger: Ledger, path: Path, now: datetime, *,
     report = SubscriberBook(ledger).import_rows(
         read_rows(path, problems, shown or path), now, reactivate=reactivate,
         double_opt_in=config.double_opt_in)
-    send_confirmations(config, [s for s in report.added if s.status == PENDING], now)
+    send_confirmations(config, ledger, [s for s in report.added if s.status == PENDING],
+                       now)
     return report, problems
 
 
@@ -70,7 +73,7 @@ def add(config: Config, ledger: Ledger, subscriber: Subscriber, now: datetime
                                 status=PENDING)
     row, new = SubscriberBook(ledger).add(subscriber, now)
     if new and row.status == PENDING:
-        send_confirmations(config, [row], now)
+        send_confirmations(config, ledger, [row], now)
     return row, new
 
 
@@ -121,22 +124,28 @@ def confirmation_name(subscriber: Subscriber) -> str:
     return f"confirm-{subscriber.id:06d}-{who}.eml"
 
 
-def send_confirmations(config: Config, pending: list[Subscriber], now: datetime) -> int:
-    """Put a plain confirmation message for each pending subscriber into the outbox (once:
-    the file name is fixed per subscriber); returns how many were written."""
+def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber],
+                       now: datetime) -> int:
+    """Put a plain confirmation message for each pending subscriber into the outbox and queue
+    it for sending (once: the file name is fixed per subscriber); returns how many were
+    written."""
     if not pending:
         return 0
+    from email import policy
     from email.message import EmailMessage
     from email.utils import format_datetime, formataddr
 
     from pipeline.atomic import deliver, flush_to_disk
+    from pipeline.ledger_notices import Notices
     from pipeline.outbox import SENT, outbox_dirs
 
     tmp, new = outbox_dirs(config.outbox_dir)
     secret = load_secret(config.state_dir)
     written = 0
+    queued = []
     for subscriber in pending:
         name = confirmation_name(subscriber)
+        queued.append((name, subscriber.email, subscriber.id))
         if (new / name).exists() or (config.outbox_dir / SENT / name).exists():
             continue
         token = subscriber_token(secret, subscriber.id, subscriber.email, "confirm")
@@ -151,9 +160,8 @@ def send_confirmations(config: Config, pending: list[Subscriber], now: datetime)
             f"Someone (we hope you) asked to receive {config.title} at {subscriber.email}.\n\n"
             f"To confirm, open this link and press the button:\n\n{url}\n\n"
             "If it was not you, ignore this message: you will get nothing more from us.\n")
-        from email import policy
-
         deliver(tmp, new, name, message.as_bytes(policy=policy.SMTP))
         written += 1
-    flush_to_disk(new)
+    flush_to_disk(new)  # durable before the ledger queues them for sending
+    Notices(ledger).record(queued, now)
     return written

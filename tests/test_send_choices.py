@@ -1,0 +1,199 @@
+"""Sending honours what subscribers chose after their messages were written: a digest goes
+only to someone still on the list, a double opt-in confirmation only to someone still waiting
+to confirm. Against a real SMTP server on loopback (aiosmtpd)."""
+
+from __future__ import annotations
+
+import email
+import re
+import sqlite3
+from datetime import UTC, datetime
+from email import policy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import Inbox, free_port, markdown_entry, smtp_server, use_relay, write_entry
+from pipeline.cli import cli
+from pipeline.ledger import LEDGER_NAME, open_ledger
+from pipeline.ledger_subscribers import SubscriberBook
+from pipeline.run import run
+from pipeline.send import send
+from pipeline.subscriptions import unsubscribe
+
+
+def invoke(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def folder(site: Path, name: str) -> list[str]:
+    path = site / "outbox" / name
+    return sorted(p.name for p in path.glob("*.eml")) if path.is_dir() else []
+
+
+def query(site: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def set_status(site: Path, address: str, status: str) -> None:
+    with open_ledger(site / ".newsletter") as ledger:
+        SubscriberBook(ledger).set_status(address, status, datetime.now(UTC))
+
+
+@pytest.fixture
+def port() -> int:
+    return free_port()
+
+
+@pytest.fixture
+def written(site: Path, port: int) -> Path:
+    """One digest for the site's two subscribers (ada, grace) waiting in outbox/new."""
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
+    assert run(site).written == 2
+    return site
+
+
+@pytest.fixture
+def opt_in(site: Path, port: int) -> Path:
+    """A double opt-in site where new@example.org was just added: pending, confirmation queued."""
+    use_relay(site, port)
+    run(site)  # ada and grace, on the list before double opt-in was turned on
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[subscribers]\ndouble_opt_in = true\n")
+    code, out, _ = invoke("subscribers", "add", "new@example.org", "--site", str(site))
+    assert code == 0 and "pending" in out
+    assert len(folder(site, "new")) == 1
+    return site
+
+
+def test_an_unsubscribe_after_the_run_withdraws_that_message(written: Path, port: int) -> None:
+    with open_ledger(written / ".newsletter") as ledger:  # the one-click POST does this
+        assert unsubscribe(ledger, "Grace@Example.org", datetime.now(UTC)) is not None
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        code, out, _ = invoke("send", "--site", str(written))
+        assert code == 0
+        assert inbox.recipients() == ["ada@example.org"]
+        assert "Sent 1" in out and "1 withdrawn" in out
+        (gone,) = folder(written, "withdrawn")
+        assert b"grace@example.org" in (written / "outbox" / "withdrawn" / gone).read_bytes()
+        assert folder(written, "new") == []
+        assert query(written, "SELECT address, state, reply FROM deliveries "
+                              "WHERE state = 'withdrawn'") == [
+            ("grace@example.org", "withdrawn", "not sent: grace@example.org is unsubscribed now")]
+        again = send(written)  # nothing left, and the digest counts as delivered
+        assert (again.due, again.withdrawn) == (0, 0) and len(inbox.received) == 1
+    assert query(written, "SELECT delivered FROM digests") == [(1,)]
+    _, status, _ = invoke("status", "--site", str(written))
+    assert "1 sent, 1 withdrawn" in status
+
+
+@pytest.mark.parametrize("status", ["bounced", "pending"])
+def test_a_message_for_someone_no_longer_active_is_withdrawn(written: Path, port: int,
+                                                            status: str) -> None:
+    set_status(written, "ada@example.org", status)
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(written)
+    assert (report.sent, report.withdrawn) == (1, 1)
+    assert inbox.recipients() == ["grace@example.org"]
+
+
+def test_a_message_for_someone_removed_from_the_list_is_withdrawn(written: Path,
+                                                                 port: int) -> None:
+    code, _, _ = invoke("subscribers", "remove", "ada@example.org", "--site", str(written))
+    assert code == 0
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(written)
+    assert inbox.recipients() == ["grace@example.org"] and report.withdrawn == 1
+    assert query(written, "SELECT reply FROM deliveries WHERE state = 'withdrawn'") == [
+        ("not sent: ada@example.org is no longer on the list",)]
+
+
+def test_dry_run_counts_the_withdrawals_and_moves_nothing(written: Path) -> None:
+    set_status(written, "ada@example.org", "unsubscribed")
+    code, out, _ = invoke("send", "--site", str(written), "--dry-run")
+    assert code == 0
+    assert "1 messages are due" in out and "1 messages would be withdrawn" in out
+    assert len(folder(written, "new")) == 2 and folder(written, "withdrawn") == []
+
+
+def test_a_withdrawal_interrupted_before_it_was_recorded_is_recorded_once(
+        written: Path, port: int) -> None:
+    set_status(written, "ada@example.org", "unsubscribed")
+    new, withdrawn = written / "outbox" / "new", written / "outbox" / "withdrawn"
+    withdrawn.mkdir()
+    (ada,) = [n for n in folder(written, "new") if b"ada@" in (new / n).read_bytes()]
+    (new / ada).rename(withdrawn / ada)  # a send killed between the move and the record
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(written)
+    assert (report.recovered, report.sent, report.problems) == (1, 1, [])
+    assert query(written, "SELECT address, state FROM deliveries ORDER BY address") == [
+        ("ada@example.org", "withdrawn"), ("grace@example.org", "sent")]
+
+
+def test_a_double_opt_in_confirmation_is_sent_with_its_link(opt_in: Path, port: int) -> None:
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        code, out, err = invoke("send", "--site", str(opt_in))
+        assert code == 0, err
+        assert "Sent 1" in out and "not in the ledger" not in err
+        assert inbox.recipients() == ["new@example.org"]
+        message = email.message_from_bytes(inbox.received[0][1], policy=policy.default)
+        assert "confirm" in message["Subject"].lower()
+        assert re.search(r"https://journal\.example\.org/confirm\?token=\S+",
+                         message.get_content())
+        assert folder(opt_in, "new") == [] and len(folder(opt_in, "sent")) == 1
+        assert send(opt_in).due == 0  # sent once
+    assert query(opt_in, "SELECT address, state, attempts FROM notices") == [
+        ("new@example.org", "sent", 1)]
+    # Confirmed: digests from now on, and no second confirmation.
+    set_status(opt_in, "new@example.org", "active")
+    write_entry(opt_in, "a.md", markdown_entry())
+    assert run(opt_in).written == 3
+    assert not any(name.startswith("confirm-") for name in folder(opt_in, "new"))
+
+
+def test_a_confirmation_refused_for_now_is_retried_later(opt_in: Path, port: int) -> None:
+    inbox = Inbox()
+    inbox.rcpt_reply = lambda address: "451 4.7.1 Greylisted, try again later"
+    now = datetime.now(UTC)
+    with smtp_server(inbox, port):
+        assert send(opt_in, now).deferred == 1
+        inbox.rcpt_reply = lambda address: None
+        assert send(opt_in, now).due == 0  # its retry time has not come
+        later = send(opt_in, now.replace(year=now.year + 1))
+    assert later.sent == 1 and inbox.recipients() == ["new@example.org"]
+    assert query(opt_in, "SELECT state, attempts FROM notices") == [("sent", 2)]
+
+
+@pytest.mark.parametrize("status", ["active", "unsubscribed"])
+def test_a_confirmation_for_someone_no_longer_pending_is_withdrawn(opt_in: Path, port: int,
+                                                                   status: str) -> None:
+    set_status(opt_in, "new@example.org", status)  # e.g. confirmed through an earlier link
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(opt_in)
+    assert (report.sent, report.withdrawn) == (0, 1) and inbox.received == []
+    assert len(folder(opt_in, "withdrawn")) == 1
+
+
+def test_a_confirmation_the_ledger_never_recorded_is_still_sent(opt_in: Path, port: int
+                                                                ) -> None:
+    db = sqlite3.connect(opt_in / ".newsletter" / LEDGER_NAME)
+    with db:  # a run killed after the file was durable, or a version that did not queue it
+        db.execute("DELETE FROM notices")
+    db.close()
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        assert send(opt_in).sent == 1
+    assert inbox.recipients() == ["new@example.org"]
