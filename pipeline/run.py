@@ -23,6 +23,7 @@ from pipeline.lock import site_lock
 from pipeline.models import Article, RunReport
 
 log = logging.getLogger("pipeline")
+HUB_OWED = "websub_owed"  # the ledger's note of feed URLs the hub has not been told about yet
 
 
 def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunReport:
@@ -99,11 +100,8 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
              now: datetime) -> RunReport:
     report.feeds_changed = _refresh_feeds(articles, config, ledger)
     log.info("feeds: %s", ", ".join(report.feeds_changed) or "unchanged")
-    if report.feeds_changed and config.websub_hub:
-        from pipeline.websub import ping_hub
-
-        report.problems += ping_hub(config.websub_hub,
-                                    [config.site_url + name for name in report.feeds_changed])
+    if config.websub_hub:
+        report.problems += _tell_hub(report.feeds_changed, config, ledger)
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
     if digest is None:
@@ -160,6 +158,21 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
                if write_if_changed(config.public_dir / name, data)]
     ledger.set_state("feeds", fingerprint)
     return changed
+
+
+def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Problem]:
+    """Ping the WebSub hub about the feeds that changed, and again about those an earlier
+    run could not tell it (kept in the ledger until the hub takes them)."""
+    owed = set((ledger.get_state(HUB_OWED) or "").split())
+    urls = sorted(owed | {config.site_url + name for name in changed})
+    if not urls:
+        return []
+    from pipeline.websub import ping_hub
+
+    problems = ping_hub(config.websub_hub, urls)
+    if problems or owed:
+        ledger.set_state(HUB_OWED, "\n".join(urls) if problems else "")
+    return problems
 
 
 def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:

@@ -274,12 +274,13 @@ def test_a_hub_that_is_not_a_url_is_a_config_error(site: Path) -> None:
 
 class _Hub(BaseHTTPRequestHandler):
     pings: ClassVar[list[dict[str, list[str]]]] = []
+    answer: ClassVar[int] = 204
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", 0))
         assert self.headers.get("Content-Type") == "application/x-www-form-urlencoded"
         type(self).pings.append(parse_qs(self.rfile.read(length).decode()))
-        self.send_response(204)
+        self.send_response(type(self).answer)
         self.end_headers()
 
     def log_message(self, *args: object) -> None:
@@ -290,7 +291,7 @@ class _Hub(BaseHTTPRequestHandler):
 def hub(monkeypatch: pytest.MonkeyPatch):
     for name in ("http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    _Hub.pings = []
+    _Hub.pings, _Hub.answer = [], 204
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Hub)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -322,6 +323,23 @@ def test_run_pings_the_hub_with_each_changed_feed_and_not_when_nothing_changed(
     write_entry(site, "b.md", markdown_entry(title="Second", date="2026-04-01"))
     assert run_site(site)[0] == 0
     assert len(pings) == 2 and "https://journal.example.org/feed.xml" in pings[1]["hub.url"]
+
+
+def test_feeds_the_hub_could_not_take_are_pinged_again_by_the_next_run(site: Path,
+                                                                     hub) -> None:
+    url, pings = hub
+    set_config(site, "feed", f'websub_hub = "{url}"')
+    write_entry(site, "a.md", markdown_entry(title="First"))
+    _Hub.answer = 503  # the hub is down for maintenance
+    code, _, err = run_site(site)
+    assert code == 0 and "the hub" in err and "503" in err
+    assert len(pings) == 1
+    _Hub.answer = 204
+    code, _, err = run_site(site)  # no entry changed, but the hub is still owed the news
+    assert code == 0 and "hub" not in err
+    assert len(pings) == 2 and sorted(pings[1]["hub.url"]) == sorted(pings[0]["hub.url"])
+    assert run_site(site)[0] == 0
+    assert len(pings) == 2  # told once: the debt is paid
 
 
 def test_an_unreachable_hub_is_a_warning_and_the_run_still_publishes(site: Path) -> None:
