@@ -61,11 +61,12 @@ def fan_out(site: Path) -> int:
     """The fan-out of `newsletter run` for the site's digest into an empty outbox: the list
     streamed from the ledger, renditions by segment, write_outbox."""
     from pipeline.collect import collect_articles
-    from pipeline.config import load_config, load_secret
+    from pipeline.config import load_config
     from pipeline.ledger import open_ledger
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
     from pipeline.segments import Renditions
+    from pipeline.site_secret import load_secret
 
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:

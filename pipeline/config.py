@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -17,10 +16,6 @@ from pipeline.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_
 CONFIG_NAME = "newsletter.toml"
 FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # the site feeds, under public/
 STATE_DIR = ".newsletter"
-SECRET_ENV = "NEWSLETTER_SECRET"
-# During a rotation: the secrets used before, whitespace-separated; tokens made with them still
-# work, new mail uses NEWSLETTER_SECRET.
-PREVIOUS_SECRETS_ENV = "NEWSLETTER_PREVIOUS_SECRETS"
 CADENCES = ("every run", "daily", "weekly")
 
 # Every known key, its default (None: required) and what it is for; unknown keys are warned about.
@@ -300,28 +295,3 @@ def _line_of(text: str, key: str) -> int:
         if stripped.startswith(f"[{key}]") or stripped.split("=")[0].strip() == key:
             return number
     return 1
-
-
-def load_secret(state_dir: Path) -> bytes:
-    """The site secret for unsubscribe tokens: from the environment, else generated once and kept
-    in the state folder (never in the repository)."""
-    from_env = os.environ.get(SECRET_ENV, "")
-    if from_env:
-        return from_env.encode()
-    path = state_dir / "secret"
-    if path.exists():
-        return path.read_bytes().strip()
-    state_dir.mkdir(parents=True, exist_ok=True)
-    import secrets
-
-    value = secrets.token_urlsafe(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(value)
-    return value
-
-
-def load_secrets(state_dir: Path) -> list[bytes]:
-    """Every secret a token may have been made with: the current one first."""
-    previous = os.environ.get(PREVIOUS_SECRETS_ENV, "").split()
-    return [load_secret(state_dir), *(s.encode() for s in previous)]

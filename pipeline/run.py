@@ -127,10 +127,10 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         log.info("digest %d: finishing what an earlier run started", digest.id)
         _refresh_archive(config, ledger, digest_built=False)
     report.digest_id, report.new = digest.id, len(digest.slugs)
-    from pipeline.config import load_secret
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.outbox import write_outbox
     from pipeline.segments import Renditions
+    from pipeline.site_secret import load_secret
 
     book = SubscriberBook(ledger)
     renditions = Renditions(digest, articles, config, ledger)

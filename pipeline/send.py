@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.atomic import flush_folders, move, write_atomic
-from pipeline.config import CONFIG_NAME, Config, load_config, load_secret
+from pipeline.config import CONFIG_NAME, Config, load_config
 from pipeline.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.errors import ConfigError, Problem
 from pipeline.ledger import Ledger, open_ledger
@@ -31,6 +31,7 @@ from pipeline.outbox import FAILED, REASON, SENT, WITHDRAWN
 from pipeline.pool import RelayPool
 from pipeline.relay import Connection, Outcome
 from pipeline.signing import DkimSigner
+from pipeline.site_secret import load_secret
 from pipeline.smtp_settings import PASSWORD_ENV, SmtpSettings
 
 log = logging.getLogger("pipeline")

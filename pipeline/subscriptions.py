@@ -10,11 +10,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.config import Config, load_secret
+from pipeline.config import Config
 from pipeline.errors import Problem
 from pipeline.ledger import Ledger
 from pipeline.ledger_subscribers import ImportReport, SubscriberBook
 from pipeline.models import Subscriber
+from pipeline.site_secret import load_secret
 from pipeline.subscribers import (
     BOUNCED,
     PENDING,

@@ -16,10 +16,11 @@ from pathlib import Path
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from pipeline.config import Config, load_config, load_secrets
+from pipeline.config import Config, load_config
 from pipeline.ledger import open_ledger
 from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.models import Subscriber
+from pipeline.site_secret import load_secrets
 from pipeline.subscribers import (
     ACTIVE,
     PENDING,

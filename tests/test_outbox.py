@@ -26,12 +26,13 @@ import pipeline.outbox
 from conftest import NOW, markdown_entry, write_entry
 from pipeline.collect import collect_articles
 from pipeline.compose import Composer
-from pipeline.config import Config, load_config, load_secret
+from pipeline.config import Config, load_config
 from pipeline.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
 from pipeline.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.models import Digest, Subscriber
 from pipeline.outbox import message_name, write_outbox
+from pipeline.site_secret import load_secret
 from pipeline.subscribers import load_subscribers, read_rows, subscriber_token
 from pipeline.summarise import summarise
 

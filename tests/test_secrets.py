@@ -16,7 +16,7 @@ from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry
 from pipeline.cli import cli
-from pipeline.config import SECRET_ENV
+from pipeline.site_secret import SECRET_ENV
 
 SECRETS = {SECRET_ENV: "s3cr3t-Zebra-0451-do-not-print"}
 
