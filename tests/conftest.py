@@ -283,6 +283,40 @@ def use_relay(site: Path, port: int, **settings: object) -> None:
         f.write("\n[smtp]\n" + "\n".join(lines) + "\n")
 
 
+def invoke(*args: str) -> tuple[int, str, str]:
+    """`newsletter ARGS` in this process: (exit code, stdout, stderr)."""
+    from click.testing import CliRunner
+
+    from pipeline.cli import cli
+
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def outbox_folder(site: Path, name: str) -> list[str]:
+    """The .eml files in outbox/<name>/, sorted."""
+    path = site / "outbox" / name
+    return sorted(p.name for p in path.glob("*.eml")) if path.is_dir() else []
+
+
+@pytest.fixture
+def port() -> int:
+    """A free port on 127.0.0.1, for a test's SMTP server."""
+    return free_port()
+
+
+@pytest.fixture
+def written(site: Path, port: int) -> Path:
+    """A site pointed at 127.0.0.1:port with one digest for its two subscribers (ada, grace)
+    waiting in outbox/new."""
+    from pipeline.run import run
+
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
+    assert run(site).written == 2
+    return site
+
+
 def add_subscribers(site: Path, count: int) -> list[str]:
     """Replace the list with `count` active subscribers; returns their addresses."""
     addresses = [f"reader{n:04d}@example.org" for n in range(count)]

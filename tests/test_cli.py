@@ -12,17 +12,11 @@ from pathlib import Path
 
 import feedparser
 import pytest
-from click.testing import CliRunner
 
-from conftest import REPO, SEED, markdown_entry, write_entry
+from conftest import REPO, SEED, invoke, markdown_entry, write_entry
 from pipeline.cli import cli
 
 ACTIVE_SUBSCRIBERS = 2  # in conftest.SUBSCRIBERS
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def messages(site: Path) -> list[email.message.EmailMessage]:

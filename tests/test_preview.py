@@ -12,20 +12,13 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
-from conftest import markdown_entry, write_entry
-from pipeline.cli import cli
+from conftest import invoke, markdown_entry, write_entry
 from pipeline.ledger import LEDGER_NAME
 from pipeline.screenshot import CHROMIUM_ENV, find_chromium
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed")
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def snapshot(site: Path) -> dict[str, bytes]:

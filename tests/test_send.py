@@ -10,33 +10,22 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from conftest import (
     Inbox,
     add_subscribers,
-    free_port,
+    invoke,
     markdown_entry,
+    outbox_folder,
     smtp_server,
     use_relay,
     write_entry,
 )
-from pipeline.cli import cli
 from pipeline.ledger import LEDGER_NAME, open_ledger
 from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.lock import SEND_LOCK_NAME, site_lock
 from pipeline.run import run
 from pipeline.send import send
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def folder(site: Path, name: str) -> list[str]:
-    path = site / "outbox" / name
-    return sorted(p.name for p in path.glob("*.eml")) if path.is_dir() else []
 
 
 def deliveries(site: Path) -> dict[str, tuple[str, int, str | None, str]]:
@@ -48,35 +37,21 @@ def deliveries(site: Path) -> dict[str, tuple[str, int, str | None, str]]:
     return result
 
 
-@pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def written(site: Path, port: int) -> Path:
-    """A site pointed at 127.0.0.1:port with one digest for its two subscribers in outbox/new."""
-    use_relay(site, port)
-    write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
-    assert run(site).written == 2
-    return site
-
-
 @pytest.mark.parametrize("pipelining", [False, True])
 def test_messages_arrive_byte_for_byte_and_move_to_sent(written: Path, port: int,
                                                         pipelining: bool) -> None:
-    first = written / "outbox" / "new" / folder(written, "new")[0]
+    first = written / "outbox" / "new" / outbox_folder(written, "new")[0]
     # Lines starting with "." must survive SMTP's dot-stuffing (here in the MIME preamble).
     first.write_bytes(first.read_bytes().replace(
         b"\r\n\r\n", b"\r\n\r\n.one dot\r\n..two dots\r\n.\r\n", 1))
     queued = {name: (written / "outbox" / "new" / name).read_bytes()
-              for name in folder(written, "new")}
+              for name in outbox_folder(written, "new")}
     inbox = Inbox(pipelining)
     with smtp_server(inbox, port):
         report = send(written)
     assert (report.sent, report.deferred, report.failed) == (2, 0, 0)
     assert inbox.recipients() == ["ada@example.org", "grace@example.org"]
-    assert folder(written, "new") == [] and sorted(queued) == folder(written, "sent")
+    assert outbox_folder(written, "new") == [] and sorted(queued) == outbox_folder(written, "sent")
     for address, raw in inbox.received:
         message = email.message_from_bytes(raw, policy=policy.default)
         assert message["To"].addresses[0].addr_spec == address
@@ -138,7 +113,7 @@ def test_a_server_answering_421_and_451_then_recovering_gets_each_message_once(
         later = send(site, now + timedelta(minutes=2))
     assert later.sent == 11
     assert inbox.recipients() == sorted(addresses)  # every one, and each exactly once
-    assert len(folder(site, "sent")) == 12 and not folder(site, "new")
+    assert len(outbox_folder(site, "sent")) == 12 and not outbox_folder(site, "new")
     assert {s for s, _, _, _ in deliveries(site).values()} == {"sent"}
 
 
@@ -160,7 +135,7 @@ def test_a_recipient_refused_with_550_fails_alone_and_is_marked_bounced(
     assert "Sent 1, deferred 0, failed 1" in out
     assert "failed: ada@example.org: 550 5.1.1" in err and "marked bounced" in err
     assert inbox.recipients() == ["grace@example.org"]
-    [failed] = folder(written, "failed")
+    [failed] = outbox_folder(written, "failed")
     reason = (written / "outbox" / "failed" / f"{failed}.reason").read_text()
     assert "550 5.1.1" in reason and "User unknown" in reason
     assert b"To: Ada Lovelace <ada@example.org>" in (written / "outbox" / "failed" / failed
@@ -199,7 +174,7 @@ def test_rate_limit_spaces_messages_and_limit_caps_the_run(site: Path, port: int
         took = time.monotonic() - began
         assert code == 0 and "Sent 8" in out and "4 are over this run's cap" in out
         assert took >= 7 / 20  # 8 messages, 1/20 s apart
-        assert len(folder(site, "new")) == 4
+        assert len(outbox_folder(site, "new")) == 4
         assert send(site).sent == 4
     assert len(inbox.received) == 12
 
@@ -207,7 +182,7 @@ def test_rate_limit_spaces_messages_and_limit_caps_the_run(site: Path, port: int
 def test_send_test_mails_the_latest_digest_to_one_address_only(written: Path,
                                                                port: int) -> None:
     state = written / ".newsletter" / LEDGER_NAME
-    queued = folder(written, "new")
+    queued = outbox_folder(written, "new")
     inbox = Inbox()
     with smtp_server(inbox, port):
         code, out, err = invoke("send", "--site", str(written), "--test", "you@example.org")
@@ -218,7 +193,7 @@ def test_send_test_mails_the_latest_digest_to_one_address_only(written: Path,
     assert address == "you@example.org"
     assert message["Subject"] == "[TEST] Test Clinic Journal: Sleep and blood pressure"
     assert "Sleep and blood pressure" in message.get_body(("html",)).get_content()
-    assert folder(written, "new") == queued and not folder(written, "sent")
+    assert outbox_folder(written, "new") == queued and not outbox_folder(written, "sent")
     assert deliveries(written) == {}
     real = (written / "outbox" / "new" / queued[0]).read_bytes()
     assert message["Message-ID"].encode() not in real  # a later real copy is not a duplicate
@@ -247,7 +222,7 @@ def test_an_unreachable_relay_exits_75_and_keeps_every_message(written: Path) ->
     code, _, err = invoke("send", "--site", str(written))  # nothing listens on the port
     assert code == 75
     assert "cannot reach the SMTP relay at 127.0.0.1" in err and "stay queued" in err
-    assert len(folder(written, "new")) == 2
+    assert len(outbox_folder(written, "new")) == 2
 
 
 def test_a_second_send_is_locked_out_but_a_run_is_not(written: Path) -> None:
@@ -266,4 +241,4 @@ def test_run_with_send_writes_and_sends_in_one_go(site: Path, port: int) -> None
         code, out, err = invoke("run", "--site", str(site), "--send")
     assert code == 0, err
     assert "2 messages written" in out and "Sent 2" in out
-    assert len(inbox.received) == 2 and not folder(site, "new")
+    assert len(inbox.received) == 2 and not outbox_folder(site, "new")

@@ -12,25 +12,21 @@ from email import policy
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from conftest import Inbox, free_port, markdown_entry, smtp_server, use_relay, write_entry
-from pipeline.cli import cli
+from conftest import (
+    Inbox,
+    invoke,
+    markdown_entry,
+    outbox_folder,
+    smtp_server,
+    use_relay,
+    write_entry,
+)
 from pipeline.ledger import LEDGER_NAME, open_ledger
 from pipeline.ledger_subscribers import SubscriberBook
 from pipeline.run import run
 from pipeline.send import send
 from pipeline.subscriptions import unsubscribe
-
-
-def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
-def folder(site: Path, name: str) -> list[str]:
-    path = site / "outbox" / name
-    return sorted(p.name for p in path.glob("*.eml")) if path.is_dir() else []
 
 
 def query(site: Path, sql: str) -> list[tuple]:
@@ -47,20 +43,6 @@ def set_status(site: Path, address: str, status: str) -> None:
 
 
 @pytest.fixture
-def port() -> int:
-    return free_port()
-
-
-@pytest.fixture
-def written(site: Path, port: int) -> Path:
-    """One digest for the site's two subscribers (ada, grace) waiting in outbox/new."""
-    use_relay(site, port)
-    write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
-    assert run(site).written == 2
-    return site
-
-
-@pytest.fixture
 def opt_in(site: Path, port: int) -> Path:
     """A double opt-in site where new@example.org was just added: pending, confirmation queued."""
     use_relay(site, port)
@@ -69,7 +51,7 @@ def opt_in(site: Path, port: int) -> Path:
     toml.write_text(toml.read_text() + "\n[subscribers]\ndouble_opt_in = true\n")
     code, out, _ = invoke("subscribers", "add", "new@example.org", "--site", str(site))
     assert code == 0 and "pending" in out
-    assert len(folder(site, "new")) == 1
+    assert len(outbox_folder(site, "new")) == 1
     return site
 
 
@@ -82,9 +64,9 @@ def test_an_unsubscribe_after_the_run_withdraws_that_message(written: Path, port
         assert code == 0
         assert inbox.recipients() == ["ada@example.org"]
         assert "Sent 1" in out and "1 withdrawn" in out
-        (gone,) = folder(written, "withdrawn")
+        (gone,) = outbox_folder(written, "withdrawn")
         assert b"grace@example.org" in (written / "outbox" / "withdrawn" / gone).read_bytes()
-        assert folder(written, "new") == []
+        assert outbox_folder(written, "new") == []
         assert query(written, "SELECT address, state, reply FROM deliveries "
                               "WHERE state = 'withdrawn'") == [
             ("grace@example.org", "withdrawn", "not sent: grace@example.org is unsubscribed now")]
@@ -123,7 +105,7 @@ def test_dry_run_counts_the_withdrawals_and_moves_nothing(written: Path) -> None
     code, out, _ = invoke("send", "--site", str(written), "--dry-run")
     assert code == 0
     assert "1 messages are due" in out and "1 messages would be withdrawn" in out
-    assert len(folder(written, "new")) == 2 and folder(written, "withdrawn") == []
+    assert len(outbox_folder(written, "new")) == 2 and outbox_folder(written, "withdrawn") == []
 
 
 def test_a_withdrawal_interrupted_before_it_was_recorded_is_recorded_once(
@@ -131,7 +113,7 @@ def test_a_withdrawal_interrupted_before_it_was_recorded_is_recorded_once(
     set_status(written, "ada@example.org", "unsubscribed")
     new, withdrawn = written / "outbox" / "new", written / "outbox" / "withdrawn"
     withdrawn.mkdir()
-    (ada,) = [n for n in folder(written, "new") if b"ada@" in (new / n).read_bytes()]
+    (ada,) = [n for n in outbox_folder(written, "new") if b"ada@" in (new / n).read_bytes()]
     (new / ada).rename(withdrawn / ada)  # a send killed between the move and the record
     inbox = Inbox()
     with smtp_server(inbox, port):
@@ -152,7 +134,7 @@ def test_a_double_opt_in_confirmation_is_sent_with_its_link(opt_in: Path, port: 
         assert "confirm" in message["Subject"].lower()
         assert re.search(r"https://journal\.example\.org/confirm\?token=\S+",
                          message.get_content())
-        assert folder(opt_in, "new") == [] and len(folder(opt_in, "sent")) == 1
+        assert outbox_folder(opt_in, "new") == [] and len(outbox_folder(opt_in, "sent")) == 1
         assert send(opt_in).due == 0  # sent once
     assert query(opt_in, "SELECT address, state, attempts FROM notices") == [
         ("new@example.org", "sent", 1)]
@@ -160,7 +142,7 @@ def test_a_double_opt_in_confirmation_is_sent_with_its_link(opt_in: Path, port: 
     set_status(opt_in, "new@example.org", "active")
     write_entry(opt_in, "a.md", markdown_entry())
     assert run(opt_in).written == 3
-    assert not any(name.startswith("confirm-") for name in folder(opt_in, "new"))
+    assert not any(name.startswith("confirm-") for name in outbox_folder(opt_in, "new"))
 
 
 def test_a_confirmation_refused_for_now_is_retried_later(opt_in: Path, port: int) -> None:
@@ -184,7 +166,7 @@ def test_a_confirmation_for_someone_no_longer_pending_is_withdrawn(opt_in: Path,
     with smtp_server(inbox, port):
         report = send(opt_in)
     assert (report.sent, report.withdrawn) == (0, 1) and inbox.received == []
-    assert len(folder(opt_in, "withdrawn")) == 1
+    assert len(outbox_folder(opt_in, "withdrawn")) == 1
 
 
 def test_a_confirmation_the_ledger_never_recorded_is_still_sent(opt_in: Path, port: int
