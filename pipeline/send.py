@@ -229,13 +229,13 @@ def _adopt_confirmations(ledger: Ledger, folders: Folders, now: datetime) -> Non
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.subscriptions import CONFIRMATION_FILE
 
-    notices = Notices(ledger)
-    found = [(name, CONFIRMATION_FILE.fullmatch(name)) for name in os.listdir(folders.new)]
-    found = [(name, int(match[1])) for name, match in found if match]
+    found = {name: int(match[1]) for name in os.listdir(folders.new)
+             if (match := CONFIRMATION_FILE.fullmatch(name))}
     if not found:
         return
-    known, book = notices.filenames(), SubscriberBook(ledger)
-    rows = [(name, who.email, sid) for name, sid in found
+    notices, book = Notices(ledger), SubscriberBook(ledger)
+    known = notices.filenames()
+    rows = [(name, who.email, sid) for name, sid in sorted(found.items())
             if name not in known and (who := book.by_id(sid)) is not None]
     if rows:
         notices.record(rows, now)

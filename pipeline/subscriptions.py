@@ -28,9 +28,9 @@ from pipeline.subscribers import (
 
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported
-# A line of a process file: `unsubscribe a@b.org`, `bounce a@b.org`, or just the address.
 # What confirmation_name() makes: the subscriber's id, then a hash of the address.
 CONFIRMATION_FILE = re.compile(r"confirm-(\d{6,})-[0-9a-f]{16}\.eml")
+# A line of a process file: `unsubscribe a@b.org`, `bounce a@b.org`, or just the address.
 _PROCESS_LINE = re.compile(r"^(?:(unsubscribe|bounce|bounced)\s+)?(\S+)$", re.I)
 
 
