@@ -72,9 +72,11 @@ class SubscriberBook:
                 return
             last = rows[-1][0]
 
-    def statuses(self) -> dict[str, str]:
-        """email_key → status, for the whole list (sending checks each message against it)."""
-        return dict(self.db.execute("SELECT email_key, status FROM subscribers"))
+    def statuses(self) -> dict[str, tuple[int, str]]:
+        """email_key → (id, status), for the whole list (sending checks each message against
+        it)."""
+        return {key: (sid, status) for key, sid, status in self.db.execute(
+            "SELECT email_key, id, status FROM subscribers")}
 
     def active_segments(self) -> set[str]:
         return {r[0] for r in self.db.execute(

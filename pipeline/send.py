@@ -189,10 +189,9 @@ Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
 
 def _still_wanted(due: list[QueuedMessage], ledger: Ledger
                   ) -> tuple[list[QueuedMessage], list[Withdrawal]]:
-    """Split off messages whose subscriber changed their mind after they were written: a
-    digest goes only to an active subscriber, a confirmation only to a pending one."""
+    """Split off messages whose subscriber changed their mind after they were written."""
     from pipeline.ledger_subscribers import SubscriberBook
-    from pipeline.subscribers import ACTIVE, PENDING, email_key
+    from pipeline.subscribers import email_key
 
     if not due:
         return due, []
@@ -200,13 +199,28 @@ def _still_wanted(due: list[QueuedMessage], ledger: Ledger
     wanted: list[QueuedMessage] = []
     unwanted: list[Withdrawal] = []
     for message in due:
-        status = statuses.get(email_key(message.address))
-        if status == (ACTIVE if message.digest_id is not None else PENDING):
+        why = _unwanted_because(message, *statuses.get(email_key(message.address), (0, "")))
+        if why is None:
             wanted.append(message)
         else:
-            why = f"is {status} now" if status else "is no longer on the list"
             unwanted.append((message, f"not sent: {message.address} {why}"))
     return wanted, unwanted
+
+
+def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -> str | None:
+    """Why the message must not go out now, or None: a digest goes only to an active
+    subscriber, a confirmation only to the pending subscriber it was made for."""
+    from pipeline.subscribers import ACTIVE, PENDING
+    from pipeline.subscriptions import CONFIRMATION_FILE
+
+    if not status:
+        return "is no longer on the list"
+    if message.digest_id is not None:
+        return None if status == ACTIVE else f"is {status} now"
+    made_for = CONFIRMATION_FILE.fullmatch(message.filename)
+    if made_for is None or int(made_for[1]) != subscriber_id:
+        return "was removed and added again: a newer confirmation replaces this one"
+    return None if status == PENDING else f"is {status} now"
 
 
 def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,

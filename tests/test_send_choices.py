@@ -179,3 +179,21 @@ def test_a_confirmation_the_ledger_never_recorded_is_still_sent(opt_in: Path, po
     with smtp_server(inbox, port):
         assert send(opt_in).sent == 1
     assert inbox.recipients() == ["new@example.org"]
+
+
+def test_a_confirmation_for_an_address_removed_and_added_again_is_replaced(opt_in: Path,
+                                                                           port: int) -> None:
+    (first,) = outbox_folder(opt_in, "new")
+    site = str(opt_in)
+    assert invoke("subscribers", "add", "other@example.org", "--site", site)[0] == 0
+    before = set(outbox_folder(opt_in, "new"))
+    assert invoke("subscribers", "remove", "new@example.org", "--site", site)[0] == 0
+    assert invoke("subscribers", "add", "new@example.org", "--site", site)[0] == 0
+    (second,) = set(outbox_folder(opt_in, "new")) - before  # a new id: a new link
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(opt_in)
+    assert (report.sent, report.withdrawn) == (2, 1)
+    assert inbox.recipients() == ["new@example.org", "other@example.org"]
+    assert second in outbox_folder(opt_in, "sent")  # its link names the current subscriber
+    assert outbox_folder(opt_in, "withdrawn") == [first]
