@@ -77,7 +77,8 @@ def fan_out(site: Path) -> int:
         articles, _ = collect_articles(config, NOW, ledger)
         renditions = Renditions(digest, articles, config, ledger)
         return write_outbox(digest, SubscriberBook(ledger).active(), config, ledger,
-                            load_secret(config.state_dir), NOW, renditions.for_subscriber)
+                            load_secret(config.state_dir), NOW, renditions.for_subscriber,
+                            fresh=True)  # as `newsletter run` writes a digest it just built
 
 
 def floor(folder: Path, count: int, data: bytes) -> None:

@@ -39,23 +39,29 @@ def outbox_dirs(outbox: Path) -> tuple[Path, Path]:
 
 def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Config,
                  ledger: Ledger, secret: bytes, now: datetime,
-                 rendition_for: Callable[[Subscriber], Digest | None] | None = None) -> int:
+                 rendition_for: Callable[[Subscriber], Digest | None] | None = None, *,
+                 fresh: bool = False) -> int:
     """Write the digest for every subscriber who has no copy yet; returns how many were written.
 
-    `rendition_for` picks each subscriber's rendition (segments.Renditions.for_subscriber);
-    None means they get nothing this time. Without it everyone gets the digest itself.
-    Each batch is made durable on disk before the ledger records it. A file found in new/
-    without a ledger row (a crash between the two) is recorded, not written again.
+    `subscribers` names each address once (the ledger's list does). `rendition_for` picks
+    each subscriber's rendition (segments.Renditions.for_subscriber); None means they get
+    nothing this time. Without it everyone gets the digest itself. Each batch is made durable
+    on disk before the ledger records it. A file found in new/ (or already in sent/) without a
+    ledger row, from a crash between the two, is recorded, not written again. `fresh`: the
+    digest was created just now, so none of its files can exist and none are looked for.
+    Memory stays flat in the number of subscribers, and in the number of messages sent before.
     """
     tmp, new = outbox_dirs(config.outbox_dir)
     for leftover in tmp.iterdir():  # half-written by a killed run; we hold the site lock
         leftover.unlink()
     composers: dict[tuple[str, ...], Composer] = {}  # one per rendition, built on first use
-    done = ledger.written_addresses(digest.id)
-    # Files a killed run delivered but did not record (listed once, not stat()ed per message);
-    # sending may already have moved one on, so its folder counts too.
-    delivered = {name for folder in (new, config.outbox_dir / SENT) if folder.is_dir()
-                 for name in os.listdir(folder)}
+    done = set() if fresh else ledger.written_addresses(digest.id)
+    sent = str(config.outbox_dir / SENT)
+
+    def delivered(name: str) -> bool:  # by a killed run, and perhaps moved on by sending
+        return not fresh and (os.path.exists(os.path.join(new, name))
+                              or os.path.exists(os.path.join(sent, name)))
+
     written = 0
     batch: list[tuple[str, str]] = []
     with _Recorder(ledger, digest, now, new) as recorder:
@@ -65,9 +71,8 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
             rendition = rendition_for(subscriber) if rendition_for else digest
             if rendition is None:  # nothing new in their categories: no message
                 continue
-            done.add(subscriber.email)
             name = message_name(digest, subscriber.email)
-            if name not in delivered:
+            if not delivered(name):
                 composer = composers.get(rendition.slugs)
                 if composer is None:
                     composer = composers[rendition.slugs] = Composer(rendition, config, secret)
@@ -77,7 +82,7 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
             if len(batch) >= BATCH:
                 recorder.add(batch)
                 batch = []
-                log.info("outbox: %d messages written for digest %d", len(done), digest.id)
+                log.info("outbox: %d messages written for digest %d", written, digest.id)
         recorder.add(batch)
     ledger.complete_digest(digest.id)
     log.info("outbox: digest %d complete, %d messages written by this run", digest.id, written)

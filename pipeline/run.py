@@ -104,6 +104,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         report.problems += _tell_hub(report.feeds_changed, config, ledger)
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
+    fresh = digest is None
     if digest is None:
         new, passed_over = _unsent(articles, ledger, config)
         if new and not _cadence_allows(ledger, config, now):
@@ -138,7 +139,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         renditions.for_segment(segment)
     report.written = write_outbox(digest, book.active(), config, ledger,
                                   load_secret(config.state_dir), now,
-                                  renditions.for_subscriber)
+                                  renditions.for_subscriber, fresh=fresh)
     return report
 
 

@@ -336,6 +336,21 @@ def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(issue: Iss
     assert issue.ledger.open_digest() is None
 
 
+def test_a_file_already_moved_to_sent_without_a_ledger_row_is_not_written_again(
+        issue: Issue) -> None:
+    write(issue)
+    name = message_name(issue.digest, "ada@example.org")
+    sent = issue.config.outbox_dir / "sent"
+    sent.mkdir()
+    (new_dir(issue) / name).rename(sent / name)  # a send took it before the crash below
+    with issue.ledger.db:  # a run killed after the files were durable, before the record
+        issue.ledger.db.execute("DELETE FROM messages")
+        issue.ledger.db.execute("UPDATE digests SET complete = 0")
+    assert write(issue) == 0
+    assert not (new_dir(issue) / name).exists() and (sent / name).exists()
+    assert issue.ledger.message_count(issue.digest.id) == 2
+
+
 def test_a_partial_outbox_is_finished_without_duplicates(issue: Issue) -> None:
     ada, grace = issue.subscribers
     assert write(issue, [ada]) == 1
