@@ -144,11 +144,11 @@ def _m007_notices(db: sqlite3.Connection) -> None:
         db,
         """
         -- Messages to one person outside any digest (the double opt-in confirmation): the
-        -- file in outbox/ and what sending made of it, in one row.
+        -- file in outbox/ and what sending made of it, in one row. The subscriber's id is in
+        -- the file name (subscriptions.CONFIRMATION_FILE).
         CREATE TABLE notices (
             filename TEXT PRIMARY KEY,
             address TEXT NOT NULL,
-            subscriber_id INTEGER NOT NULL,
             written TEXT NOT NULL,
             state TEXT NOT NULL DEFAULT 'queued',  -- queued, deferred, sent, failed, withdrawn
             attempts INTEGER NOT NULL DEFAULT 0,

@@ -16,13 +16,12 @@ class Notices:
     def __init__(self, ledger: Ledger) -> None:
         self.db = ledger.db
 
-    def record(self, rows: Iterable[tuple[str, str, int]], written: datetime) -> None:
-        """Record (filename, address, subscriber id) of notices already durable in new/."""
+    def record(self, rows: Iterable[tuple[str, str]], written: datetime) -> None:
+        """Record (filename, address) of notices already durable in new/."""
         with transaction(self.db):
             self.db.executemany(
-                "INSERT OR IGNORE INTO notices (filename, address, subscriber_id, written) "
-                "VALUES (?, ?, ?, ?)",
-                [(name, address, sid, written.isoformat()) for name, address, sid in rows])
+                "INSERT OR IGNORE INTO notices (filename, address, written) VALUES (?, ?, ?)",
+                [(name, address, written.isoformat()) for name, address in rows])
 
     def filenames(self) -> set[str]:
         return {r[0] for r in self.db.execute("SELECT filename FROM notices")}

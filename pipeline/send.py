@@ -60,8 +60,9 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
         report = SendReport(problems=list(config.warnings))
         folders = Folders(config.outbox_dir)
-        _adopt_confirmations(ledger, folders, clock())
-        due, recovered, unwanted = _queue(ledger, folders, clock(), report, config)
+        waiting = _listing(folders.new)
+        _adopt_confirmations(ledger, waiting, clock())
+        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config)
         if recovered:  # a killed send moved these but never recorded them
             _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
@@ -85,7 +86,8 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0) -> Sen
     settings = check_settings(config)
     report = SendReport(problems=list(config.warnings))
     with open_ledger(config.state_dir, read_only=True) as ledger:
-        due, recovered, unwanted = _queue(ledger, Folders(config.outbox_dir, create=False),
+        folders = Folders(config.outbox_dir, create=False)
+        due, recovered, unwanted = _queue(ledger, folders, _listing(folders.new),
                                           now or datetime.now(UTC), report, config)
     report.recovered, report.withdrawn = len(recovered), len(unwanted)
     _cap(due, limit, settings, report)
@@ -144,13 +146,18 @@ def signer_for(settings: SmtpSettings) -> DkimSigner | None:
     return DkimSigner(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
 
 
-def _queue(ledger: Ledger, folders: Folders, now: datetime, report: SendReport,
-           config: Config) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
+def _listing(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.is_dir() else set()
+
+
+def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
+           report: SendReport, config: Config
+           ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
-    subscriber no longer wants them), from the ledger's queue checked against the folders."""
+    subscriber no longer wants them), from the ledger's queue checked against the folders;
+    `waiting` lists outbox/new/."""
     from pipeline.ledger_notices import Notices
 
-    waiting = set(os.listdir(folders.new)) if folders.new.is_dir() else set()
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()
@@ -236,20 +243,20 @@ def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,
     log.info("send: %d messages withdrawn: their subscribers left the list", len(unwanted))
 
 
-def _adopt_confirmations(ledger: Ledger, folders: Folders, now: datetime) -> None:
+def _adopt_confirmations(ledger: Ledger, waiting: set[str], now: datetime) -> None:
     """Queue confirmation files the ledger does not know: written by a run killed before it
     recorded them, or by a version that did not queue them."""
     from pipeline.ledger_notices import Notices
     from pipeline.ledger_subscribers import SubscriberBook
     from pipeline.subscriptions import CONFIRMATION_FILE
 
-    found = {name: int(match[1]) for name in os.listdir(folders.new)
+    found = {name: int(match[1]) for name in waiting
              if (match := CONFIRMATION_FILE.fullmatch(name))}
     if not found:
         return
     notices, book = Notices(ledger), SubscriberBook(ledger)
     known = notices.filenames()
-    rows = [(name, who.email, sid) for name, sid in sorted(found.items())
+    rows = [(name, who.email) for name, sid in sorted(found.items())
             if name not in known and (who := book.by_id(sid)) is not None]
     if rows:
         notices.record(rows, now)

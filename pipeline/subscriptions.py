@@ -146,7 +146,7 @@ def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber]
     queued = []
     for subscriber in pending:
         name = confirmation_name(subscriber)
-        queued.append((name, subscriber.email, subscriber.id))
+        queued.append((name, subscriber.email))
         if (new / name).exists() or (config.outbox_dir / SENT / name).exists():
             continue
         token = subscriber_token(secret, subscriber.id, subscriber.email, "confirm")
