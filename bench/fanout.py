@@ -46,9 +46,9 @@ def build_site(root: Path, subscribers: int) -> Path:
 
 
 def import_list(site: Path, subscribers: int) -> None:
-    from pipeline.config import load_config
-    from pipeline.ledger import open_ledger
-    from pipeline.subscriptions import sync_site_csv
+    from pipeline.core.config import load_config
+    from pipeline.state.ledger import open_ledger
+    from pipeline.subscribers.manage import sync_site_csv
 
     write_subscribers(site / "subscribers.csv", subscribers)
     config = load_config(site)
@@ -60,13 +60,13 @@ def import_list(site: Path, subscribers: int) -> None:
 def fan_out(site: Path) -> int:
     """The fan-out of `newsletter run` for the site's digest into an empty outbox: the list
     streamed from the ledger, renditions by segment, write_outbox."""
-    from pipeline.collect import collect_articles
-    from pipeline.config import load_config
-    from pipeline.ledger import open_ledger
-    from pipeline.ledger_subscribers import SubscriberBook
-    from pipeline.outbox import write_outbox
-    from pipeline.segments import Renditions
-    from pipeline.site_secret import load_secret
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
+    from pipeline.mail.outbox import write_outbox
+    from pipeline.mail.segments import Renditions
+    from pipeline.state.ledger import open_ledger
+    from pipeline.state.secret import load_secret
+    from pipeline.state.subscribers import SubscriberBook
 
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:
@@ -99,10 +99,10 @@ def naive_message(site: Path, email: str) -> bytes:
     from email import policy
     from email.message import EmailMessage
 
-    from pipeline.collect import collect_articles
-    from pipeline.config import load_config
-    from pipeline.digest import render_digest
-    from pipeline.summarise import summarise
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
+    from pipeline.entries.summarise import summarise
+    from pipeline.publishing.digest import render_digest
 
     config = load_config(site)
     articles = [summarise(a) for a in collect_articles(config, NOW)[0][:10]]
@@ -140,10 +140,10 @@ def main() -> None:
         root = Path(tmp)
         site = build_site(root, n)
 
-        from pipeline.compose import Composer
-        from pipeline.config import load_config
-        from pipeline.ledger import open_ledger
-        from pipeline.models import Subscriber
+        from pipeline.core.config import load_config
+        from pipeline.core.models import Subscriber
+        from pipeline.mail.compose import Composer
+        from pipeline.state.ledger import open_ledger
 
         config = load_config(site)
         with open_ledger(config.state_dir) as ledger:

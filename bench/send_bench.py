@@ -195,7 +195,7 @@ def reset(site: Path) -> None:
 
 
 def ours(site: Path) -> float:
-    from pipeline.send import send
+    from pipeline.delivery.send import send
 
     began = time.perf_counter()
     report = send(site)
@@ -240,7 +240,7 @@ def main() -> None:
     if args.aiosmtpd_server:
         return serve_aiosmtpd(args.aiosmtpd_server)
 
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
 
     root = Path(tempfile.mkdtemp(prefix="send-bench-", dir="/dev/shm" if args.tmpfs else None))
     servers = []

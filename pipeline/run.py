@@ -15,12 +15,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.collect import collect_articles, scan
-from pipeline.config import CONFIG_NAME, FEED_FILES, Config, load_config
-from pipeline.errors import Problem
-from pipeline.ledger import Ledger, open_ledger
-from pipeline.lock import site_lock
-from pipeline.models import Article, RunReport
+from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
+from pipeline.core.errors import Problem
+from pipeline.core.models import Article, RunReport
+from pipeline.entries.collect import collect_articles, scan
+from pipeline.state.ledger import Ledger, open_ledger
+from pipeline.state.lock import site_lock
 
 log = logging.getLogger("pipeline")
 HUB_OWED = "websub_owed"  # the ledger's note of feed URLs the hub has not been told about yet
@@ -47,7 +47,7 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     if _still_quiet(quiet, config, ledger, now):
         log.info("nothing changed since the last run")
         return RunReport(published=int(ledger.get_state("published") or 0))
-    from pipeline.subscriptions import sync_site_csv
+    from pipeline.subscribers.manage import sync_site_csv
 
     # Before anything is written: a list that cannot be read stops the run (ConfigError) rather
     # than let a digest go to no one and count its entries as sent.
@@ -112,8 +112,8 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
             return report
         if not new:
             return report
-        from pipeline.digest import render_digest, size_problems, subject_for
-        from pipeline.summarise import summarise
+        from pipeline.entries.summarise import summarise
+        from pipeline.publishing.digest import render_digest, size_problems, subject_for
 
         new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)  # every entry: for those who chose none
@@ -128,10 +128,10 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
         log.info("digest %d: finishing what an earlier run started", digest.id)
         _refresh_archive(config, ledger, digest_built=False)
     report.digest_id, report.new = digest.id, len(digest.slugs)
-    from pipeline.ledger_subscribers import SubscriberBook
-    from pipeline.outbox import write_outbox
-    from pipeline.segments import Renditions
-    from pipeline.site_secret import load_secret
+    from pipeline.mail.outbox import write_outbox
+    from pipeline.mail.segments import Renditions
+    from pipeline.state.secret import load_secret
+    from pipeline.state.subscribers import SubscriberBook
 
     book = SubscriberBook(ledger)
     renditions = Renditions(digest, articles, config, ledger)
@@ -151,9 +151,9 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
     present = all((config.public_dir / name).exists() for name in FEED_FILES)
     if present and ledger.get_state("feeds") == fingerprint:
         return []
-    from pipeline.atomic import write_if_changed
-    from pipeline.feeds import render_feeds
-    from pipeline.summarise import summarise
+    from pipeline.core.atomic import write_if_changed
+    from pipeline.entries.summarise import summarise
+    from pipeline.publishing.feeds import render_feeds
 
     changed = [name for name, data in render_feeds([summarise(a) for a in shown], config).items()
                if write_if_changed(config.public_dir / name, data)]
@@ -168,7 +168,7 @@ def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Proble
     urls = sorted(owed | {config.site_url + name for name in changed})
     if not urls:
         return []
-    from pipeline.websub import ping_hub
+    from pipeline.publishing.websub import ping_hub
 
     problems = ping_hub(config.websub_hub, urls)
     if problems or owed:
@@ -177,8 +177,8 @@ def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Proble
 
 
 def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
-    from pipeline.atomic import write_if_changed
-    from pipeline.web_copy import render_web_copy
+    from pipeline.core.atomic import write_if_changed
+    from pipeline.publishing.web_copies import render_web_copy
 
     path, data = render_web_copy(new, now, config)
     write_if_changed(config.public_dir / path, data)
@@ -186,11 +186,11 @@ def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
 
 def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> None:
     """The archive page lists every digest: rewritten when one is added (or it is missing)."""
-    from pipeline.web_copy import ARCHIVE_PAGE, render_archive
+    from pipeline.publishing.web_copies import ARCHIVE_PAGE, render_archive
 
     page = config.public_dir / ARCHIVE_PAGE
     if digest_built or not page.exists():
-        from pipeline.atomic import write_if_changed
+        from pipeline.core.atomic import write_if_changed
 
         write_if_changed(page, render_archive(ledger.digest_listing(), config))
 
@@ -206,8 +206,8 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     config = load_config(site)
     articles, problems = collect_articles(config, now)
     report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
-    from pipeline.feeds import render_feeds
-    from pipeline.summarise import summarise
+    from pipeline.entries.summarise import summarise
+    from pipeline.publishing.feeds import render_feeds
 
     shown = [summarise(a) for a in articles[: config.feed_max_items]]
     for name, data in render_feeds(shown, config).items():
@@ -233,8 +233,8 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
 def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -> int:
     """Active subscribers once subscribers.csv is imported (an upper bound: segments whose
     categories have nothing new get no message)."""
-    from pipeline.ledger_subscribers import SubscriberBook
-    from pipeline.subscribers import ACTIVE, read_rows
+    from pipeline.state.subscribers import SubscriberBook
+    from pipeline.subscribers.rules import ACTIVE, read_rows
 
     book = SubscriberBook(ledger)
     count = book.counts()[ACTIVE]

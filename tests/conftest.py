@@ -24,10 +24,10 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import Envelope, Session
 from lxml import etree
 
-from pipeline.collect import collect_articles
-from pipeline.config import Config, load_config
-from pipeline.models import Article
-from pipeline.summarise import summarise
+from pipeline.core.config import Config, load_config
+from pipeline.core.models import Article
+from pipeline.entries.collect import collect_articles
+from pipeline.entries.summarise import summarise
 
 REPO = Path(__file__).resolve().parent.parent
 ENTRIES = Path(__file__).resolve().parent / "entries"
@@ -287,7 +287,7 @@ def invoke(*args: str) -> tuple[int, str, str]:
     """`newsletter ARGS` in this process: (exit code, stdout, stderr)."""
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
     return result.exit_code, result.stdout, result.stderr

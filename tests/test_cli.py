@@ -14,7 +14,7 @@ import feedparser
 import pytest
 
 from conftest import REPO, SEED, invoke, markdown_entry, write_entry
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 ACTIVE_SUBSCRIBERS = 2  # in conftest.SUBSCRIBERS
 

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ENTRIES, NOW, markdown_entry, write_entry
-from pipeline import collect
-from pipeline.collect import collect_articles, scan
-from pipeline.config import Config, load_config
-from pipeline.errors import Problem
+from pipeline.core.config import Config, load_config
+from pipeline.core.errors import Problem
+from pipeline.entries import collect
+from pipeline.entries.collect import collect_articles, scan
 
 
 def slugs(config: Config) -> list[str]:

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import CONFIG, PROBLEM_LINE, markdown_entry, messages, write_entry
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 FROM = 'from = "Test Clinic Journal <journal@example.org>"'
 URL = 'url = "https://journal.example.org/"'

@@ -21,10 +21,10 @@ import feedparser
 from click.testing import CliRunner
 
 from conftest import REPO, markdown_entry, write_entry, write_template
-from pipeline.cli import cli
-from pipeline.ledger import LEDGER_NAME
-from pipeline.lock import site_lock
+from pipeline.cli.main import cli
 from pipeline.run import run
+from pipeline.state.ledger import LEDGER_NAME
+from pipeline.state.lock import site_lock
 
 SUBSCRIBERS = 1000
 

@@ -9,10 +9,10 @@ import lxml.html
 import pytest
 
 from conftest import NOW, articles_of, markdown_entry, write_entry, write_template
-from pipeline.config import Config
-from pipeline.digest import DISCLAIMER, PLACEHOLDERS, WIDTH, render_digest
-from pipeline.errors import TemplateError
-from pipeline.models import Article
+from pipeline.core.config import Config
+from pipeline.core.errors import TemplateError
+from pipeline.core.models import Article
+from pipeline.publishing.digest import DISCLAIMER, PLACEHOLDERS, WIDTH, render_digest
 
 URL_LINE = re.compile(r"^\s*(https?://|mailto:|@@UNSUBSCRIBE_URL@@)\S*$")
 

@@ -12,11 +12,11 @@ import pytest
 from PIL import Image
 
 from conftest import NOW, markdown_entry, write_entry
-from pipeline.collect import collect_articles
-from pipeline.config import load_config
-from pipeline.digest import GMAIL_CLIP, PLACEHOLDERS, render_digest, size_problems
-from pipeline.screenshot import find_chromium, screenshot
-from pipeline.summarise import summarise
+from pipeline.commands.screenshot import find_chromium, screenshot
+from pipeline.core.config import load_config
+from pipeline.entries.collect import collect_articles
+from pipeline.entries.summarise import summarise
+from pipeline.publishing.digest import GMAIL_CLIP, PLACEHOLDERS, render_digest, size_problems
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed")
 TAKEAWAY = ("Regular, progressive exercise reduces pain and improves function about as much "
@@ -188,7 +188,7 @@ def test_past_the_budget_the_warning_names_the_budget_and_the_fix(site: Path) ->
 def test_past_gmails_clip_the_run_warns_and_still_sends(site: Path) -> None:
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     ten_long_entries(site, 25)
     toml = site / "newsletter.toml"
@@ -205,7 +205,7 @@ def test_past_gmails_clip_the_run_warns_and_still_sends(site: Path) -> None:
 def test_check_warns_about_a_digest_gmail_would_clip_without_failing(site: Path) -> None:
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from pipeline.cli.main import cli
 
     ten_long_entries(site, 25)
     toml = site / "newsletter.toml"
@@ -260,7 +260,7 @@ def test_in_dark_mode_the_card_text_is_light_on_dark(sample_site: Path, tmp_path
 ])
 def test_a_bad_design_setting_is_a_config_error_naming_the_key(
         site: Path, line: str, key: str, words: str) -> None:
-    from pipeline.errors import ConfigError
+    from pipeline.core.errors import ConfigError
 
     table = key.split(".")[0]
     toml = site / "newsletter.toml"

@@ -22,11 +22,11 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import NOW, markdown_entry, write_entry
-from pipeline.cli import cli
-from pipeline.collect import collect_articles
-from pipeline.config import load_config
-from pipeline.feeds import render_feeds
-from pipeline.summarise import summarise
+from pipeline.cli.main import cli
+from pipeline.core.config import load_config
+from pipeline.entries.collect import collect_articles
+from pipeline.entries.summarise import summarise
+from pipeline.publishing.feeds import render_feeds
 
 ATOM = "http://www.w3.org/2005/Atom"
 NS = {"atom": ATOM, "content": "http://purl.org/rss/1.0/modules/content/",

@@ -17,9 +17,9 @@ import lxml.html
 import pytest
 
 from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
-from pipeline.config import FEED_FILES, Config
-from pipeline.feeds import render_feeds
-from pipeline.models import Article
+from pipeline.core.config import FEED_FILES, Config
+from pipeline.core.models import Article
+from pipeline.publishing.feeds import render_feeds
 
 ATOM = "{http://www.w3.org/2005/Atom}"
 CONTENT = "{http://purl.org/rss/1.0/modules/content/}"

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import NOW, PROBLEM_LINE, markdown_entry, messages, parsed_feeds, write_entry
-from pipeline import collect
-from pipeline.cli import cli
-from pipeline.collect import collect_articles
-from pipeline.config import Config
+from pipeline.cli.main import cli
+from pipeline.core.config import Config
+from pipeline.entries import collect
+from pipeline.entries.collect import collect_articles
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 

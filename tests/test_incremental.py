@@ -10,7 +10,7 @@ import feedparser
 import pytest
 
 from conftest import markdown_entry, write_entry
-from pipeline import collect
+from pipeline.entries import collect
 from pipeline.run import run
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -11,11 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ENTRIES, SEED, unsafe_markup
-from pipeline.config import Config
-from pipeline.errors import EntryError
-from pipeline.models import Article
-from pipeline.readers.journal_page import read_journal_page
-from pipeline.sanitise import plain_text
+from pipeline.core.config import Config
+from pipeline.core.errors import EntryError
+from pipeline.core.models import Article
+from pipeline.entries.readers.journal_page import read_journal_page
+from pipeline.entries.sanitise import plain_text
 
 needs_seed = pytest.mark.skipif(not SEED.exists(), reason="seed page not present on this machine")
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import NOW
-from pipeline.config import Config
-from pipeline.ledger import LEDGER_NAME, MIGRATIONS, migrate, open_ledger
+from pipeline.core.config import Config
+from pipeline.state.ledger import LEDGER_NAME, MIGRATIONS, migrate, open_ledger
 
 HTML = ('<!doctype html>\n<html lang="en"><body><p>Café — “quotes” 🫀 &amp; @@EMAIL@@</p>'
         "</body></html>\n")

@@ -11,7 +11,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from conftest import MESSAGE_HEADERS, html_of, markdown_entry, messages, text_of, write_entry
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 

@@ -21,20 +21,20 @@ from pathlib import Path
 import lxml.html
 import pytest
 
-import pipeline.atomic
-import pipeline.outbox
+import pipeline.core.atomic
+import pipeline.mail.outbox
 from conftest import NOW, markdown_entry, write_entry
-from pipeline.collect import collect_articles
-from pipeline.compose import Composer
-from pipeline.config import Config, load_config
-from pipeline.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
-from pipeline.ledger import LEDGER_NAME, Ledger, open_ledger
-from pipeline.ledger_subscribers import SubscriberBook
-from pipeline.models import Digest, Subscriber
-from pipeline.outbox import message_name, write_outbox
-from pipeline.site_secret import load_secret
-from pipeline.subscribers import load_subscribers, read_rows, subscriber_token
-from pipeline.summarise import summarise
+from pipeline.core.config import Config, load_config
+from pipeline.core.models import Digest, Subscriber
+from pipeline.entries.collect import collect_articles
+from pipeline.entries.summarise import summarise
+from pipeline.mail.compose import Composer
+from pipeline.mail.outbox import message_name, write_outbox
+from pipeline.publishing.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
+from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
+from pipeline.state.secret import load_secret
+from pipeline.state.subscribers import SubscriberBook
+from pipeline.subscribers.rules import load_subscribers, read_rows, subscriber_token
 
 
 def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret: bytes
@@ -255,7 +255,7 @@ def test_files_arrive_in_new_through_tmp(issue: Issue, monkeypatch: pytest.Monke
         moves.append((Path(src), Path(dst)))
         return real_replace(src, dst)
 
-    monkeypatch.setattr(pipeline.atomic.os, "replace", recording_replace)
+    monkeypatch.setattr(pipeline.core.atomic.os, "replace", recording_replace)
     write(issue)
     outbox = issue.config.outbox_dir
     assert sorted(p.name for p in (outbox / "new").iterdir()) == sorted(
@@ -274,7 +274,7 @@ def test_a_batch_is_recorded_only_after_a_sync_that_saw_its_files(
     file that no finished sync had seen in new/ (a power cut would lose it)."""
     synced: set[str] = set()
     recorded: list[list[str]] = []
-    real_flush, real_record = pipeline.outbox.flush_to_disk, issue.ledger.record_messages
+    real_flush, real_record = pipeline.mail.outbox.flush_to_disk, issue.ledger.record_messages
 
     def slow_flush(*folders: Path) -> None:
         seen = set(os.listdir(folders[0]))
@@ -287,8 +287,8 @@ def test_a_batch_is_recorded_only_after_a_sync_that_saw_its_files(
         recorded.append([name for _, name in rows])
         real_record(digest_id, written, rows)
 
-    monkeypatch.setattr(pipeline.outbox, "BATCH", 1)
-    monkeypatch.setattr(pipeline.outbox, "flush_to_disk", slow_flush)
+    monkeypatch.setattr(pipeline.mail.outbox, "BATCH", 1)
+    monkeypatch.setattr(pipeline.mail.outbox, "flush_to_disk", slow_flush)
     monkeypatch.setattr(issue.ledger, "record_messages", checked_record)
     assert write(issue) == 2
     assert len(recorded) == 2  # one batch each, both recorded

@@ -15,8 +15,8 @@ import pytest
 from PIL import Image
 
 from conftest import invoke, markdown_entry, write_entry
-from pipeline.ledger import LEDGER_NAME
-from pipeline.screenshot import CHROMIUM_ENV, find_chromium
+from pipeline.commands.screenshot import CHROMIUM_ENV, find_chromium
+from pipeline.state.ledger import LEDGER_NAME
 
 needs_chromium = pytest.mark.skipif(find_chromium() is None, reason="Chromium is not installed")
 

@@ -28,9 +28,9 @@ from conftest import (
     unsafe_markup,
     write_entry,
 )
-from pipeline.cli import cli
-from pipeline.sanitise import header_text, one_line
-from pipeline.subscribers import load_subscribers
+from pipeline.cli.main import cli
+from pipeline.entries.sanitise import header_text, one_line
+from pipeline.subscribers.rules import load_subscribers
 
 HOSTILE = st.sampled_from([
     "<script>alert(1)</script>", "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",

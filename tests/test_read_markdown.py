@@ -12,10 +12,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ENTRIES, markdown_entry, unsafe_markup
-from pipeline.config import Config
-from pipeline.errors import EntryError, Problem
-from pipeline.models import Article, Source
-from pipeline.readers.markdown import read_markdown
+from pipeline.core.config import Config
+from pipeline.core.errors import EntryError, Problem
+from pipeline.core.models import Article, Source
+from pipeline.entries.readers.markdown import read_markdown
 
 PATH = Path("articles/2026-03-14-an-entry.md")
 # `path:line: field: problem — hint`

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry
-from pipeline.cli import cli
-from pipeline.site_secret import SECRET_ENV
+from pipeline.cli.main import cli
+from pipeline.state.secret import SECRET_ENV
 
 SECRETS = {SECRET_ENV: "s3cr3t-Zebra-0451-do-not-print"}
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-import pipeline.digest
+import pipeline.publishing.digest
 from conftest import NOW, markdown_entry, write_entry
-from pipeline.ledger import open_ledger
+from pipeline.mail.segments import Renditions
 from pipeline.run import run
-from pipeline.segments import Renditions
+from pipeline.state.ledger import open_ledger
 
 SUBSCRIBERS = """\
 email,name,categories,status
@@ -46,13 +46,13 @@ def bodies(site: Path, digest_id: int = 1) -> dict[str, tuple[str, str]]:
 
 def count_renders(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = pipeline.digest.render_digest
+    real = pipeline.publishing.digest.render_digest
 
     def counting(articles, created, config):  # type: ignore[no-untyped-def]
         calls.append(len(articles))
         return real(articles, created, config)
 
-    monkeypatch.setattr(pipeline.digest, "render_digest", counting)
+    monkeypatch.setattr(pipeline.publishing.digest, "render_digest", counting)
     return calls
 
 
@@ -80,8 +80,8 @@ def test_subscribers_get_only_their_categories_and_each_choice_is_rendered_once(
 
 def test_a_resumed_digest_uses_the_frozen_renditions(segmented: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.collect import collect_articles
-    from pipeline.config import load_config
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
 
     report = run(segmented, NOW)
     renders = count_renders(monkeypatch)

@@ -21,11 +21,11 @@ from conftest import (
     use_relay,
     write_entry,
 )
-from pipeline.ledger import LEDGER_NAME, open_ledger
-from pipeline.ledger_subscribers import SubscriberBook
-from pipeline.lock import SEND_LOCK_NAME, site_lock
+from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.send import send
+from pipeline.state.ledger import LEDGER_NAME, open_ledger
+from pipeline.state.lock import SEND_LOCK_NAME, site_lock
+from pipeline.state.subscribers import SubscriberBook
 
 
 def deliveries(site: Path) -> dict[str, tuple[str, int, str | None, str]]:

@@ -22,11 +22,11 @@ from conftest import (
     use_relay,
     write_entry,
 )
-from pipeline.ledger import LEDGER_NAME, open_ledger
-from pipeline.ledger_subscribers import SubscriberBook
+from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.send import send
-from pipeline.subscriptions import unsubscribe
+from pipeline.state.ledger import LEDGER_NAME, open_ledger
+from pipeline.state.subscribers import SubscriberBook
+from pipeline.subscribers.manage import unsubscribe
 
 
 def query(site: Path, sql: str) -> list[tuple]:

@@ -38,11 +38,11 @@ from conftest import (
     use_relay,
     write_entry,
 )
-from pipeline.cli import cli
-from pipeline.deliveries import SendReport
-from pipeline.ledger import LEDGER_NAME
+from pipeline.cli.main import cli
+from pipeline.core.deliveries import SendReport
+from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.send import send
+from pipeline.state.ledger import LEDGER_NAME
 
 PASSWORD = "Pa55-w0rd-that-must-never-show"
 

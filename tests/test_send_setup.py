@@ -26,12 +26,12 @@ from conftest import (
     use_relay,
     write_entry,
 )
-from pipeline.cli import cli
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
-from pipeline.ledger import LEDGER_NAME
+from pipeline.cli.main import cli
+from pipeline.core.config import load_config
+from pipeline.core.errors import ConfigError
+from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.send import send
+from pipeline.state.ledger import LEDGER_NAME
 
 
 def test_every_smtp_and_dkim_problem_is_reported_at_once(site: Path) -> None:

@@ -9,10 +9,10 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from conftest import NOW, markdown_entry, write_entry
-from pipeline.cli import cli
-from pipeline.ledger import open_ledger
-from pipeline.ledger_subscribers import SubscriberBook
+from pipeline.cli.main import cli
 from pipeline.run import run
+from pipeline.state.ledger import open_ledger
+from pipeline.state.subscribers import SubscriberBook
 
 MESSY = (
     "\ufeffEmail;Name;Categories;Status\r\n"          # 1: BOM, semicolons, header case

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import SUBSCRIBERS, markdown_entry, messages, write_entry
-from pipeline.cli import cli
-from pipeline.subscribers import load_subscribers
+from pipeline.cli.main import cli
+from pipeline.subscribers.rules import load_subscribers
 
 HEADER = "email,name,categories,status\n"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import ConfigError
-from pipeline.subscribers import load_subscribers, token_matches, unsubscribe_token
+from pipeline.core.errors import ConfigError
+from pipeline.subscribers.rules import load_subscribers, token_matches, unsubscribe_token
 
 MESSY = (
     "\ufeffEmail , Name,Categories,Status\r\n"      # 1: BOM, odd spacing and case in the header

@@ -11,13 +11,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import ENTRIES, NOW, SEED, markdown_entry
-from pipeline.collect import collect_articles
-from pipeline.config import Config
-from pipeline.models import Article, Body
-from pipeline.readers.journal_page import read_journal_page
-from pipeline.readers.markdown import read_markdown
-from pipeline.sanitise import one_line
-from pipeline.summarise import MAX_CHARS, MAX_TAKEAWAYS, sentences, summarise, takeaways_for
+from pipeline.core.config import Config
+from pipeline.core.models import Article, Body
+from pipeline.entries.collect import collect_articles
+from pipeline.entries.readers.journal_page import read_journal_page
+from pipeline.entries.readers.markdown import read_markdown
+from pipeline.entries.sanitise import one_line
+from pipeline.entries.summarise import MAX_CHARS, MAX_TAKEAWAYS, sentences, summarise, takeaways_for
 
 SECTION = ("<h2>Key takeaways</h2>\n<p>The section's first point. The section's second point.</p>")
 OPENING = ("<p>The opening sentence of the body. A second opening sentence. A third one.</p>\n"

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import PROBLEM_LINE, REPO, markdown_entry, messages, write_entry
-from pipeline.cli import cli
+from pipeline.cli.main import cli
 
 HTML = "digest.mjml.j2"
 TEXT = "digest.txt.j2"

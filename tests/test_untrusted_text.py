@@ -18,8 +18,8 @@ from conftest import (
     text_of,
     unsafe_markup,
 )
-from pipeline.cli import cli
-from pipeline.sanitise import _ILLEGAL
+from pipeline.cli.main import cli
+from pipeline.entries.sanitise import _ILLEGAL
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 EMAIL_DOCUMENT = frozenset({"style", "meta"})  # what the digest template itself uses

@@ -18,12 +18,12 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry
-from pipeline.cli import cli
-from pipeline.ledger import open_ledger
-from pipeline.ledger_subscribers import SubscriberBook
+from pipeline.cli.main import cli
 from pipeline.run import run
-from pipeline.subscribers import subscriber_token, unsubscribe_token
-from pipeline.web import make_web_server
+from pipeline.state.ledger import open_ledger
+from pipeline.state.subscribers import SubscriberBook
+from pipeline.subscribers.rules import subscriber_token, unsubscribe_token
+from pipeline.subscribers.web_app import make_web_server
 
 Answer = tuple[int, dict[str, str], str]
 

@@ -11,8 +11,8 @@ import lxml.html
 from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry, write_template
-from pipeline.cli import cli
-from pipeline.subscribers import unsubscribe_token
+from pipeline.cli.main import cli
+from pipeline.subscribers.rules import unsubscribe_token
 
 SUBSCRIBED = ("ada@example.org", "grace@example.org", "left@example.org")
 

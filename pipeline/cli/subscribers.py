@@ -1,0 +1,196 @@
+"""The `newsletter subscribers …`, `unsubscribe` and `serve` commands (cli.py stays short)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from pipeline.core.errors import ConfigError
+
+if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
+    from pipeline.core.config import Config
+    from pipeline.state.ledger import Ledger
+
+site_option = click.option(
+    "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
+    show_default=True, help="The site folder (holds newsletter.toml).")
+
+
+@contextmanager
+def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
+    from pipeline.core.config import load_config
+    from pipeline.state.ledger import open_ledger
+
+    try:
+        config = load_config(site.resolve())
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(78)
+    with open_ledger(config.state_dir) as ledger:
+        yield config, ledger
+
+
+def _address(raw: str) -> str:
+    from pipeline.subscribers.rules import normalise_address
+
+    try:
+        return normalise_address(raw)
+    except ValueError as exc:
+        raise click.BadParameter(f"{raw!r}: {exc}") from None
+
+
+@click.group()
+def subscribers() -> None:
+    """Manage the subscriber list (kept in the ledger; subscribers.csv is import/export)."""
+
+
+@subscribers.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--reactivate", is_flag=True,
+              help="Put back addresses that unsubscribed or bounced if the file says active.")
+@site_option
+def import_(file: Path, reactivate: bool, site: Path) -> None:
+    """Import FILE (CSV: email, name, categories, status); bad rows are reported and skipped."""
+    from pipeline.subscribers.manage import import_file
+
+    with _site(site) as (config, ledger):
+        report, problems = import_file(config, ledger, file, datetime.now(UTC),
+                                       reactivate=reactivate)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
+               f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
+               f"{len(problems)} rows rejected.")
+    if report.kept_out:
+        click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
+                   "list and stay off it (pass --reactivate only if they asked to come back).")
+    sys.exit(1 if any(not p.warning for p in problems) else 0)
+
+
+@subscribers.command("export")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
+@site_option
+def export(file: Path | None, site: Path) -> None:
+    """Write the whole list as CSV to FILE (or stdout), in the format `import` reads."""
+    from pipeline.state.subscribers import SubscriberBook
+    from pipeline.subscribers.rules import write_csv
+
+    with _site(site) as (_, ledger):
+        if file is None:
+            write_csv(sys.stdout, SubscriberBook(ledger).everyone())
+            return
+        with file.open("w", encoding="utf-8", newline="") as out:
+            count = write_csv(out, SubscriberBook(ledger).everyone())
+    if file:
+        click.echo(f"{count} subscribers written to {file}.")
+
+
+@subscribers.command("add")
+@click.argument("email")
+@click.option("--name", default="", help="The subscriber's name.")
+@click.option("--categories", default="",
+              help="Topics, separated by `;` (none: every entry).")
+@site_option
+def add(email: str, name: str, categories: str, site: Path) -> None:
+    """Add EMAIL (pending until confirmed, with double opt-in), or update its name/topics."""
+    from pipeline.core.models import Subscriber
+    from pipeline.subscribers.manage import add as add_subscriber
+    from pipeline.subscribers.rules import parse_categories
+
+    address = _address(email)
+    with _site(site) as (config, ledger):
+        row, new = add_subscriber(config, ledger, Subscriber(
+            address, " ".join(name.split()), parse_categories(categories)), datetime.now(UTC))
+    click.echo(f"{'added' if new else 'updated'} {row.email} ({row.status})"
+               + (": a confirmation message is in the outbox" if new and
+                  row.status == "pending" else ""))
+
+
+@subscribers.command("remove")
+@click.argument("email")
+@site_option
+def remove(email: str, site: Path) -> None:
+    """Delete EMAIL from the list entirely (to stop mail but remember it, use unsubscribe)."""
+    from pipeline.state.subscribers import SubscriberBook
+
+    address = _address(email)
+    with _site(site) as (_, ledger):
+        gone = SubscriberBook(ledger).remove(address)
+    click.echo(f"removed {address}" if gone else f"{address} is not on the list", err=not gone)
+    sys.exit(0 if gone else 1)
+
+
+@subscribers.command("list")
+@site_option
+def list_(site: Path) -> None:
+    """Counts per status."""
+    from pipeline.state.subscribers import SubscriberBook
+
+    with _site(site) as (_, ledger):
+        counts = SubscriberBook(ledger).counts()
+    for status, count in counts.items():
+        click.echo(f"{status}: {count}")
+    click.echo(f"total: {sum(counts.values())}")
+
+
+@subscribers.command("process")
+@click.argument("file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@site_option
+def process(file: Path, site: Path) -> None:
+    """Apply FILE's `unsubscribe ADDRESS` and `bounce ADDRESS` lines."""
+    from pipeline.subscribers.manage import process_file
+
+    with _site(site) as (_, ledger):
+        report, problems = process_file(ledger, file, datetime.now(UTC))
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    for address in report.unknown:
+        click.echo(f"{file}: {address}: not on the list — nothing to do", err=True)
+    click.echo(f"{report.unsubscribed} unsubscribed, {report.bounced} bounced, "
+               f"{len(report.unknown)} not on the list, {len(problems)} lines rejected.")
+    sys.exit(1 if problems else 0)
+
+
+@click.command()
+@click.argument("email")
+@site_option
+def unsubscribe(email: str, site: Path) -> None:
+    """Unsubscribe EMAIL now (e.g. a request that came by mail); later imports keep it off."""
+    from pipeline.subscribers.manage import unsubscribe as unsubscribe_address
+
+    address = _address(email)
+    with _site(site) as (_, ledger):
+        row = unsubscribe_address(ledger, address, datetime.now(UTC))
+    if row is None:
+        click.echo(f"{address} is not on the list — nothing to do", err=True)
+        sys.exit(1)
+    click.echo(f"unsubscribed {row.email}")
+
+
+@click.command()
+@site_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; keep loopback and put the web server in front.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+def serve(site: Path, host: str, port: int) -> None:
+    """Serve the unsubscribe, preferences and confirmation pages."""
+    from pipeline.subscribers.web_app import make_web_server
+
+    try:
+        server = make_web_server(site.resolve(), host, port)
+    except ConfigError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(78)
+    click.echo(f"Serving on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,139 @@
+"""The values that flow between stages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.core.errors import Problem
+
+
+class Body:
+    """An entry's sanitised HTML, made on first use: in a large archive most entries never
+    appear in a feed or a digest, and Markdown rendering is the costly part of reading one."""
+
+    __slots__ = ("_html", "_render")
+
+    def __init__(self, html_or_render: str | Callable[[], str]) -> None:
+        if isinstance(html_or_render, str):
+            self._html: str | None = html_or_render
+            self._render: Callable[[], str] | None = None
+        else:
+            self._html, self._render = None, html_or_render
+
+    @property
+    def html(self) -> str:
+        if self._html is None:
+            assert self._render is not None
+            self._html, self._render = self._render(), None
+        return self._html
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Body) and self.html == other.html
+
+    def __hash__(self) -> int:
+        return hash(self.html)
+
+    def __repr__(self) -> str:
+        return f"Body({'rendered' if self._html is not None else 'not rendered yet'})"
+
+
+@dataclass(frozen=True)
+class Source:
+    title: str
+    url: str
+
+
+@dataclass(frozen=True)
+class Article:
+    """One journal entry, whatever file format it came from."""
+
+    path: Path  # relative to the site folder, as shown in messages
+    slug: str
+    title: str
+    published: datetime  # timezone-aware, in the site's timezone (compare freely: aware)
+    body: Body  # sanitised HTML, links absolute; see body_html
+    updated: datetime | None = None
+    category: str = ""
+    summary: str = ""  # the standfirst
+    author: str = ""
+    tags: tuple[str, ...] = ()
+    sources: tuple[Source, ...] = ()
+    # Explicit takeaways from front matter, else filled in by summarise().
+    takeaways: tuple[str, ...] = ()
+    disclaimer: str = ""
+    read_minutes: int = 1
+    url: str = ""  # absolute URL of the article on the site
+    checksum: str = ""  # of the entry file's bytes: what the feeds' fingerprint is made of
+
+    @property
+    def body_html(self) -> str:
+        return self.body.html
+
+    @property
+    def date_label(self) -> str:
+        """`24 Jun 2026`: the journal's own date style, on the site's calendar."""
+        return f"{self.published.day} {self.published:%b %Y}"
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    email: str
+    name: str = ""
+    categories: tuple[str, ...] = ()  # chosen categories; none chosen = every entry
+    status: str = "active"  # active, pending (not confirmed yet), unsubscribed or bounced
+    id: int = 0  # the ledger's row id (0: not in the ledger); unsubscribe tokens carry it
+
+
+@dataclass(frozen=True)
+class Digest:
+    """One issue of the newsletter, rendered once and frozen in the ledger."""
+
+    id: int
+    key: str  # globally unique, used in Message-IDs
+    created: datetime  # when it was built: its issue date
+    subject: str
+    html: str
+    text: str
+    slugs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DigestListing:
+    """A past digest as the archive page lists it (without its HTML)."""
+
+    id: int
+    created: datetime
+    subject: str
+    lead_slug: str  # with `created`, names the digest's web copy
+    entries: int
+
+
+@dataclass
+class RunReport:
+    problems: list[Problem] = field(default_factory=list)
+    published: int = 0
+    new: int = 0  # entries in the digest this run built or finished
+    written: int = 0  # messages written to the outbox by this run
+    subscribers: int = 0
+    feeds_changed: list[str] = field(default_factory=list)
+    digest_id: int | None = None
+    held_back: int = 0  # new entries waiting for the cadence to allow the next digest
+    new_titles: list[str] = field(default_factory=list)
+
+    @property
+    def outcome(self) -> str:
+        """One line for `newsletter status`."""
+        if self.digest_id is not None:
+            done = f"digest {self.digest_id}: {self.written} messages written"
+        elif self.held_back:
+            done = f"{self.held_back} new entries held back by the cadence"
+        else:
+            done = "nothing new"
+        return done + (f"; {self.rejected} problems" if self.rejected else "")
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for p in self.problems if not p.warning)

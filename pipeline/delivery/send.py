@@ -1,0 +1,382 @@
+"""`newsletter send`: drain outbox/new/ through the operator's SMTP relay, and lose nothing.
+
+The folders say what happened first, the ledger second. The moment the relay accepts a message
+its file is renamed from new/ into sent/ (one system call, in the thread that got the reply);
+a refused one goes to failed/ beside its reason. Outcomes are recorded in the ledger in small
+batches, after the renames are flushed. A send killed in between leaves files in sent/ or
+failed/ that the ledger does not know yet: the next send records them before it sends
+anything. So a message can only go out twice if the process dies between the relay's reply
+and that rename (or if the connection breaks after the data was sent, before the reply).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from pipeline.core.atomic import flush_folders, move, write_atomic
+from pipeline.core.config import CONFIG_NAME, Config, load_config
+from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
+from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.models import Subscriber
+from pipeline.delivery.pool import RelayPool
+from pipeline.delivery.signing import DkimSigner
+from pipeline.delivery.smtp import Connection, Outcome
+from pipeline.delivery.smtp_settings import PASSWORD_ENV, SmtpSettings
+from pipeline.mail.outbox import FAILED, REASON, SENT, WITHDRAWN
+from pipeline.state.ledger import Ledger, open_ledger
+from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
+from pipeline.state.secret import load_secret
+
+log = logging.getLogger("pipeline")
+RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
+MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
+Progress = Callable[[SendReport], None]
+
+
+class Folders:
+    def __init__(self, outbox: Path, create: bool = True) -> None:
+        self.new, self.sent, self.failed = outbox / "new", outbox / SENT, outbox / FAILED
+        self.withdrawn = outbox / WITHDRAWN
+        for folder in (self.new, self.sent, self.failed, self.withdrawn) if create else ():
+            folder.mkdir(parents=True, exist_ok=True)
+
+
+def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
+         wait: float = 0.0, progress: Progress | None = None) -> SendReport:
+    """Hand every due message to the relay; raises ConfigError, Locked or RelaySetupError."""
+    config = load_config(site)
+    settings = check_settings(config)
+    signer = signer_for(settings)
+    with site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
+            open_ledger(config.state_dir) as ledger:
+        offset = (now - datetime.now(UTC)) if now else timedelta(0)  # tests move the clock
+        clock = lambda: datetime.now(UTC) + offset  # noqa: E731
+        report = SendReport(problems=list(config.warnings))
+        folders = Folders(config.outbox_dir)
+        waiting = _listing(folders.new)
+        _adopt_confirmations(ledger, waiting, clock())
+        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config)
+        if recovered:  # a killed send moved these but never recorded them
+            _record_outcomes(ledger, recovered)
+            log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
+        if unwanted:
+            _withdraw(unwanted, folders, ledger, report, clock())
+        due = _cap(due, limit, settings, report)
+        log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
+        try:
+            if due:
+                _drain(due, settings, settings.rate if rate is None else rate, signer,
+                       folders, ledger, report, clock, progress)
+        finally:
+            _mark_bouncing(config, ledger, report)
+            ledger.close_delivered_digests()
+    return report
+
+
+def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0) -> SendReport:
+    """What `send` would do now, sending and writing nothing: for --dry-run."""
+    config = load_config(site)
+    settings = check_settings(config)
+    report = SendReport(problems=list(config.warnings))
+    with open_ledger(config.state_dir, read_only=True) as ledger:
+        folders = Folders(config.outbox_dir, create=False)
+        due, recovered, unwanted = _queue(ledger, folders, _listing(folders.new),
+                                          now or datetime.now(UTC), report, config)
+    report.recovered, report.withdrawn = len(recovered), len(unwanted)
+    _cap(due, limit, settings, report)
+    return report
+
+
+def send_test(site: Path, address: str) -> Outcome:
+    """The latest digest to one address, subject prefixed "[TEST]"; the ledger and outbox
+    are left alone. Raises ValueError for a bad address or when there is no digest yet."""
+    from email_validator import EmailNotValidError, validate_email
+
+    from pipeline.mail.compose import Composer
+
+    config = load_config(site)
+    settings = check_settings(config)
+    try:
+        address = validate_email(address, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise ValueError(f"--test {address!r}: {exc}") from None
+    with open_ledger(config.state_dir, read_only=True) as ledger:
+        digest = ledger.last_digest()
+    if digest is None:
+        raise ValueError("there is no digest yet — `newsletter run` builds one")
+    # A key of its own: a real copy later must not share the test's Message-ID (mail
+    # providers drop a second message with an ID they have seen).
+    digest = replace(digest, subject=f"[TEST] {digest.subject}", key=uuid.uuid4().hex)
+    data = Composer(digest, config, load_secret(config.state_dir)).compose(Subscriber(address))
+    signer = signer_for(settings)
+    connection = Connection(settings)
+    try:
+        return connection.send(settings.envelope_from, address,
+                               signer.sign(data) if signer else data)
+    finally:
+        connection.close()
+
+
+def check_settings(config: Config) -> SmtpSettings:
+    """The SMTP settings, if they are enough to send; else ConfigError saying what to add."""
+    s, path = config.smtp, config.site_dir / CONFIG_NAME
+    problems = []
+    if not s.host:
+        problems.append(Problem(path, "smtp.host", "is not set", 'add [smtp] with host = '
+                                '"smtp.your-provider.example" (and port, tls, user)'))
+    if s.user and not os.environ.get(PASSWORD_ENV):
+        problems.append(Problem("environment", PASSWORD_ENV, f"is empty, but smtp.user is "
+                                f"{s.user!r}", f"export {PASSWORD_ENV}=… in the job's "
+                                "environment (never in newsletter.toml)"))
+    if problems:
+        raise ConfigError(problems)
+    return s
+
+
+def signer_for(settings: SmtpSettings) -> DkimSigner | None:
+    if settings.dkim_key is None:
+        return None
+    return DkimSigner(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
+
+
+def _listing(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.is_dir() else set()
+
+
+def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
+           report: SendReport, config: Config
+           ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
+    """(messages due now, outcomes a killed send left unrecorded, due messages whose
+    subscriber no longer wants them), from the ledger's queue checked against the folders;
+    `waiting` lists outbox/new/."""
+    from pipeline.state.notices import Notices
+
+    due: list[QueuedMessage] = []
+    recovered: list[Delivery] = []
+    known = set()
+    for message in ledger.queued_messages() + Notices(ledger).queued():
+        known.add(message.filename)
+        if message.filename in waiting:
+            if message.next_attempt is None or message.next_attempt <= now:
+                due.append(message)
+            else:
+                report.waiting += 1
+        elif (folders.sent / message.filename).exists():
+            recovered.append(_recovered(message, folders.sent, "sent"))
+        elif (folders.failed / message.filename).exists():
+            recovered.append(_recovered(message, folders.failed, "failed"))
+        elif (folders.withdrawn / message.filename).exists():
+            recovered.append(_recovered(message, folders.withdrawn, "withdrawn"))
+        else:
+            report.missing.append(message.filename)
+    report.recovered = len(recovered)
+    unknown = sum(1 for name in waiting if name.endswith(".eml") and name not in known)
+    if unknown and not is_locked(config.state_dir):  # else a run may be writing them now
+        report.problems.append(Problem(
+            "outbox/new", "messages", f"{unknown} files are not in the ledger, so not sent",
+            "`newsletter run` records the ones a killed run wrote; move others away",
+            warning=True))
+    for name in report.missing:
+        report.problems.append(Problem(
+            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/",
+            "put the file back into outbox/new/ to send it"))
+    due, unwanted = _still_wanted(due, ledger)
+    return due, recovered, unwanted
+
+
+Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
+
+
+def _still_wanted(due: list[QueuedMessage], ledger: Ledger
+                  ) -> tuple[list[QueuedMessage], list[Withdrawal]]:
+    """Split off messages whose subscriber changed their mind after they were written."""
+    from pipeline.state.subscribers import SubscriberBook
+    from pipeline.subscribers.rules import email_key
+
+    if not due:
+        return due, []
+    statuses = SubscriberBook(ledger).statuses()
+    wanted: list[QueuedMessage] = []
+    unwanted: list[Withdrawal] = []
+    for message in due:
+        why = _unwanted_because(message, *statuses.get(email_key(message.address), (0, "")))
+        if why is None:
+            wanted.append(message)
+        else:
+            unwanted.append((message, f"not sent: {message.address} {why}"))
+    return wanted, unwanted
+
+
+def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -> str | None:
+    """Why the message must not go out now, or None: a digest goes only to an active
+    subscriber, a confirmation only to the pending subscriber it was made for."""
+    from pipeline.subscribers.manage import CONFIRMATION_FILE
+    from pipeline.subscribers.rules import ACTIVE, PENDING
+
+    if not status:
+        return "is no longer on the list"
+    if message.digest_id is not None:
+        return None if status == ACTIVE else f"is {status} now"
+    made_for = CONFIRMATION_FILE.fullmatch(message.filename)
+    if made_for is None or int(made_for[1]) != subscriber_id:
+        return "was removed and added again: a newer confirmation replaces this one"
+    return None if status == PENDING else f"is {status} now"
+
+
+def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,
+              report: SendReport, now: datetime) -> None:
+    """Move messages no one wants any more into outbox/withdrawn/ and record why."""
+    new, withdrawn = str(folders.new), str(folders.withdrawn)
+    for message, _ in unwanted:
+        move(message.filename, new, withdrawn)
+    flush_folders(folders.new, folders.withdrawn)
+    _record_outcomes(ledger, [Delivery(message, "withdrawn", why, now, message.attempts)
+                              for message, why in unwanted])
+    report.withdrawn += len(unwanted)
+    log.info("send: %d messages withdrawn: their subscribers left the list", len(unwanted))
+
+
+def _adopt_confirmations(ledger: Ledger, waiting: set[str], now: datetime) -> None:
+    """Queue confirmation files the ledger does not know: written by a run killed before it
+    recorded them, or by a version that did not queue them."""
+    from pipeline.state.notices import Notices
+    from pipeline.state.subscribers import SubscriberBook
+    from pipeline.subscribers.manage import CONFIRMATION_FILE
+
+    found = {name: int(match[1]) for name in waiting
+             if (match := CONFIRMATION_FILE.fullmatch(name))}
+    if not found:
+        return
+    notices, book = Notices(ledger), SubscriberBook(ledger)
+    known = notices.filenames()
+    rows = [(name, who.email) for name, sid in sorted(found.items())
+            if name not in known and (who := book.by_id(sid)) is not None]
+    if rows:
+        notices.record(rows, now)
+
+
+def _record_outcomes(ledger: Ledger, deliveries: list[Delivery]) -> None:
+    """Outcomes of digest messages go to the deliveries table, of notices to their own rows."""
+    from pipeline.state.notices import Notices
+
+    digests = [d for d in deliveries if d.message.digest_id is not None]
+    notices = [d for d in deliveries if d.message.digest_id is None]
+    if digests:
+        ledger.record_deliveries(digests)
+    if notices:
+        Notices(ledger).record_deliveries(notices)
+
+
+def _recovered(message: QueuedMessage, folder: Path, state: str) -> Delivery:
+    path = folder / message.filename
+    when = datetime.fromtimestamp(path.stat().st_ctime, UTC)  # the rename's time
+    reply, bouncing = "accepted; the reply was lost when the send was killed", False
+    if state == "withdrawn":
+        reply = "not sent: its subscriber left the list (recorded after an interrupted send)"
+    if state == "failed":
+        reason = path.with_name(path.name + REASON)
+        text = reason.read_text(encoding="utf-8") if reason.exists() else "refused"
+        reply, bouncing = text.splitlines()[0], "marked bouncing" in text
+    return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
+
+
+def _cap(due: list[QueuedMessage], limit: int, settings: SmtpSettings, report: SendReport
+         ) -> list[QueuedMessage]:
+    caps = [c for c in (limit, settings.max_per_run) if c > 0]
+    cap = min(caps) if caps else len(due)
+    report.due, report.left = min(cap, len(due)), max(0, len(due) - cap)
+    return due[:cap]
+
+
+def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
+           signer: DkimSigner | None, folders: Folders, ledger: Ledger, report: SendReport,
+           clock: Callable[[], datetime], progress: Progress | None) -> None:
+    results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
+
+    new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
+
+    # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
+    def load(message: QueuedMessage) -> tuple[str, bytes]:
+        with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
+            data = f.read()
+        return message.address, signer.sign(data) if signer else data
+
+    def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
+        when, attempts = clock(), message.attempts + 1
+        state, reply, next_attempt = outcome.state, outcome.reply, None
+        if state == "sent":
+            move(message.filename, new, sent)
+        elif state == "deferred" and attempts >= settings.max_attempts:
+            state, reply = "failed", f"gave up after {attempts} attempts: {reply}"
+        elif state == "deferred":
+            delay = min(settings.retry_after * 2 ** (attempts - 1), MAX_BACKOFF)
+            next_attempt = when + timedelta(seconds=delay)
+        bouncing = outcome.bouncing and message.digest_id is not None  # not a confirmation
+        if state == "failed":
+            note = ("the address is refused: subscriber marked bouncing" if bouncing
+                    else "the subscriber is not marked")
+            write_atomic(folders.failed / (message.filename + REASON),
+                         f"{reply}\n{note}\n".encode())
+            move(message.filename, new, failed)
+        results.put(Delivery(message, state, reply, when, attempts, next_attempt,
+                             bouncing and state == "failed"))
+
+    pool = RelayPool(settings, settings.envelope_from, rate, load, done)
+    pool.start(due)
+    batch: list[Delivery] = []
+    try:
+        # Wake up a few times a second, not once per message: the workers need the GIL more.
+        while not pool.wait(RECORD_EVERY):
+            _record(batch, results, folders, ledger, report, progress)
+    except KeyboardInterrupt:  # finish the messages in flight and record them, then stop
+        pool.stop.set()
+        report.stopped = "interrupted"
+        pool.join()
+        raise
+    finally:
+        _record(batch, results, folders, ledger, report, progress)
+        report.left += len(due) - (report.sent + report.deferred + report.failed)
+        pool.join()  # raises a setup error (login, TLS, sender) after recording what was done
+    report.stopped = report.stopped or pool.stopped
+
+
+def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders: Folders,
+            ledger: Ledger, report: SendReport, progress: Progress | None) -> None:
+    while not results.empty():
+        batch.append(results.get_nowait())
+    if not batch:
+        return
+    flush_folders(folders.new, folders.sent, folders.failed)
+    _record_outcomes(ledger, batch)
+    for delivery in batch:
+        setattr(report, delivery.state, getattr(report, delivery.state) + 1)
+        if delivery.state == "failed":
+            report.failures.append((delivery.message.address, delivery.reply))
+    batch.clear()
+    if progress is not None:
+        progress(report)
+
+
+def _mark_bouncing(config: Config, ledger: Ledger, report: SendReport) -> None:
+    """Refused addresses get status "bounced" on the list, so no digest goes to them again
+    (a later import of subscribers.csv does not undo it); the operator puts one back with
+    `newsletter subscribers import --reactivate` once the address is fixed."""
+    from pipeline.state.subscribers import SubscriberBook
+    from pipeline.subscribers.rules import BOUNCED
+
+    keys = ledger.unmarked_bounces()
+    if not keys:
+        return
+    addresses = {address for _, address in keys}
+    book, now = SubscriberBook(ledger), datetime.now(UTC)
+    for address in sorted(addresses):
+        book.set_status(address, BOUNCED, now)
+    ledger.bounces_marked(keys)
+    report.bouncing = sorted(addresses)

@@ -1,0 +1,239 @@
+"""Find entry files, read each with the reader for its format, keep what is published."""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from pathlib import Path
+
+from pipeline.core.config import Config
+from pipeline.core.errors import EntryError, Problem
+from pipeline.core.models import Article, Body
+from pipeline.entries.cache import CachedEntry, EntryStore, decode, encode
+
+Reader = Callable[[Path, str, Config], tuple[Article | None, list[Problem]]]
+
+
+class LazyReader:
+    """A reader imported on first use: a run where no entry changed imports neither YAML nor
+    Markdown (that is most of a no-op run's time budget)."""
+
+    def __init__(self, module: str, function: str) -> None:
+        self.module, self.function = module, function
+
+    def load(self) -> Reader:
+        return getattr(importlib.import_module(self.module), self.function)
+
+    def __call__(self, path: Path, text: str, config: Config
+                 ) -> tuple[Article | None, list[Problem]]:
+        return self.load()(path, text, config)
+
+
+_MARKDOWN = LazyReader("pipeline.entries.readers.markdown", "read_markdown")
+READERS: dict[str, Reader] = {
+    ".md": _MARKDOWN,
+    ".markdown": _MARKDOWN,
+    ".txt": LazyReader("pipeline.entries.readers.journal_page", "read_journal_page"),
+}
+MAX_ENTRY_BYTES = 1_000_000
+PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
+
+
+def scan(config: Config) -> list[tuple[str, os.stat_result]]:
+    """(path relative to the site, stat) of each entry file under articles/, sorted; hidden
+    files and folders and other formats ignored. os.scandir rather than
+    pathlib: on a 1,000-entry site this walk is a good part of a no-op run."""
+    found: list[tuple[str, os.stat_result]] = []
+    pending = ["articles"]
+    while pending:
+        folder = pending.pop()
+        try:
+            entries = list(os.scandir(config.site_dir / folder))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        for entry in entries:
+            if entry.name.startswith((".", "_")):
+                continue
+            shown = f"{folder}/{entry.name}"
+            if entry.is_dir():
+                pending.append(shown)
+            elif os.path.splitext(entry.name)[1].lower() in READERS and entry.is_file():
+                found.append((shown, entry.stat()))
+    found.sort()
+    return found
+
+
+def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
+                     files: list[tuple[str, os.stat_result]] | None = None,
+                     upcoming: list[datetime] | None = None
+                     ) -> tuple[list[Article], list[Problem]]:
+    """Every published entry, newest first, and every problem met on the way.
+
+    Drafts and entries dated after `now` are left out silently: they are not errors (their
+    dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
+    instead of read again. `files` is a `scan()` already made.
+    """
+    cached = store.cached_entries() if store is not None else {}
+    fresh: dict[str, CachedEntry] = {}
+    found: list[tuple[Article | None, list[Problem]]] = []
+    misses: list[tuple[str, os.stat_result]] = []
+    for key, stat in scan(config) if files is None else files:
+        hit = cached.get(key)
+        recalled = None
+        if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
+            recalled = _recall(key, hit, config)
+        if recalled is None:
+            misses.append((key, stat))
+        else:
+            found.append(recalled)
+    found += _read_all(misses, config, cached, fresh)
+    if store is not None and fresh:
+        store.store_entries(fresh)
+    read: list[Article] = []
+    problems: list[Problem] = []
+    for article, entry_problems in found:
+        problems.extend(entry_problems)
+        if article is not None and article.published <= now:
+            read.append(article)
+        elif article is not None and upcoming is not None:
+            upcoming.append(article.published)
+    # Oldest first, so that when two entries claim one slug the one already out keeps it.
+    read.sort(key=lambda a: (a.published, str(a.path)))
+    seen: dict[str, Path] = {}
+    articles: list[Article] = []
+    for article in read:
+        if article.slug in seen:
+            problems.append(Problem(article.path, "slug", f"{article.slug!r} is already used by "
+                                    f"{seen[article.slug]}", "give one of them its own `slug:`"))
+            continue
+        seen[article.slug] = article.path
+        articles.append(article)
+    articles.reverse()
+    return articles, problems
+
+
+def _recall(key: str, hit: CachedEntry, config: Config
+            ) -> tuple[Article | None, list[Problem]] | None:
+    def body(url: str) -> Body:
+        return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
+
+    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone)
+
+
+def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
+              cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry]
+              ) -> list[tuple[Article | None, list[Problem]]]:
+    """Read the entries the cache could not vouch for: on both cores when there are many
+    (a first run over a large archive), since YAML parsing is most of the cost."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if len(misses) < PARALLEL_FROM or (cores or 1) < 2:
+        results = []
+        for key, stat in misses:
+            entry, article, problems = _read_one(key, stat, config, cached.get(key))
+            fresh[key] = entry
+            results.append((article, problems))
+        return results
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    global _pool_config
+    _pool_config = config  # inherited by the forked workers: Config need not be pickled
+    # Import the readers once, here, rather than once in each worker: this process needs them
+    # anyway to render the bodies that are shown.
+    for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
+        reader = READERS[suffix]
+        if isinstance(reader, LazyReader):
+            reader.load()
+    chunk = max(1, len(misses) // (16 * cores))
+    jobs = [(key, stat, cached.get(key)) for key, stat in misses]
+    results = []
+    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
+        # Decoded as they arrive, while the workers read on.
+        entries = pool.map(_read_in_worker, jobs, chunksize=chunk)
+        for (key, _), entry in zip(misses, entries, strict=True):
+            fresh[key] = entry
+            recalled = _recall(key, entry, config)
+            assert recalled is not None
+            results.append(recalled)
+    return results
+
+
+_pool_config: Config | None = None
+
+
+def _read_in_worker(job: tuple[str, os.stat_result, CachedEntry | None]) -> CachedEntry:
+    assert _pool_config is not None
+    return _read_one(*job[:2], _pool_config, job[2])[0]
+
+
+def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None
+              ) -> tuple[CachedEntry, Article | None, list[Problem]]:
+    """Read one entry file (or recall it when only its mtime changed) and its cache row."""
+    shown = Path(key)
+    checksum = ""
+    try:
+        path = config.site_dir / key
+        data = path.read_bytes() if stat.st_size <= MAX_ENTRY_BYTES else b""
+        checksum = hashlib.sha256(data).hexdigest()
+        if hit and hit.checksum == checksum:  # touched, not changed
+            entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, hit.payload)
+            recalled = _recall(key, entry, config)
+            if recalled is not None:
+                return entry, *recalled
+        try:
+            article, problems = read_entry(path, shown, config, data)
+        except EntryError as exc:
+            article, problems = None, [exc.problem]
+        if article is not None:
+            article = replace(article, checksum=checksum)
+    except Exception as exc:  # one unreadable entry must never stop the run
+        article, problems = None, [Problem(
+            shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
+            "check the file's permissions and content")]
+    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
+    return entry, article, problems
+
+
+def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
+    """An entry's body HTML, read again from its file: for entries recalled from the cache.
+    A Markdown body needs no second YAML parse: it is what follows the front matter."""
+    if path.suffix.lower() in (".md", ".markdown"):
+        from pipeline.entries.readers.markdown import body_of, markdown_body
+
+        return markdown_body(body_of(path.read_bytes().decode("utf-8-sig")), url)
+    article, _ = read_entry(path, shown, config)
+    if article is None:
+        raise EntryError(Problem(shown, "file", "changed while the run was using it",
+                                 "run again"))
+    return article.body_html
+
+
+def read_entry(path: Path, shown: Path, config: Config, data: bytes | None = None
+               ) -> tuple[Article | None, list[Problem]]:
+    """Read one entry file; `shown` is the path used in messages (relative to the site)."""
+    size = len(data) if data else path.stat().st_size
+    if size > MAX_ENTRY_BYTES:
+        raise EntryError(Problem(shown, "file", f"is {size:,} bytes, over the "
+                                 f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
+    if data is None:
+        data = path.read_bytes()
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # else "binary" below
+        raise EntryError(Problem(shown, "file", "is UTF-16, not UTF-8",
+                                 "save it as UTF-8 in your editor"))
+    if b"\x00" in data:
+        raise EntryError(Problem(shown, "file", "is binary, not text",
+                                 "move it out of articles/"))
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise EntryError(Problem(shown, "file", f"is not UTF-8 (byte {exc.start})",
+                                 "save it as UTF-8 in your editor", line=line)) from None
+    if not text.strip():
+        raise EntryError(Problem(shown, "file", "is empty", "write the entry or delete the file"))
+    return READERS[path.suffix.lower()](shown, text, config)

@@ -1,0 +1,171 @@
+"""Markdown entries with YAML front matter."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from functools import cache
+from pathlib import Path
+
+import frontmatter
+import yaml
+from markdown_it import MarkdownIt
+
+from pipeline.core.config import Config
+from pipeline.core.errors import EntryError, Problem
+from pipeline.core.models import Article, Body, Source
+from pipeline.entries.readers.fields import FieldReader, slugify
+from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html, strip_illegal
+
+KNOWN_FIELDS = {
+    "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
+    "updated", "draft",
+}
+_FENCE = re.compile(r"\A---[ \t]*\r?\n")
+_CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
+_FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
+
+
+@cache
+def _markdown() -> MarkdownIt:
+    # Raw HTML is allowed through here and sanitised afterwards, in one place.
+    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
+
+
+def render_markdown(source: str) -> str:
+    return _markdown().render(source)
+
+
+def markdown_body(source: str, url: str) -> str:
+    """A Markdown body as safe HTML with links made absolute against the entry's URL."""
+    return safe_html(render_markdown(strip_illegal(source)), url)
+
+
+def body_of(text: str) -> str:
+    """The Markdown after the front matter (the file is known to have one)."""
+    closing = _CLOSING.search(text)
+    return text[closing.end():] if closing else text
+
+
+def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
+    """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
+    fields = FieldReader(path, _field_lines(text))
+    if not _FENCE.match(text):
+        raise fields.fail("front matter", "missing",
+                          "start the file with a line `---`, the fields, then another `---`")
+    if not _CLOSING.search(text):
+        raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
+    try:
+        meta, body = frontmatter.parse(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise EntryError(Problem(path, "front matter", f"not valid YAML: {reason}",
+                                 "check quotes and indentation (titles with ': ' need quotes)",
+                                 line=line)) from None
+    except ValueError as exc:  # PyYAML raises a plain ValueError for dates like 2025-02-30
+        field = _impossible_date_field(text)
+        if field:
+            raise fields.fail(field, f"impossible date ({exc})",
+                              "check the day and month") from None
+        raise fields.fail("front matter", f"a value cannot be read ({exc})",
+                          "check values tagged with `!!`") from None
+    except (TypeError, AttributeError) as exc:  # e.g. `!!timestamp nope` crashes PyYAML
+        raise fields.fail("front matter", f"a value cannot be read ({exc})",
+                          "check values tagged with `!!`") from None
+    closing = _CLOSING.search(text)
+    block = text[_FENCE.match(text).end():closing.start()] if closing else ""  # type: ignore[union-attr]
+    # python-frontmatter turns front matter that is not a mapping (a list, a bare string)
+    # into empty metadata without a word: say so rather than "title is missing".
+    if not isinstance(meta, dict) or (not meta and block.strip()):
+        raise fields.fail("front matter", "must be a set of `field: value` lines",
+                          "write one `field: value` per line")
+    warnings = [
+        fields.warn(key, "unknown field", f"remove it or check the spelling; known: "
+                    f"{', '.join(sorted(KNOWN_FIELDS))}")
+        for key in meta if key not in KNOWN_FIELDS
+    ]
+    draft = meta.get("draft", False)
+    if not isinstance(draft, bool):
+        raise fields.fail("draft", "must be true or false", "write `draft: true` or remove it")
+    if draft:
+        return None, warnings
+
+    title = fields.text("title", meta.get("title"), required=True)
+    published = fields.when("date", meta.get("date"), config.timezone, required=True)
+    assert published is not None
+    slug = slugify(fields.text("slug", meta.get("slug")) or path.stem)
+    if not slug:
+        raise fields.fail("slug", "is empty once made URL-safe",
+                          "give the entry a `slug:` in a-z0-9")
+    url = config.url_for(slug)
+    takeaways = meta.get("takeaways")
+    if isinstance(takeaways, dict):
+        raise fields.fail("takeaways", "must be text or a list of text, not a mapping",
+                          "write a list: takeaways: [\"first\", \"second\"]")
+    article = Article(
+        path=path,
+        slug=slug,
+        title=title,
+        published=published,
+        updated=fields.when("updated", meta.get("updated"), config.timezone),
+        body=Body(lambda: markdown_body(body, url)),
+        category=fields.text("category", meta.get("category")),
+        summary=fields.text("summary", meta.get("summary")),
+        author=fields.text("author", meta.get("author")),
+        tags=fields.text_list("tags", meta.get("tags")),
+        takeaways=fields.text_list("takeaways", takeaways),
+        sources=_sources(fields, meta.get("sources")),
+        # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
+        # line ends count the words within a few per cent at a quarter of split()'s cost.
+        read_minutes=read_minutes_of(body.count(" ") + body.count("\n")),
+        url=url,
+    )
+    return article, warnings
+
+
+def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:
+    if value is None:
+        return ()
+    hint = "write each as `- {title: \"...\", url: \"https://...\"}`"
+    if not isinstance(value, list):
+        raise fields.fail("sources", "must be a list", hint)
+    sources = []
+    for number, item in enumerate(value, 1):
+        if not isinstance(item, dict) or not isinstance(item.get("title"), str):
+            raise fields.fail("sources", f"item {number} needs a title", hint)
+        url = item.get("url", "")
+        url = one_line(url) if isinstance(url, str) else None  # a quoted "\x01" is still YAML
+        if url is None or (url and not url.startswith(("https://", "http://"))):
+            raise fields.fail("sources", f"item {number} has no absolute http(s) url", hint)
+        sources.append(Source(fields.text("sources", item["title"]), url))
+    return tuple(sources)
+
+
+def _impossible_date_field(text: str) -> str | None:
+    """The top-level field whose unquoted YYYY-MM-DD value is not a real day, if any."""
+    for line in text.splitlines()[1:]:
+        if line.strip() == "---":
+            break
+        match = re.match(r"([A-Za-z_][\w-]*)\s*:\s*(\d{4})-(\d\d)-(\d\d)\b", line)
+        if match:
+            try:
+                date(*(int(part) for part in match.groups()[1:]))
+            except ValueError:
+                return match.group(1)
+    return None
+
+
+def _field_lines(text: str) -> dict[str, int]:
+    """Line of each top-level front matter field, for error messages."""
+    lines: dict[str, int] = {}
+    closing = _CLOSING.search(text)
+    head = text[: closing.start()] if closing else text  # not the whole body
+    for number, line in enumerate(head.splitlines()[1:], 2):
+        if line.strip() == "---":
+            break
+        match = _FIELD.match(line)
+        if match:
+            lines.setdefault(match.group(1), number)
+    return lines

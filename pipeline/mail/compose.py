@@ -1,0 +1,162 @@
+"""Message assembly: a digest's messages, encoded once, filled in per subscriber.
+
+Building each message with EmailMessage costs ~5 ms (header folding, a pure-Python
+quoted-printable pass over ~50 KB, the generator). Everything but the recipient's address,
+unsubscribe link and Message-ID is the same for every subscriber, so a `Composer` encodes the
+headers, MIME structure and quoted-printable bodies once per digest; each message then only
+encodes its few short values. Per-subscriber values are joined to the pre-encoded text with
+quoted-printable soft line breaks ("=" CRLF), which decoders remove, so the decoded parts are
+exactly the digest with its placeholders filled in.
+"""
+
+from __future__ import annotations
+
+import binascii
+import hashlib
+import html
+import re
+from email import policy
+from email.header import Header
+from email.utils import format_datetime, formataddr
+
+from pipeline.core.config import Config
+from pipeline.core.models import Digest, Subscriber
+from pipeline.entries.readers.fields import slugify
+from pipeline.entries.sanitise import header_text
+from pipeline.publishing.digest import PLACEHOLDERS
+from pipeline.subscribers.rules import subscriber_token
+
+CRLF = b"\r\n"
+SOFT_BREAK = b"=\r\n"
+_PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
+_KEY_OF = {placeholder: key for key, placeholder in PLACEHOLDERS.items()}
+MAX_NAME = 100  # characters of a display name kept in To
+
+
+def message_prefix(digest: Digest) -> str:
+    return f"digest-{digest.id:05d}-{digest.key[:8]}-"
+
+
+def message_name(digest: Digest, email: str) -> str:
+    """Deterministic per (digest, subscriber): a repeated run finds the file it wrote."""
+    who = hashlib.sha256(email.lower().encode()).hexdigest()[:16]
+    return f"{message_prefix(digest)}{who}.eml"
+
+
+class Composer:
+    """Everything a digest's messages share, encoded once."""
+
+    def __init__(self, digest: Digest, config: Config, secret: bytes) -> None:
+        self.digest = digest
+        self.config = config
+        self.secret = secret
+        self.domain = config.mail_domain
+        boundary = f"=_{digest.key}".encode()
+        fixed = [
+            ("From", str(config.from_address)),
+            ("Subject", digest.subject),
+            ("Date", format_datetime(digest.created)),
+            ("List-Id",
+             f"{header_text(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
+            ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
+        ]
+        if config.reply_to:
+            fixed.append(("Reply-To", config.reply_to))
+        self.head = b"".join(_header(name, value) for name, value in fixed) + (
+            b"MIME-Version: 1.0\r\n"
+            b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
+
+        def part(subtype: str) -> bytes:
+            return (b"--" + boundary + CRLF
+                    + f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode()
+                    + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+
+        self.text = _segments(digest.text)
+        self.html = _segments(digest.html)
+        self.text_head = part("plain")
+        self.html_head = CRLF + part("html")
+        self.tail = CRLF + b"--" + boundary + b"--" + CRLF
+        self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
+
+    def compose(self, subscriber: Subscriber) -> bytes:
+        """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
+        token = subscriber_token(self.secret, subscriber.id, subscriber.email)
+        url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
+        name = header_text(subscriber.name)[:MAX_NAME]
+        if name.isascii():
+            to_header = f"To: {formataddr((name, subscriber.email))}\r\n".encode()
+        else:
+            to_header = f"To: {_encoded_words(name)}\r\n <{subscriber.email}>\r\n".encode()
+        message_id = f"<{message_name(self.digest, subscriber.email)[:-4]}@{self.domain}>"
+        values = {"unsubscribe_url": url, "email": subscriber.email}
+        return b"".join((
+            to_header,
+            f"Message-ID: {message_id}\r\n"
+            f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
+            self.head,
+            self.text_head, _fill(self.text, values, escape=False),
+            self.html_head, _fill(self.html, values, escape=True),
+            self.tail,
+        ))
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line, folded, non-ASCII text RFC 2047-encoded; CR or LF raise ValueError.
+
+    `policy.SMTP.fold_binary(name, str)` alone is not enough: it passes CR/LF through (a new
+    header) and leaves a short non-ASCII value raw, then fails to encode it as ASCII.
+    """
+    name, header = policy.SMTP.header_store_parse(name, value)
+    if name == "Subject":
+        # The modern folder drops the space between two encoded words where it folds
+        # ("Öl — naïve" arrives as "Öl —naïve") and may start a long plain subject on a
+        # continuation line (read back with a leading space); the legacy Header does neither.
+        charset = "us-ascii" if value.isascii() else "utf-8"
+        encoded = Header(value, charset, header_name=name).encode(linesep="\r\n")
+        return f"{name}: {encoded}\r\n".encode("ascii")
+    return policy.SMTP.fold_binary(name, header)
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 base64 words of at most 75 characters, one per folded line, split between
+    characters. (The email package makes words of 76.)"""
+    words, chunk = [], b""
+    for char in text:
+        encoded = char.encode("utf-8")
+        if len(chunk) + len(encoded) > 45:  # 45 bytes → 60 base64 characters → a 72-char word
+            words.append(chunk)
+            chunk = b""
+        chunk += encoded
+    words.append(chunk)
+    return "\r\n ".join(f"=?utf-8?b?{binascii.b2a_base64(w, newline=False).decode()}?="
+                         for w in words)
+
+
+def _qp(text: str) -> bytes:
+    """Quoted-printable with CRLF line ends (binascii: C speed, lines of at most 76)."""
+    encoded = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return encoded.replace(b"\n", CRLF)
+
+
+def _segments(body: str) -> list[bytes | str]:
+    """The body split at placeholders: static parts pre-encoded (ending in a soft break so the
+    next piece joins without a line end), placeholders kept as their keys."""
+    pieces: list[bytes | str] = []
+    position = 0
+    for match in _PLACEHOLDER.finditer(body):
+        pieces.append(_qp(body[position:match.start()]) + SOFT_BREAK)
+        pieces.append(_KEY_OF[match.group(0)])
+        position = match.end()
+    pieces.append(_qp(body[position:]))
+    return pieces
+
+
+def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool) -> bytes:
+    out = []
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            out.append(piece)
+        else:
+            value = html.escape(values[piece]) if escape else values[piece]
+            out.append(_qp(value) + SOFT_BREAK)
+    return b"".join(out)

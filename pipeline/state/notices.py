@@ -1,0 +1,46 @@
+"""The ledger's notices: messages to one person outside any digest (the double opt-in
+confirmation). Kept apart from ledger.py only for length: like it, the only code that touches
+these rows. A notice is recorded once its file is durable in outbox/new/; sending updates the
+same row."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from pipeline.core.deliveries import Delivery, QueuedMessage
+from pipeline.state.ledger import Ledger, transaction
+
+
+class Notices:
+    def __init__(self, ledger: Ledger) -> None:
+        self.db = ledger.db
+
+    def record(self, rows: Iterable[tuple[str, str]], written: datetime) -> None:
+        """Record (filename, address) of notices already durable in new/."""
+        with transaction(self.db):
+            self.db.executemany(
+                "INSERT OR IGNORE INTO notices (filename, address, written) VALUES (?, ?, ?)",
+                [(name, address, written.isoformat()) for name, address in rows])
+
+    def filenames(self) -> set[str]:
+        return {r[0] for r in self.db.execute("SELECT filename FROM notices")}
+
+    def queued(self) -> list[QueuedMessage]:
+        """Notices not yet sent, failed or withdrawn, oldest first."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'notices'").fetchone() \
+                is None:  # a read-only look at a ledger not yet migrated: nothing queued
+            return []
+        return [QueuedMessage(None, a, f, n, datetime.fromisoformat(t) if t else None)
+                for f, a, n, t in self.db.execute(
+                    "SELECT filename, address, attempts, next_attempt FROM notices "
+                    "WHERE state IN ('queued', 'deferred') ORDER BY written, filename")]
+
+    def record_deliveries(self, deliveries: Iterable[Delivery]) -> None:
+        with transaction(self.db):
+            self.db.executemany(
+                "UPDATE notices SET state = ?, attempts = ?, last_attempt = ?, "
+                "next_attempt = ?, reply = ? WHERE filename = ?",
+                [(d.state, d.attempts, d.when.isoformat(),
+                  d.next_attempt.isoformat() if d.next_attempt else None, d.reply,
+                  d.message.filename) for d in deliveries])

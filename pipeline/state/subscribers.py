@@ -1,0 +1,180 @@
+"""The ledger's subscriber table (kept apart from ledger.py only for length: like it, the only
+code that touches these rows). Every change is one durable transaction: an unsubscribe must
+survive a power cut as surely as a digest does."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from pipeline.core.models import Subscriber
+from pipeline.state.ledger import Ledger, transaction
+from pipeline.subscribers.rules import (
+    ACTIVE,
+    BOUNCED,
+    PENDING,
+    STATUSES,
+    UNSUBSCRIBED,
+    email_key,
+    parse_categories,
+    segment_key,
+)
+
+_COLUMNS = "id, email, name, categories, status"
+PAGE = 2000  # subscribers read per query while streaming the list
+
+
+@dataclass
+class ImportReport:
+    added: list[Subscriber] = field(default_factory=list)
+    reactivated: int = 0
+    status_changed: int = 0  # active → unsubscribed/bounced, as the file says
+    kept_out: list[str] = field(default_factory=list)  # left the list; not re-activated
+    unchanged: int = 0
+
+
+def _row(row: tuple) -> Subscriber:
+    return Subscriber(id=row[0], email=row[1], name=row[2],
+                      categories=tuple(c for c in row[3].split(";") if c), status=row[4])
+
+
+class SubscriberBook:
+    def __init__(self, ledger: Ledger) -> None:
+        self.db = ledger.db
+
+    def get(self, email: str) -> Subscriber | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?",
+                              (email_key(email),)).fetchone()
+        return _row(row) if row else None
+
+    def by_id(self, subscriber_id: int) -> Subscriber | None:
+        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?",
+                              (subscriber_id,)).fetchone()
+        return _row(row) if row else None
+
+    def active(self) -> Iterator[Subscriber]:
+        """Every active subscriber in id order, a page at a time: no cursor stays open while
+        the fan-out records its batches on the same connection, and memory stays flat."""
+        return self._stream("WHERE status = 'active' AND id > ?")
+
+    def everyone(self) -> Iterator[Subscriber]:
+        return self._stream("WHERE id > ?")
+
+    def _stream(self, where: str) -> Iterator[Subscriber]:
+        last = 0
+        while True:
+            rows = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers {where} "
+                                   f"ORDER BY id LIMIT {PAGE}", (last,)).fetchall()
+            yield from (_row(r) for r in rows)
+            if len(rows) < PAGE:
+                return
+            last = rows[-1][0]
+
+    def statuses(self) -> dict[str, tuple[int, str]]:
+        """email_key → (id, status), for the whole list (sending checks each message against
+        it)."""
+        return {key: (sid, status) for key, sid, status in self.db.execute(
+            "SELECT email_key, id, status FROM subscribers")}
+
+    def active_segments(self) -> set[str]:
+        return {r[0] for r in self.db.execute(
+            "SELECT DISTINCT segment FROM subscribers WHERE status = 'active'")}
+
+    def counts(self) -> dict[str, int]:
+        found = Counter(dict(self.db.execute(
+            "SELECT status, count(*) FROM subscribers GROUP BY status").fetchall()))
+        return {status: found.get(status, 0) for status in STATUSES}
+
+    def import_rows(self, rows: Iterable[Subscriber], now: datetime, *,
+                    reactivate: bool = False, double_opt_in: bool = False) -> ImportReport:
+        """Merge rows from a file, in one transaction (all or nothing).
+
+        New addresses are added (as pending, with double opt-in). For known ones the file can
+        only take someone off the list (unsubscribed, bounced): a person who left is never
+        put back by a file unless `reactivate`, and their chosen name and categories stay.
+        """
+        report = ImportReport()
+        stamp = now.isoformat()
+        with transaction(self.db):
+            for row in rows:
+                known = self.get(row.email)
+                if known is None:
+                    status = PENDING if double_opt_in and row.status == ACTIVE else row.status
+                    report.added.append(self._insert(row, status, stamp))
+                elif row.status in (UNSUBSCRIBED, BOUNCED) and known.status != row.status:
+                    self._set(known.id, row.status, stamp)
+                    report.status_changed += 1
+                elif row.status == ACTIVE and known.status in (UNSUBSCRIBED, BOUNCED):
+                    if reactivate:
+                        self._set(known.id, ACTIVE, stamp)
+                        report.reactivated += 1
+                    else:
+                        report.kept_out.append(known.email)
+                else:
+                    report.unchanged += 1
+        return report
+
+    def add(self, subscriber: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+        """Add one address, or update a known one's name and categories (an operator's explicit
+        choice, unlike an import); (the row, whether it is new). A known address keeps its
+        status: re-activation is `set_status`."""
+        stamp = now.isoformat()
+        with transaction(self.db):
+            known = self.get(subscriber.email)
+            if known is None:
+                return self._insert(subscriber, subscriber.status, stamp), True
+            self.db.execute(
+                "UPDATE subscribers SET name = ?, categories = ?, segment = ?, updated = ? "
+                "WHERE id = ?", (subscriber.name or known.name,
+                                 ";".join(subscriber.categories), segment_key(
+                                     subscriber.categories), stamp, known.id))
+        updated = self.by_id(known.id)
+        assert updated is not None
+        return updated, False
+
+    def set_status(self, email: str, status: str, now: datetime) -> Subscriber | None:
+        """None if the address is not on the list."""
+        assert status in STATUSES
+        with transaction(self.db):
+            known = self.get(email)
+            if known is not None:
+                self._set(known.id, status, now.isoformat())
+        return self.get(email) if known else None
+
+    def set_status_by_id(self, subscriber_id: int, status: str, now: datetime) -> None:
+        assert status in STATUSES
+        with transaction(self.db):
+            self._set(subscriber_id, status, now.isoformat())
+
+    def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime
+                       ) -> None:
+        chosen = parse_categories(categories)
+        with transaction(self.db):
+            self.db.execute(
+                "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
+                (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
+
+    def remove(self, email: str) -> bool:
+        """Forget the address altogether (a data-protection request). To stop mail but keep
+        the address from being imported again, unsubscribe it instead."""
+        with transaction(self.db):
+            cursor = self.db.execute("DELETE FROM subscribers WHERE email_key = ?",
+                                     (email_key(email),))
+        return cursor.rowcount > 0
+
+    def _insert(self, row: Subscriber, status: str, stamp: str) -> Subscriber:
+        categories = parse_categories(row.categories)
+        cursor = self.db.execute(
+            "INSERT INTO subscribers (email, email_key, name, categories, segment, status, "
+            "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (row.email, email_key(row.email), row.name, ";".join(categories),
+             segment_key(categories), status, stamp, stamp))
+        assert cursor.lastrowid is not None
+        return Subscriber(id=cursor.lastrowid, email=row.email, name=row.name,
+                          categories=categories, status=status)
+
+    def _set(self, subscriber_id: int, status: str, stamp: str) -> None:
+        self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
+                        (status, stamp, subscriber_id))
