@@ -233,8 +233,9 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
 def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -> int:
     """Active subscribers once subscribers.csv is imported (an upper bound: segments whose
     categories have nothing new get no message)."""
+    from pipeline.core.models import ACTIVE
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import ACTIVE, read_rows
+    from pipeline.subscribers.csv_file import read_rows
 
     book = SubscriberBook(ledger)
     count = book.counts()[ACTIVE]

@@ -30,7 +30,7 @@ from conftest import (
 )
 from pipeline.cli.main import cli
 from pipeline.entries.sanitise import header_text, one_line
-from pipeline.subscribers.rules import load_subscribers
+from pipeline.subscribers.csv_file import load_subscribers
 
 HOSTILE = st.sampled_from([
     "<script>alert(1)</script>", "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",

@@ -19,7 +19,7 @@ from conftest import (
     unsafe_markup,
 )
 from pipeline.cli.main import cli
-from pipeline.entries.sanitise import _ILLEGAL
+from pipeline.core.text import ILLEGAL as _ILLEGAL
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 EMAIL_DOCUMENT = frozenset({"style", "meta"})  # what the digest template itself uses

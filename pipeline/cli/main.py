@@ -140,7 +140,7 @@ def check(site: Path) -> None:
     from pipeline.entries.collect import collect_articles
     from pipeline.entries.summarise import summarise
     from pipeline.publishing.digest import render_digest, size_problems
-    from pipeline.subscribers.rules import load_subscribers
+    from pipeline.subscribers.csv_file import load_subscribers
 
     site = site.resolve()
     try:

@@ -37,7 +37,7 @@ def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
 
 
 def _address(raw: str) -> str:
-    from pipeline.subscribers.rules import normalise_address
+    from pipeline.core.addresses import normalise_address
 
     try:
         return normalise_address(raw)
@@ -79,7 +79,7 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
 def export(file: Path | None, site: Path) -> None:
     """Write the whole list as CSV to FILE (or stdout), in the format `import` reads."""
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import write_csv
+    from pipeline.subscribers.csv_file import write_csv
 
     with _site(site) as (_, ledger):
         if file is None:
@@ -99,9 +99,8 @@ def export(file: Path | None, site: Path) -> None:
 @site_option
 def add(email: str, name: str, categories: str, site: Path) -> None:
     """Add EMAIL (pending until confirmed, with double opt-in), or update its name/topics."""
-    from pipeline.core.models import Subscriber
+    from pipeline.core.models import Subscriber, parse_categories
     from pipeline.subscribers.manage import add as add_subscriber
-    from pipeline.subscribers.rules import parse_categories
 
     address = _address(email)
     with _site(site) as (config, ledger):

@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.text import strip_illegal
 from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
-from pipeline.entries.sanitise import strip_illegal
 
 CONFIG_NAME = "newsletter.toml"
 FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # the site feeds, under public/

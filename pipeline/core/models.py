@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,13 +79,42 @@ class Article:
         return f"{self.published.day} {self.published:%b %Y}"
 
 
+ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
+STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
+OPTED_OUT = (UNSUBSCRIBED, BOUNCED)  # statuses only the person (or their mailbox) can undo
+_CATEGORY_SPLIT = re.compile(r"[;,|]")
+
+
 @dataclass(frozen=True)
 class Subscriber:
     email: str
     name: str = ""
     categories: tuple[str, ...] = ()  # chosen categories; none chosen = every entry
-    status: str = "active"  # active, pending (not confirmed yet), unsubscribed or bounced
+    status: str = ACTIVE  # active, pending (not confirmed yet), unsubscribed or bounced
     id: int = 0  # the ledger's row id (0: not in the ledger); unsubscribe tokens carry it
+
+
+def email_key(email: str) -> str:
+    """Addresses are the same person whatever their case (what providers actually do)."""
+    return email.lower()
+
+
+def parse_categories(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Categories from `Heart Health;Nutrition` (or , or | between them), de-duplicated
+    case-insensitively and sorted, so one choice always has one spelling."""
+    parts = _CATEGORY_SPLIT.split(text) if isinstance(text, str) else list(text)
+    found: dict[str, str] = {}
+    for part in parts:
+        name = " ".join(part.split())
+        if name:
+            found.setdefault(name.casefold(), name)
+    return tuple(found[key] for key in sorted(found))
+
+
+def segment_key(categories: Iterable[str]) -> str:
+    """Who gets the same digest: subscribers whose chosen categories match case-insensitively.
+    "" is everyone who chose nothing (they get every entry)."""
+    return ";".join(sorted({" ".join(c.split()).casefold() for c in categories} - {""}))
 
 
 @dataclass(frozen=True)

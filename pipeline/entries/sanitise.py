@@ -6,9 +6,7 @@ import html
 import math
 import re
 
-# Characters XML 1.0 forbids (feedgen's serialiser raises on them) plus the C1 controls
-# MJML rejects. Tab, LF and CR are kept.
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+from pipeline.core.text import strip_illegal
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -25,11 +23,6 @@ _ATTRIBUTES = {
     "abbr": {"title"},
 }
 WORDS_PER_MINUTE = 220
-
-
-def strip_illegal(text: str) -> str:
-    """Remove characters that XML, MJML and mail headers cannot carry."""
-    return _ILLEGAL.sub("", text)
 
 
 def safe_html(fragment: str, base_url: str) -> str:

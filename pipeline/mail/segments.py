@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from pipeline.core.config import Config
-from pipeline.core.models import Article, Digest, Subscriber
+from pipeline.core.models import Article, Digest, Subscriber, segment_key
 from pipeline.state.ledger import Ledger
-from pipeline.subscribers.rules import segment_key
 
 log = logging.getLogger("pipeline")
 # (articles, created, config) → (subject, html, text)

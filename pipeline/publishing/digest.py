@@ -19,7 +19,7 @@ import jinja2
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem, TemplateError
 from pipeline.core.models import Article
-from pipeline.entries.readers.fields import slugify
+from pipeline.core.text import slugify
 from pipeline.entries.sanitise import header_text
 
 HTML_TEMPLATE = "digest.mjml.j2"

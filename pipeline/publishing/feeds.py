@@ -18,7 +18,7 @@ from feedgen.feed import FeedGenerator
 
 from pipeline.core.config import Config
 from pipeline.core.models import Article
-from pipeline.entries.readers.fields import slugify
+from pipeline.core.text import slugify
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and plainly "never"

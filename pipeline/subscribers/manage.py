@@ -10,21 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.core.addresses import normalise_address
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem
-from pipeline.core.models import Subscriber
+from pipeline.core.models import BOUNCED, PENDING, UNSUBSCRIBED, Subscriber, email_key
+from pipeline.mail.tokens import subscriber_token
 from pipeline.state.ledger import Ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import ImportReport, SubscriberBook
-from pipeline.subscribers.rules import (
-    BOUNCED,
-    PENDING,
-    UNSUBSCRIBED,
-    email_key,
-    normalise_address,
-    read_rows,
-    subscriber_token,
-)
+from pipeline.subscribers.csv_file import read_rows
 
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported

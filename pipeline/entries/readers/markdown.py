@@ -14,8 +14,9 @@ from markdown_it import MarkdownIt
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
-from pipeline.entries.readers.fields import FieldReader, slugify
-from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html, strip_illegal
+from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.readers.fields import FieldReader
+from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",

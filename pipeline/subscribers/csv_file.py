@@ -1,83 +1,22 @@
-"""Subscribers: the CSV import/export format, address validation, categories, and tokens.
-
-The list itself lives in the ledger (see ledger_subscribers.py); subscribers.csv is what an
-operator edits, imports and exports.
-"""
+"""subscribers.csv: the format an operator edits, imports and exports (the list itself lives in
+the ledger, see state/subscribers.py)."""
 
 from __future__ import annotations
 
-import base64
 import codecs
 import csv
-import hashlib
-import hmac
 import io
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TextIO
 
+from pipeline.core.addresses import normalise_address
 from pipeline.core.errors import ConfigError, Problem
-from pipeline.core.models import Subscriber
+from pipeline.core.models import ACTIVE, BOUNCED, STATUSES, Subscriber, email_key, parse_categories
 
-ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
-STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
+COLUMNS = ("email", "name", "categories", "status")
 # Other spellings met in real files (and "bouncing", which the send branch writes).
 _STATUS_ALIASES = {"": ACTIVE, "subscribed": ACTIVE, "bouncing": BOUNCED}
-COLUMNS = ("email", "name", "categories", "status")
-# A plain ASCII address (RFC 5322 dot-atom local part, LDH domain labels): the overwhelming
-# majority, accepted without email-validator's ~40 µs, which would bound a large fan-out.
-_PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-                    r"@([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
-_CATEGORY_SPLIT = re.compile(r"[;,|]")
-
-
-def _plain_address(raw: str) -> str | None:
-    """The address with its domain lowercased, if it is plain; None sends it to the validator."""
-    if len(raw) > 254 or not _PLAIN.fullmatch(raw):
-        return None
-    local, domain = raw.rsplit("@", 1)
-    return None if len(local) > 64 else f"{local}@{domain.lower()}"
-
-
-def normalise_address(raw: str) -> str:
-    """The address as we store it (syntax checked, no DNS); ValueError says what is wrong."""
-    from email_validator import EmailNotValidError, validate_email  # only off the no-op path
-
-    raw = raw.strip()
-    try:
-        plain = _plain_address(raw)
-        if plain:
-            return plain
-        # Messages are 7-bit: an accented local part would need SMTPUTF8, which we do not
-        # send; an international domain goes as punycode.
-        checked = validate_email(raw, check_deliverability=False, allow_smtputf8=False)
-        return checked.ascii_email or checked.normalized
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
-
-
-def email_key(email: str) -> str:
-    """Addresses are the same person whatever their case (what providers actually do)."""
-    return email.lower()
-
-
-def parse_categories(text: str | Iterable[str]) -> tuple[str, ...]:
-    """Categories from `Heart Health;Nutrition` (or , or | between them), de-duplicated
-    case-insensitively and sorted, so one choice always has one spelling."""
-    parts = _CATEGORY_SPLIT.split(text) if isinstance(text, str) else list(text)
-    found: dict[str, str] = {}
-    for part in parts:
-        name = " ".join(part.split())
-        if name:
-            found.setdefault(name.casefold(), name)
-    return tuple(found[key] for key in sorted(found))
-
-
-def segment_key(categories: Iterable[str]) -> str:
-    """Who gets the same digest: subscribers whose chosen categories match case-insensitively.
-    "" is everyone who chose nothing (they get every entry)."""
-    return ";".join(sorted({" ".join(c.split()).casefold() for c in categories} - {""}))
 
 
 def parse_status(text: str) -> str | None:
@@ -90,13 +29,7 @@ def load_subscribers(path: Path, shown: Path | str | None = None
                      ) -> tuple[list[Subscriber], list[Problem]]:
     """Every active subscriber in the CSV, and the problems with its rows."""
     problems: list[Problem] = []
-    return list(read_subscribers(path, problems, shown)), problems
-
-
-def read_subscribers(path: Path, problems: list[Problem], shown: Path | str | None = None
-                     ) -> Iterator[Subscriber]:
-    """The active rows of a subscribers CSV (see read_rows)."""
-    return (s for s in read_rows(path, problems, shown) if s.status == ACTIVE)
+    return [s for s in read_rows(path, problems, shown) if s.status == ACTIVE], problems
 
 
 def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = None
@@ -200,40 +133,3 @@ def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
         writer.writerow((s.email, s.name, ";".join(s.categories), s.status))
         count += 1
     return count
-
-
-# Tokens. `<id>.<mac>`: the id finds the row at once; the MAC (HMAC-SHA256 over purpose, id
-# and address with the site secret) proves we made it. Neither part shows the address.
-def subscriber_token(secret: bytes, subscriber_id: int, email: str,
-                     purpose: str = "unsubscribe") -> str:
-    message = f"{purpose}\0{subscriber_id}\0{email_key(email)}".encode()
-    mac = hmac.new(secret, message, hashlib.sha256).digest()
-    return f"{subscriber_id}.{base64.urlsafe_b64encode(mac[:18]).decode()}"
-
-
-def token_id(token: str) -> int | None:
-    """The subscriber id a token claims (unverified), or None if it is not a token of ours."""
-    head, dot, mac = token.partition(".")
-    if not dot or not head.isascii() or not head.isdigit() or len(head) > 18 or len(mac) != 24:
-        return None
-    return int(head)
-
-
-def token_valid(secrets: Iterable[bytes], subscriber_id: int, email: str, token: str,
-                purpose: str = "unsubscribe") -> bool:
-    """True if one of the secrets (the current one, then the previous ones during a rotation)
-    made this token; compared in constant time."""
-    return any(hmac.compare_digest(subscriber_token(s, subscriber_id, email, purpose), token)
-               for s in secrets)
-
-
-def unsubscribe_token(secret: bytes, email: str) -> str:
-    """The first release's token: an HMAC of the address alone. Links already delivered with
-    it keep working (web.py looks the address up by recomputing); new mail uses
-    subscriber_token."""
-    digest = hmac.new(secret, email.lower().encode(), hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(digest[:18]).decode()
-
-
-def token_matches(secret: bytes, email: str, token: str) -> bool:
-    return hmac.compare_digest(unsubscribe_token(secret, email), token)
