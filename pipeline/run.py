@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
+from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, RunReport
 from pipeline.entries.collect import collect_articles, scan
+from pipeline.publishing.feed_types import FEEDS
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
 
@@ -93,7 +94,7 @@ def _still_quiet(quiet: str, config: Config, ledger: Ledger, now: datetime) -> b
     next_due = ledger.get_state("next_due")
     if next_due and now >= datetime.fromisoformat(next_due):
         return False
-    return all((config.public_dir / name).exists() for name in FEED_FILES)
+    return all((config.public_dir / feed.name).exists() for feed in FEEDS)
 
 
 def _publish(articles: list[Article], report: RunReport, config: Config, ledger: Ledger,
@@ -148,7 +149,7 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
     whose bytes changed."""
     shown = articles[: config.feed_max_items]
     fingerprint = _feed_fingerprint(shown, config)
-    present = all((config.public_dir / name).exists() for name in FEED_FILES)
+    present = all((config.public_dir / feed.name).exists() for feed in FEEDS)
     if present and ledger.get_state("feeds") == fingerprint:
         return []
     from pipeline.core.atomic import write_if_changed
@@ -178,9 +179,10 @@ def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Proble
 
 def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
     from pipeline.core.atomic import write_if_changed
-    from pipeline.publishing.web_copies import render_web_copy
+    from pipeline.publishing.digest import render_web_html
+    from pipeline.publishing.web_copies import web_copy
 
-    path, data = render_web_copy(new, now, config)
+    path, data = web_copy(render_web_html(new, now, config), now, new[0].slug, config)
     write_if_changed(config.public_dir / path, data)
 
 

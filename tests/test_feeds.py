@@ -17,8 +17,9 @@ import lxml.html
 import pytest
 
 from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
-from pipeline.core.config import FEED_FILES, Config
+from pipeline.core.config import Config
 from pipeline.core.models import Article
+from pipeline.publishing.feed_types import FEEDS
 from pipeline.publishing.feeds import render_feeds
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -62,7 +63,7 @@ def with_site_url(site: Path, url: str, journal_id: str = "test-clinic-journal")
 def test_all_three_feeds_are_rendered(sample_site: Path) -> None:
     _, _, feeds = feeds_of(sample_site)
     site_feeds = {name for name in feeds if not name.startswith("categories/")}
-    assert site_feeds == set(FEED_FILES) == {"feed.xml", "atom.xml", "feed.json"}
+    assert site_feeds == {feed.name for feed in FEEDS} == {"feed.xml", "atom.xml", "feed.json"}
     assert all(isinstance(data, bytes) and data for data in feeds.values())
 
 

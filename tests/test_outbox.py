@@ -31,7 +31,8 @@ from pipeline.entries.summarise import summarise
 from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import message_name, write_outbox
 from pipeline.mail.tokens import subscriber_token
-from pipeline.publishing.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
+from pipeline.publishing.digest import PLACEHOLDERS, render_digest, subject_for
+from pipeline.publishing.templates import WIDTH
 from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import SubscriberBook
