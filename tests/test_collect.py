@@ -13,6 +13,7 @@ from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.entries import collect
 from pipeline.entries.collect import collect_articles, scan
+from pipeline.entries.readers import READERS
 
 
 def slugs(config: Config) -> list[str]:
@@ -231,7 +232,7 @@ def test_a_reader_crash_is_reported_and_the_rest_collected(site: Path, config: C
     def broken_reader(*_: object) -> None:
         raise RuntimeError("reader bug")
 
-    monkeypatch.setitem(collect.READERS, ".markdown", broken_reader)
+    monkeypatch.setitem(READERS, ".markdown", broken_reader)
     write_entry(site, "odd.markdown", markdown_entry(title="Odd"))
     write_entry(site, "fine.md", markdown_entry(title="Fine"))
     articles, problems = collect_articles(config, NOW)

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import importlib
 import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
@@ -15,31 +13,8 @@ from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body
 from pipeline.entries.cache import CachedEntry, EntryStore, decode, encode
+from pipeline.entries.readers import READERS, LazyReader
 
-Reader = Callable[[Path, str, Config], tuple[Article | None, list[Problem]]]
-
-
-class LazyReader:
-    """A reader imported on first use: a run where no entry changed imports neither YAML nor
-    Markdown (that is most of a no-op run's time budget)."""
-
-    def __init__(self, module: str, function: str) -> None:
-        self.module, self.function = module, function
-
-    def load(self) -> Reader:
-        return getattr(importlib.import_module(self.module), self.function)
-
-    def __call__(self, path: Path, text: str, config: Config
-                 ) -> tuple[Article | None, list[Problem]]:
-        return self.load()(path, text, config)
-
-
-_MARKDOWN = LazyReader("pipeline.entries.readers.markdown", "read_markdown")
-READERS: dict[str, Reader] = {
-    ".md": _MARKDOWN,
-    ".markdown": _MARKDOWN,
-    ".txt": LazyReader("pipeline.entries.readers.journal_page", "read_journal_page"),
-}
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
@@ -201,11 +176,11 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
 
 def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
     """An entry's body HTML, read again from its file: for entries recalled from the cache.
-    A Markdown body needs no second YAML parse: it is what follows the front matter."""
-    if path.suffix.lower() in (".md", ".markdown"):
-        from pipeline.entries.readers.markdown import body_of, markdown_body
-
-        return markdown_body(body_of(path.read_bytes().decode("utf-8-sig")), url)
+    By the reader's own body reader if it has one (no second parse of the fields)."""
+    reader = READERS[path.suffix.lower()]
+    read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
+    if read_body is not None:
+        return read_body(path.read_bytes().decode("utf-8-sig"), url)
     article, _ = read_entry(path, shown, config)
     if article is None:
         raise EntryError(Problem(shown, "file", "changed while the run was using it",

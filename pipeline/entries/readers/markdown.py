@@ -42,10 +42,11 @@ def markdown_body(source: str, url: str) -> str:
     return safe_html(render_markdown(strip_illegal(source)), url)
 
 
-def body_of(text: str) -> str:
-    """The Markdown after the front matter (the file is known to have one)."""
+def read_body(text: str, url: str) -> str:
+    """The body alone, as safe HTML, from an entry file's text (known to have front matter):
+    what follows it, without parsing the YAML again."""
     closing = _CLOSING.search(text)
-    return text[closing.end():] if closing else text
+    return markdown_body(text[closing.end():] if closing else text, url)
 
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
