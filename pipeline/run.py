@@ -113,10 +113,8 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
             return report
         if not new:
             return report
-        from pipeline.entries.summarise import summarise
         from pipeline.publishing.digest import render_digest, size_problems, subject_for
 
-        new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)  # every entry: for those who chose none
         report.problems += size_problems(html, config)
         # Before the digest is frozen: no message may link to a web copy that is not there.
@@ -153,10 +151,9 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
     if present and ledger.get_state("feeds") == fingerprint:
         return []
     from pipeline.core.atomic import write_if_changed
-    from pipeline.entries.summarise import summarise
     from pipeline.publishing.feeds import render_feeds
 
-    changed = [name for name, data in render_feeds([summarise(a) for a in shown], config).items()
+    changed = [name for name, data in render_feeds(shown, config).items()
                if write_if_changed(config.public_dir / name, data)]
     ledger.set_state("feeds", fingerprint)
     return changed
@@ -208,11 +205,9 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     config = load_config(site)
     articles, problems = collect_articles(config, now)
     report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
-    from pipeline.entries.summarise import summarise
     from pipeline.publishing.feeds import render_feeds
 
-    shown = [summarise(a) for a in articles[: config.feed_max_items]]
-    for name, data in render_feeds(shown, config).items():
+    for name, data in render_feeds(articles, config).items():
         path = config.public_dir / name
         if not path.exists() or path.read_bytes() != data:
             report.feeds_changed.append(name)

@@ -138,7 +138,6 @@ def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
     from pipeline.core.config import load_config
     from pipeline.entries.collect import collect_articles
-    from pipeline.entries.summarise import summarise
     from pipeline.publishing.digest import render_digest, size_problems
     from pipeline.subscribers.csv_file import load_subscribers
 
@@ -157,7 +156,7 @@ def check(site: Path) -> None:
     problems = [*config.warnings, *problems, *subscriber_problems]
     if articles:
         try:
-            html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
+            html, _ = render_digest(articles[: config.max_articles],
                                     now, config)
             problems += size_problems(html, config)
         except TemplateError as exc:

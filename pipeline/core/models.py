@@ -6,6 +6,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from pipeline.core.errors import Problem
@@ -62,16 +63,26 @@ class Article:
     author: str = ""
     tags: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
-    # Explicit takeaways from front matter, else filled in by summarise().
-    takeaways: tuple[str, ...] = ()
+    # The takeaways the front matter states, as written (none: the summary draws them).
+    stated_takeaways: tuple[str, ...] = ()
     disclaimer: str = ""
     read_minutes: int = 1
     url: str = ""  # absolute URL of the article on the site
     checksum: str = ""  # of the entry file's bytes: what the feeds' fingerprint is made of
+    # Draws the takeaways from the entry (entries/summarise.py): given once, when the entry
+    # is collected.
+    summariser: Callable[[Article], tuple[str, ...]] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def body_html(self) -> str:
         return self.body.html
+
+    @cached_property
+    def takeaways(self) -> tuple[str, ...]:
+        """The 1–3 takeaways feeds and digests show, drawn on first use: most come from the
+        body, and only the entries a feed or digest shows are ever rendered."""
+        return self.summariser(self) if self.summariser else self.stated_takeaways
 
     @property
     def date_label(self) -> str:

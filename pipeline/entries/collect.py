@@ -14,6 +14,7 @@ from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body
 from pipeline.entries.cache import CachedEntry, EntryStore, decode, encode
 from pipeline.entries.readers import READERS, LazyReader
+from pipeline.entries.summarise import takeaways_for
 
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
@@ -47,7 +48,8 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
                      files: list[tuple[str, os.stat_result]] | None = None,
                      upcoming: list[datetime] | None = None
                      ) -> tuple[list[Article], list[Problem]]:
-    """Every published entry, newest first, and every problem met on the way.
+    """Every published entry, newest first, its takeaways drawn on first use (summarise),
+    and every problem met on the way.
 
     Drafts and entries dated after `now` are left out silently: they are not errors (their
     dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
@@ -97,7 +99,7 @@ def _recall(key: str, hit: CachedEntry, config: Config
     def body(url: str) -> Body:
         return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
 
-    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone)
+    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone, takeaways_for)
 
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
@@ -165,7 +167,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
         except EntryError as exc:
             article, problems = None, [exc.problem]
         if article is not None:
-            article = replace(article, checksum=checksum)
+            article = replace(article, checksum=checksum, summariser=takeaways_for)
     except Exception as exc:  # one unreadable entry must never stop the run
         article, problems = None, [Problem(
             shown, "file", f"could not be read ({type(exc).__name__}: {exc})",

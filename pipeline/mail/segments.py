@@ -64,9 +64,7 @@ class Renditions:
         frozen = self.ledger.rendition(self.digest, slugs)
         if frozen is not None:
             return frozen
-        from pipeline.entries.summarise import summarise
-
-        subject, html, text = self.render([summarise(self.entries[s]) for s in slugs],
+        subject, html, text = self.render([self.entries[s] for s in slugs],
                                           self.digest.created, self.config)
         rendition = Digest(self.digest.id, self.digest.key, self.digest.created, subject,
                            html, text, slugs)

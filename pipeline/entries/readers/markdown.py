@@ -117,7 +117,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         summary=fields.text("summary", meta.get("summary")),
         author=fields.text("author", meta.get("author")),
         tags=fields.text_list("tags", meta.get("tags")),
-        takeaways=fields.text_list("takeaways", takeaways),
+        stated_takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
         # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
         # line ends count the words within a few per cent at a quarter of split()'s cost.
