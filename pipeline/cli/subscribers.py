@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.cli.options import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, site_option
 from pipeline.core.errors import ConfigError
 
 if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
     from pipeline.core.config import Config
     from pipeline.state.ledger import Ledger
-
-site_option = click.option(
-    "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
-    show_default=True, help="The site folder (holds newsletter.toml).")
 
 
 @contextmanager
@@ -31,7 +28,7 @@ def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
         config = load_config(site.resolve())
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(78)
+        sys.exit(EXIT_CONFIG)
     with open_ledger(config.state_dir) as ledger:
         yield config, ledger
 
@@ -70,7 +67,7 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
     if report.kept_out:
         click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
                    "list and stay off it (pass --reactivate only if they asked to come back).")
-    sys.exit(1 if any(not p.warning for p in problems) else 0)
+    sys.exit(EXIT_REJECTED if any(not p.warning for p in problems) else EXIT_OK)
 
 
 @subscribers.command("export")
@@ -122,7 +119,7 @@ def remove(email: str, site: Path) -> None:
     with _site(site) as (_, ledger):
         gone = SubscriberBook(ledger).remove(address)
     click.echo(f"removed {address}" if gone else f"{address} is not on the list", err=not gone)
-    sys.exit(0 if gone else 1)
+    sys.exit(EXIT_OK if gone else EXIT_REJECTED)
 
 
 @subscribers.command("list")
@@ -153,7 +150,7 @@ def process(file: Path, site: Path) -> None:
         click.echo(f"{file}: {address}: not on the list — nothing to do", err=True)
     click.echo(f"{report.unsubscribed} unsubscribed, {report.bounced} bounced, "
                f"{len(report.unknown)} not on the list, {len(problems)} lines rejected.")
-    sys.exit(1 if problems else 0)
+    sys.exit(EXIT_REJECTED if problems else EXIT_OK)
 
 
 @click.command()
@@ -168,7 +165,7 @@ def unsubscribe(email: str, site: Path) -> None:
         row = unsubscribe_address(ledger, address, datetime.now(UTC))
     if row is None:
         click.echo(f"{address} is not on the list — nothing to do", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_REJECTED)
     click.echo(f"unsubscribed {row.email}")
 
 
@@ -185,7 +182,7 @@ def serve(site: Path, host: str, port: int) -> None:
         server = make_web_server(site.resolve(), host, port)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(78)
+        sys.exit(EXIT_CONFIG)
     click.echo(f"Serving on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
     try:
         server.serve_forever()
