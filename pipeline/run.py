@@ -94,6 +94,10 @@ def _still_quiet(quiet: str, config: Config, ledger: Ledger, now: datetime) -> b
     next_due = ledger.get_state("next_due")
     if next_due and now >= datetime.fromisoformat(next_due):
         return False
+    return _feeds_present(config)
+
+
+def _feeds_present(config: Config) -> bool:
     return all((config.public_dir / feed.name).exists() for feed in FEEDS)
 
 
@@ -147,8 +151,7 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
     whose bytes changed."""
     shown = articles[: config.feed_max_items]
     fingerprint = _feed_fingerprint(shown, config)
-    present = all((config.public_dir / feed.name).exists() for feed in FEEDS)
-    if present and ledger.get_state("feeds") == fingerprint:
+    if _feeds_present(config) and ledger.get_state("feeds") == fingerprint:
         return []
     from pipeline.core.atomic import write_if_changed
     from pipeline.publishing.feeds import render_feeds

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 
@@ -21,6 +22,7 @@ from pipeline.cli.options import (
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.core.models import RunReport
 
+T = TypeVar("T")
 
 @click.group()
 @click.version_option(__version__, prog_name="newsletter")
@@ -120,11 +122,7 @@ def status(site: Path) -> None:
     """Show the last run, the last digest and what is waiting."""
     from pipeline.commands.status import site_status
 
-    try:
-        lines = site_status(site.resolve())
-    except ConfigError as exc:
-        _fail(exc, EXIT_CONFIG)
-    for line in lines:
+    for line in _on_site(site_status, site):
         click.echo(line)
 
 
@@ -134,10 +132,7 @@ def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
     from pipeline.commands.check import check_site
 
-    try:
-        report = check_site(site.resolve())
-    except ConfigError as exc:
-        _fail(exc, EXIT_CONFIG)
+    report = _on_site(check_site, site)
     _print_problems(report.problems)
     click.echo(f"{report.ready} entries ready, {len(report.errors)} problems.",
                err=bool(report.errors))
@@ -320,6 +315,14 @@ def _setup_logging(verbose: bool) -> None:
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(str(problem), err=True)
+
+
+def _on_site(command: Callable[[Path], T], site: Path) -> T:
+    """A command's work on the site; a config it cannot use stops it with EXIT_CONFIG."""
+    try:
+        return command(site.resolve())
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
 
 
 def _fail(exc: Exception | str, code: int) -> NoReturn:
