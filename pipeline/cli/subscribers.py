@@ -61,13 +61,14 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
                                        reactivate=reactivate)
     for problem in problems:
         click.echo(str(problem), err=True)
+    rejected = [p for p in problems if not p.warning]
     click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
                f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
-               f"{len(problems)} rows rejected.")
+               f"{len(rejected)} rows rejected.")
     if report.kept_out:
         click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
                    "list and stay off it (pass --reactivate only if they asked to come back).")
-    sys.exit(EXIT_REJECTED if any(not p.warning for p in problems) else EXIT_OK)
+    sys.exit(EXIT_REJECTED if rejected else EXIT_OK)
 
 
 @subscribers.command("export")
