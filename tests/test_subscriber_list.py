@@ -228,3 +228,39 @@ def test_import_reports_control_characters_with_their_line(site: Path, tmp_path:
     with open_ledger(site / ".newsletter") as ledger:
         grace = SubscriberBook(ledger).get("grace@example.org")
     assert grace.name == "Grace Hopper" and grace.categories == ("Sleep",)
+
+
+def test_add_on_a_known_address_changes_only_what_is_given(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(category="Sleep"))
+    write_entry(site, "b.md", markdown_entry(title="Heart", category='"Heart Health"'))
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--name", "Ada",
+                  "--categories", "Sleep;heart health")[0] == 0
+
+    def ada() -> tuple[str, tuple[str, ...]]:
+        with open_ledger(site / ".newsletter") as ledger:
+            row = SubscriberBook(ledger).get("ada@example.org")
+        return row.name, row.categories
+
+    assert invoke(site, "subscribers", "add", "ADA@example.org", "--name", "Ada Lovelace")[0] == 0
+    assert ada() == ("Ada Lovelace", ("heart health", "Sleep"))  # the topics stay
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--categories", "Sleep")[0] == 0
+    assert ada() == ("Ada Lovelace", ("Sleep",))  # the name stays
+    assert invoke(site, "subscribers", "add", "ada@example.org")[0] == 0
+    assert ada() == ("Ada Lovelace", ("Sleep",))
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--categories", "")[0] == 0
+    assert ada() == ("Ada Lovelace", ())  # "" chooses every entry
+
+
+def test_add_reports_topics_no_published_entry_has(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(category="Sleep"))
+    write_entry(site, "later.md", markdown_entry(title="Later", date="2099-01-01",
+                                                 category="Nutrition"))  # not published yet
+    code, out, err = invoke(site, "subscribers", "add", "ada@example.org",
+                            "--categories", "sleep;Slep;Nutrition")
+    assert code == 0 and "added ada@example.org" in out
+    assert err.splitlines() == [
+        f"warning: topic {topic!r} is not a category of any published entry (known: Sleep) — "
+        "check the spelling: a subscriber gets only entries in their topics"
+        for topic in ("Nutrition", "Slep")]
+    assert invoke(site, "subscribers", "add", "grace@example.org", "--categories",
+                  "SLEEP")[2] == ""

@@ -91,19 +91,31 @@ def export(file: Path | None, site: Path) -> None:
 
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--name", default="", help="The subscriber's name.")
-@click.option("--categories", default="",
-              help="Topics, separated by `;` (none: every entry).")
+@click.option("--name", default=None, help="The subscriber's name.")
+@click.option("--categories", default=None,
+              help="Topics, separated by `;` (\"\": every entry).")
 @site_option
-def add(email: str, name: str, categories: str, site: Path) -> None:
-    """Add EMAIL (pending until confirmed, with double opt-in), or update its name/topics."""
-    from pipeline.core.models import Subscriber, parse_categories
+def add(email: str, name: str | None, categories: str | None, site: Path) -> None:
+    """Add EMAIL (pending until confirmed, with double opt-in), or change what is given of a
+    known one's name and topics."""
+    from pipeline.core.models import parse_categories
+    from pipeline.entries.collect import published_categories
     from pipeline.subscribers.manage import add as add_subscriber
 
     address = _address(email)
+    chosen = parse_categories(categories) if categories is not None else None
     with _site(site) as (config, ledger):
-        row, new = add_subscriber(config, ledger, Subscriber(
-            address, " ".join(name.split()), parse_categories(categories)), datetime.now(UTC))
+        now = datetime.now(UTC)
+        known = published_categories(config, now, ledger)
+        keys = {c.casefold() for c in known}
+        for topic in chosen or ():
+            if topic.casefold() not in keys:
+                click.echo(f"warning: topic {topic!r} is not a category of any published entry "
+                           f"(known: {', '.join(known) or 'none yet'}) — check the spelling: "
+                           "a subscriber gets only entries in their topics", err=True)
+        row, new = add_subscriber(config, ledger, address, now,
+                                  name=" ".join(name.split()) if name is not None else None,
+                                  categories=chosen)
     click.echo(f"{'added' if new else 'updated'} {row.email} ({row.status})"
                + (": a confirmation message is in the outbox" if new and
                   row.status == "pending" else ""))

@@ -94,6 +94,27 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     return articles, problems
 
 
+def published_categories(config: Config, now: datetime, store: EntryStore | None = None
+                         ) -> list[str]:
+    """The categories of the published entries, sorted; unchanged entries are recalled from
+    `store`'s cache if given (nothing is written to it)."""
+    articles, _ = collect_articles(config, now, _Recall(store) if store else None)
+    return sorted({a.category for a in articles if a.category}, key=str.casefold)
+
+
+class _Recall:
+    """A store's cache, read only: a command that only looks must not write the ledger."""
+
+    def __init__(self, store: EntryStore) -> None:
+        self.store = store
+
+    def cached_entries(self) -> dict[str, CachedEntry]:
+        return self.store.cached_entries()
+
+    def store_entries(self, rows: dict[str, CachedEntry]) -> None:
+        pass
+
+
 def _recall(key: str, hit: CachedEntry, config: Config
             ) -> tuple[Article | None, list[Problem]] | None:
     def body(url: str) -> Body:

@@ -60,9 +60,14 @@ def sync_site_csv(config: Config, ledger: Ledger, now: datetime) -> list[Problem
     return problems
 
 
-def add(config: Config, ledger: Ledger, subscriber: Subscriber, now: datetime
-        ) -> tuple[Subscriber, bool]:
-    """Add (pending first, with double opt-in) or update one address."""
+def add(config: Config, ledger: Ledger, email: str, now: datetime, *, name: str | None = None,
+        categories: tuple[str, ...] | None = None) -> tuple[Subscriber, bool]:
+    """Add (pending first, with double opt-in) or update one address: a known one changes
+    only in what is given (a name alone keeps the topics)."""
+    known = SubscriberBook(ledger).get(email)
+    subscriber = Subscriber(
+        email, name if name is not None else (known.name if known else ""),
+        categories if categories is not None else (known.categories if known else ()))
     if config.double_opt_in:
         subscriber = Subscriber(subscriber.email, subscriber.name, subscriber.categories,
                                 status=PENDING)
