@@ -43,7 +43,8 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
 
 
 def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
-    files = scan(config)
+    scan_problems: list[Problem] = []
+    files = scan(config, scan_problems)
     quiet = _quiet_key(files, config)
     if _still_quiet(quiet, config, ledger, now):
         log.info("nothing changed since the last run")
@@ -56,7 +57,7 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
-    report = RunReport(problems=[*config.warnings, *problems, *list_problems],
+    report = RunReport(problems=[*config.warnings, *scan_problems, *problems, *list_problems],
                        published=len(articles))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:

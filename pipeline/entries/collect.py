@@ -20,14 +20,22 @@ MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
-def scan(config: Config) -> list[tuple[str, os.stat_result]]:
+def scan(config: Config, problems: list[Problem] | None = None
+         ) -> list[tuple[str, os.stat_result]]:
     """(path relative to the site, stat) of each entry file under articles/, sorted; hidden
     files and folders and other formats ignored. os.scandir rather than
-    pathlib: on a 1,000-entry site this walk is a good part of a no-op run."""
+    pathlib: on a 1,000-entry site this walk is a good part of a no-op run.
+
+    A symbolic link is followed only while it stays inside articles/: one that leads out of
+    it (its content would be published) or round in a loop is left out, and a problem added
+    to `problems`, if given."""
     found: list[tuple[str, os.stat_result]] = []
-    pending = ["articles"]
+    refused = problems if problems is not None else []
+    root = os.path.realpath(config.site_dir / "articles")
+    pending = [("articles", root)]
+    seen = {root}  # folders read, by real path: a link back to one would never end
     while pending:
-        folder = pending.pop()
+        folder, real = pending.pop()
         try:
             entries = list(os.scandir(config.site_dir / folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -36,12 +44,42 @@ def scan(config: Config) -> list[tuple[str, os.stat_result]]:
             if entry.name.startswith((".", "_")):
                 continue
             shown = f"{folder}/{entry.name}"
+            target = None
+            if entry.is_symlink():
+                target = _link_target(entry.path, shown, root, refused)
+                if target is None:
+                    continue
             if entry.is_dir():
-                pending.append(shown)
+                target = target or os.path.join(real, entry.name)
+                if target in seen:
+                    refused.append(Problem(shown, "file", "links to a folder already read (a "
+                                           "loop)", "remove the link"))
+                    continue
+                seen.add(target)
+                pending.append((shown, target))
             elif os.path.splitext(entry.name)[1].lower() in READERS and entry.is_file():
                 found.append((shown, entry.stat()))
     found.sort()
     return found
+
+
+def _link_target(path: str, shown: str, root: str, problems: list[Problem]) -> str | None:
+    """Where a symbolic link under articles/ leads, if it may be followed."""
+    try:
+        target = os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return None  # leads nowhere: like any other missing file, nothing to read
+    except OSError as exc:
+        problems.append(Problem(shown, "file", f"is a symbolic link that cannot be followed "
+                                f"({exc.strerror}: a loop?)",
+                                "remove the link or fix its target"))
+        return None
+    if os.path.commonpath((root, target)) != root:
+        problems.append(Problem(shown, "file", "is a symbolic link that leads outside "
+                                "articles/; refused, so nothing outside it is published",
+                                "move the file into articles/ instead of linking to it"))
+        return None
+    return target
 
 
 def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
@@ -59,7 +97,8 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     fresh: dict[str, CachedEntry] = {}
     found: list[tuple[Article | None, list[Problem]]] = []
     misses: list[tuple[str, os.stat_result]] = []
-    for key, stat in scan(config) if files is None else files:
+    problems: list[Problem] = []
+    for key, stat in scan(config, problems) if files is None else files:
         hit = cached.get(key)
         recalled = None
         if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
@@ -72,7 +111,6 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     if store is not None and fresh:
         store.store_entries(fresh)
     read: list[Article] = []
-    problems: list[Problem] = []
     for article, entry_problems in found:
         problems.extend(entry_problems)
         if article is not None and article.published <= now:

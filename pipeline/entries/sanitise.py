@@ -29,9 +29,10 @@ def safe_html(fragment: str, base_url: str) -> str:
     """Sanitise entry HTML to a subset safe in email and feeds; make relative links absolute.
 
     Dropped with their content: script, style and the like. Dropped as tags: everything not in
-    the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive.
-    Stripped before and after: nh3 decodes character references, so `&#1;` would come out as a
-    raw control character that breaks the feed's XML.
+    the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive:
+    a link to anything else (`javascript:`, `data:`, `vbscript:` …) is its text alone, an
+    image its alt text. Stripped before and after: nh3 decodes character references, so
+    `&#1;` would come out as a raw control character that breaks the feed's XML.
     """
     import nh3  # not needed on a run where nothing changed
 
@@ -45,7 +46,14 @@ def safe_html(fragment: str, base_url: str) -> str:
         link_rel=None,
         url_relative=("rewrite_with_base", base_url),
     )
+    cleaned = _NO_URL_LINK.sub(r"\1", cleaned)
+    cleaned = _NO_URL_IMAGE.sub(lambda m: html.escape(html.unescape(m.group(1) or "")), cleaned)
     return strip_illegal(cleaned).strip()
+
+
+# What nh3 leaves of a link or an image whose URL it refused: no href, no src.
+_NO_URL_LINK = re.compile(r'<a(?: title="[^"]*")?>(.*?)</a>', re.S)
+_NO_URL_IMAGE = re.compile(r'<img(?![^>]*\ssrc=)(?:[^>]*?\salt="([^"]*)")?[^>]*>')
 
 
 _TAG = re.compile(r"<[^>]+>")

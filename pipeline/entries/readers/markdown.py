@@ -29,8 +29,12 @@ _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
 
 @cache
 def _markdown() -> MarkdownIt:
-    # Raw HTML is allowed through here and sanitised afterwards, in one place.
-    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
+    # Raw HTML and every link are allowed through here and sanitised afterwards, in one
+    # place. markdown-it's own check would leave a `javascript:` link as its Markdown source,
+    # which then reaches the feeds as text; the sanitiser keeps its text and drops its URL.
+    md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
+    md.validateLink = lambda url: True
+    return md
 
 
 def render_markdown(source: str) -> str:
