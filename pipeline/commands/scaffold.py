@@ -105,6 +105,6 @@ def scaffold(directory: Path) -> list[Path]:
 
 
 def _feed_names() -> str:
-    """`feed.xml, atom.xml and feed.json`, as the feed table has them."""
+    """The feed files as a sentence ("a, b and c"), as the feed table has them."""
     *rest, last = (feed.name for feed in FEEDS)
     return f"{', '.join(rest)} and {last}" if rest else last

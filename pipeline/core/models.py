@@ -129,6 +129,16 @@ def segment_key(categories: Iterable[str]) -> str:
 
 
 @dataclass(frozen=True)
+class CachedEntry:
+    """What the ledger keeps of one entry file (entries/cache.py makes and reads `payload`)."""
+
+    size: int
+    mtime_ns: int
+    checksum: str
+    payload: str
+
+
+@dataclass(frozen=True)
 class Digest:
     """One issue of the newsletter, rendered once and frozen in the ledger."""
 

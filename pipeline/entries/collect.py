@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
-from pipeline.core.models import Article, Body
-from pipeline.entries.cache import CachedEntry, EntryStore, decode, encode
+from pipeline.core.models import Article, Body, CachedEntry
+from pipeline.entries.cache import EntryStore, decode, encode
 from pipeline.entries.readers import READERS, LazyReader
 from pipeline.entries.summarise import takeaways_for
 
