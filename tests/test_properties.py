@@ -94,7 +94,7 @@ def test_any_text_is_published_safely_or_reported(title: str, body: str, takeawa
             assert PROBLEM_LINE.fullmatch(line), line
             assert line.startswith("articles/hostile.md:") or (
                 line.startswith("subscribers.csv:") and ": warning: name: " in line
-                and line.endswith("contains a control character — removed; check the name "
+                and line.endswith("contains a control character — removed; check that row "
                                   "in the file")), line
         rejected = any(": warning: " not in line for line in reported)
         assert result.exit_code == (1 if rejected else 0)

@@ -222,9 +222,9 @@ def test_import_reports_control_characters_with_their_line(site: Path, tmp_path:
     lines = err.splitlines()
     assert lines == [
         f"{path}:3: warning: name: grace@example.org: contains a control character — removed; "
-        "check the name in the file",
+        "check that row in the file",
         f"{path}:3: warning: categories: grace@example.org: contains a control character — "
-        "removed; check the name in the file"]
+        "removed; check that row in the file"]
     with open_ledger(site / ".newsletter") as ledger:
         grace = SubscriberBook(ledger).get("grace@example.org")
     assert grace.name == "Grace Hopper" and grace.categories == ("Sleep",)

@@ -97,7 +97,7 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
         for column in ("name", "categories"):
             if ILLEGAL.search(row.get(column, "")):
                 problems.append(Problem(shown, column, f"{email}: contains a control character",
-                                        "removed; check the name in the file", line=line,
+                                        "removed; check that row in the file", line=line,
                                         warning=True))
                 row[column] = strip_illegal(row[column])
         yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),

@@ -27,11 +27,11 @@ class LazyReader:
     shown in a feed then needs no second parse of its fields.
     """
 
-    def __init__(self, module: str, read: str, body: str = "") -> None:
-        self.module, self.read, self.body = module, read, body
+    def __init__(self, module: str, function: str, body: str = "") -> None:
+        self.module, self.function, self.body = module, function, body
 
     def load(self) -> Read:
-        return getattr(importlib.import_module(self.module), self.read)
+        return getattr(importlib.import_module(self.module), self.function)
 
     def body_reader(self) -> ReadBody | None:
         return getattr(importlib.import_module(self.module), self.body) if self.body else None
