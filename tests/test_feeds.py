@@ -335,3 +335,11 @@ def test_an_empty_journal_still_gives_valid_stable_feeds(site: Path) -> None:
     assert parsed(feeds["atom.xml"]).entries == []
     assert json.loads(feeds["feed.json"])["items"] == []
     assert feeds_of(site)[2] == feeds
+
+
+def test_the_feed_file_names_are_spelt_once_in_the_package() -> None:
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    for feed in FEEDS:
+        places = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+                  if feed.name in p.read_text(encoding="utf-8")]
+        assert places == ["publishing/feed_types.py"], feed.name
