@@ -15,10 +15,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
+from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, RunReport
 from pipeline.entries.collect import collect_articles, scan
+from pipeline.publishing.feed_types import FEEDS
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
 
@@ -42,7 +43,8 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
 
 
 def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
-    files = scan(config)
+    scan_problems: list[Problem] = []
+    files = scan(config, scan_problems)
     quiet = _quiet_key(files, config)
     if _still_quiet(quiet, config, ledger, now):
         log.info("nothing changed since the last run")
@@ -55,7 +57,7 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
-    report = RunReport(problems=[*config.warnings, *problems, *list_problems],
+    report = RunReport(problems=[*config.warnings, *scan_problems, *problems, *list_problems],
                        published=len(articles))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:
@@ -93,7 +95,11 @@ def _still_quiet(quiet: str, config: Config, ledger: Ledger, now: datetime) -> b
     next_due = ledger.get_state("next_due")
     if next_due and now >= datetime.fromisoformat(next_due):
         return False
-    return all((config.public_dir / name).exists() for name in FEED_FILES)
+    return _feeds_present(config)
+
+
+def _feeds_present(config: Config) -> bool:
+    return all((config.public_dir / feed.name).exists() for feed in FEEDS)
 
 
 def _publish(articles: list[Article], report: RunReport, config: Config, ledger: Ledger,
@@ -112,10 +118,8 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
             return report
         if not new:
             return report
-        from pipeline.entries.summarise import summarise
         from pipeline.publishing.digest import render_digest, size_problems, subject_for
 
-        new = [summarise(a) for a in new]
         html, text = render_digest(new, now, config)  # every entry: for those who chose none
         report.problems += size_problems(html, config)
         # Before the digest is frozen: no message may link to a web copy that is not there.
@@ -148,14 +152,12 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
     whose bytes changed."""
     shown = articles[: config.feed_max_items]
     fingerprint = _feed_fingerprint(shown, config)
-    present = all((config.public_dir / name).exists() for name in FEED_FILES)
-    if present and ledger.get_state("feeds") == fingerprint:
+    if _feeds_present(config) and ledger.get_state("feeds") == fingerprint:
         return []
     from pipeline.core.atomic import write_if_changed
-    from pipeline.entries.summarise import summarise
     from pipeline.publishing.feeds import render_feeds
 
-    changed = [name for name, data in render_feeds([summarise(a) for a in shown], config).items()
+    changed = [name for name, data in render_feeds(shown, config).items()
                if write_if_changed(config.public_dir / name, data)]
     ledger.set_state("feeds", fingerprint)
     return changed
@@ -178,9 +180,10 @@ def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Proble
 
 def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
     from pipeline.core.atomic import write_if_changed
-    from pipeline.publishing.web_copies import render_web_copy
+    from pipeline.publishing.digest import render_web_html
+    from pipeline.publishing.web_copies import web_copy
 
-    path, data = render_web_copy(new, now, config)
+    path, data = web_copy(render_web_html(new, now, config), now, new[0].slug, config)
     write_if_changed(config.public_dir / path, data)
 
 
@@ -206,11 +209,9 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     config = load_config(site)
     articles, problems = collect_articles(config, now)
     report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
-    from pipeline.entries.summarise import summarise
     from pipeline.publishing.feeds import render_feeds
 
-    shown = [summarise(a) for a in articles[: config.feed_max_items]]
-    for name, data in render_feeds(shown, config).items():
+    for name, data in render_feeds(articles, config).items():
         path = config.public_dir / name
         if not path.exists() or path.read_bytes() != data:
             report.feeds_changed.append(name)
@@ -233,8 +234,9 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
 def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -> int:
     """Active subscribers once subscribers.csv is imported (an upper bound: segments whose
     categories have nothing new get no message)."""
+    from pipeline.core.models import ACTIVE
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import ACTIVE, read_rows
+    from pipeline.subscribers.csv_file import read_rows
 
     book = SubscriberBook(ledger)
     count = book.counts()[ACTIVE]

@@ -11,8 +11,10 @@ import pytest
 from conftest import ENTRIES, NOW, markdown_entry, write_entry
 from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
+from pipeline.core.models import Article, Body
 from pipeline.entries import collect
 from pipeline.entries.collect import collect_articles, scan
+from pipeline.entries.readers import READERS, LazyReader
 
 
 def slugs(config: Config) -> list[str]:
@@ -231,10 +233,27 @@ def test_a_reader_crash_is_reported_and_the_rest_collected(site: Path, config: C
     def broken_reader(*_: object) -> None:
         raise RuntimeError("reader bug")
 
-    monkeypatch.setitem(collect.READERS, ".markdown", broken_reader)
+    monkeypatch.setitem(READERS, ".markdown", broken_reader)
     write_entry(site, "odd.markdown", markdown_entry(title="Odd"))
     write_entry(site, "fine.md", markdown_entry(title="Fine"))
     articles, problems = collect_articles(config, NOW)
     assert [a.title for a in articles] == ["Fine"]
     assert [(p.path, p.field) for p in problems] == [(Path("articles/odd.markdown"), "file")]
     assert "reader bug" in problems[0].problem
+
+
+def read_note(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
+    """A reader for a format of our own: the first line is the title, the rest the body."""
+    title, _, body = text.partition("\n")
+    return Article(path=path, slug=path.stem, title=title, body=Body(f"<p>{body.strip()}</p>"),
+                   published=NOW - timedelta(days=1), url=config.url_for(path.stem)), []
+
+
+def test_a_new_format_is_one_reader_and_one_registry_line(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_entry(site, "hello.note", "Hello from a note\nIts body.\n")
+    assert collect_articles(config, NOW)[0] == []  # not a format we read
+    monkeypatch.setitem(READERS, ".note", LazyReader(__name__, "read_note"))
+    (article,), problems = collect_articles(config, NOW)
+    assert problems == [] and article.title == "Hello from a note"
+    assert article.body_html == "<p>Its body.</p>" and article.takeaways == ("Its body.",)

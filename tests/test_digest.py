@@ -12,7 +12,8 @@ from conftest import NOW, articles_of, markdown_entry, write_entry, write_templa
 from pipeline.core.config import Config
 from pipeline.core.errors import TemplateError
 from pipeline.core.models import Article
-from pipeline.publishing.digest import DISCLAIMER, PLACEHOLDERS, WIDTH, render_digest
+from pipeline.publishing.digest import DISCLAIMER, PLACEHOLDERS, render_digest
+from pipeline.publishing.templates import WIDTH
 
 URL_LINE = re.compile(r"^\s*(https?://|mailto:|@@UNSUBSCRIBE_URL@@)\S*$")
 

@@ -17,8 +17,9 @@ import lxml.html
 import pytest
 
 from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
-from pipeline.core.config import FEED_FILES, Config
+from pipeline.core.config import Config
 from pipeline.core.models import Article
+from pipeline.publishing.feed_types import FEEDS
 from pipeline.publishing.feeds import render_feeds
 
 ATOM = "{http://www.w3.org/2005/Atom}"
@@ -62,7 +63,7 @@ def with_site_url(site: Path, url: str, journal_id: str = "test-clinic-journal")
 def test_all_three_feeds_are_rendered(sample_site: Path) -> None:
     _, _, feeds = feeds_of(sample_site)
     site_feeds = {name for name in feeds if not name.startswith("categories/")}
-    assert site_feeds == set(FEED_FILES) == {"feed.xml", "atom.xml", "feed.json"}
+    assert site_feeds == {feed.name for feed in FEEDS} == {"feed.xml", "atom.xml", "feed.json"}
     assert all(isinstance(data, bytes) and data for data in feeds.values())
 
 
@@ -334,3 +335,11 @@ def test_an_empty_journal_still_gives_valid_stable_feeds(site: Path) -> None:
     assert parsed(feeds["atom.xml"]).entries == []
     assert json.loads(feeds["feed.json"])["items"] == []
     assert feeds_of(site)[2] == feeds
+
+
+def test_the_feed_file_names_are_spelt_once_in_the_package() -> None:
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    for feed in FEEDS:
+        places = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
+                  if feed.name in p.read_text(encoding="utf-8")]
+        assert places == ["publishing/feed_types.py"], feed.name

@@ -131,3 +131,47 @@ def test_check_lists_the_same_problem_as_run(site: Path, name: str) -> None:
     assert result.exit_code == 1
     assert f"articles/{name}:{line}: {field}: " in result.stderr
     assert not (site / "public").exists() and not (site / "outbox").exists()
+
+
+def test_symlinks_leaving_articles_are_refused_and_loops_reported(site: Path,
+                                                                  tmp_path: Path) -> None:
+    secret = tmp_path / "outside" / "secret.md"
+    secret.parent.mkdir()
+    secret.write_text(markdown_entry(title="Secret from outside"), encoding="utf-8")
+    articles = site / "articles"
+    write_entry(site, "steady.md", markdown_entry(title="A steady entry"))
+    write_entry(site, "_kept/linked.md", markdown_entry(title="Linked from inside",
+                                                        date="2026-03-15"))
+    (articles / "inside.md").symlink_to(articles / "_kept" / "linked.md")
+    (articles / "outside.md").symlink_to(secret)
+    (articles / "elsewhere").symlink_to(secret.parent, target_is_directory=True)
+    (articles / "loop-a.md").symlink_to(articles / "loop-b.md")
+    (articles / "loop-b.md").symlink_to(articles / "loop-a.md")
+    (articles / "sub").mkdir()
+    (articles / "sub" / "up").symlink_to(articles, target_is_directory=True)
+    for command in ("check", "run"):
+        result = CliRunner().invoke(cli, [command, "--site", str(site)], catch_exceptions=False)
+        assert result.exit_code == 1, result.output  # reported, not crashed on (70)
+        lines = result.stderr.splitlines()
+        problems = {PROBLEM_LINE.fullmatch(line).group("path"): line for line in lines[:5]}
+        assert set(problems) == {"articles/outside.md", "articles/elsewhere",
+                                 "articles/loop-a.md", "articles/loop-b.md", "articles/sub/up"}
+        assert "leads outside articles/" in problems["articles/outside.md"]
+        assert "leads outside articles/" in problems["articles/elsewhere"]
+        assert "cannot be followed" in problems["articles/loop-a.md"]
+        assert "a folder already read (a loop)" in problems["articles/sub/up"]
+    titles = {entry.title for feed in parsed_feeds(site).values() for entry in feed.entries}
+    assert titles == {"A steady entry", "Linked from inside"}
+    for path in (site / "public").rglob("*"):
+        assert not path.is_file() or b"Secret from outside" not in path.read_bytes()
+    assert all("Secret" not in str(m["Subject"]) for m in messages(site))
+
+
+def test_a_file_name_with_control_characters_is_shown_escaped(site: Path) -> None:
+    write_entry(site, "steady.md", markdown_entry(title="A steady entry"))
+    write_entry(site, "bad\nname\u202e.md", "---\ndate: 2026-03-14\n---\n\nNo title.\n")
+    result = CliRunner().invoke(cli, ["run", "--site", str(site)], catch_exceptions=False)
+    assert result.exit_code == 1
+    (line,) = result.stderr.splitlines()  # one problem, one line: the newline is escaped
+    assert PROBLEM_LINE.fullmatch(line)
+    assert line.startswith("articles/bad\\nname\\u202e.md:1: title: is missing or empty — ")

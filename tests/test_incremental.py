@@ -11,6 +11,7 @@ import pytest
 
 from conftest import markdown_entry, write_entry
 from pipeline.entries import collect
+from pipeline.entries.readers import READERS, markdown
 from pipeline.run import run
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -24,8 +25,8 @@ def refuse_to_read(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*_: object) -> None:
         raise AssertionError("an unchanged entry was read again")
 
-    for suffix in list(collect.READERS):
-        monkeypatch.setitem(collect.READERS, suffix, refuse)
+    for suffix in list(READERS):
+        monkeypatch.setitem(READERS, suffix, refuse)
 
 
 def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
@@ -38,7 +39,7 @@ def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
     run(site, NOW)
     parsed: list[str] = []
     bodies: list[str] = []
-    reader, load_body = collect.READERS[".md"], collect.load_body
+    reader, load_body = markdown.read_markdown, collect.load_body
 
     def recording_reader(path: Path, text: str, config: object) -> object:
         parsed.append(str(path))
@@ -48,7 +49,7 @@ def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
         bodies.append(str(shown))
         return load_body(path, shown, url, config)
 
-    monkeypatch.setitem(collect.READERS, ".md", recording_reader)
+    monkeypatch.setattr(markdown, "read_markdown", recording_reader)
     monkeypatch.setattr(collect, "load_body", recording_body)
     (site / "public" / "feed.xml").unlink()  # the feeds must be made again
     run(site, NOW + timedelta(minutes=5))

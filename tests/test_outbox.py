@@ -30,11 +30,13 @@ from pipeline.entries.collect import collect_articles
 from pipeline.entries.summarise import summarise
 from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import message_name, write_outbox
-from pipeline.publishing.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
+from pipeline.mail.tokens import subscriber_token
+from pipeline.publishing.digest import PLACEHOLDERS, render_digest, subject_for
+from pipeline.publishing.templates import WIDTH
 from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import SubscriberBook
-from pipeline.subscribers.rules import load_subscribers, read_rows, subscriber_token
+from pipeline.subscribers.csv_file import load_subscribers, read_rows
 
 
 def build_message(digest: Digest, subscriber: Subscriber, config: Config, secret: bytes

@@ -30,7 +30,7 @@ from conftest import (
 )
 from pipeline.cli.main import cli
 from pipeline.entries.sanitise import header_text, one_line
-from pipeline.subscribers.rules import load_subscribers
+from pipeline.subscribers.csv_file import load_subscribers
 
 HOSTILE = st.sampled_from([
     "<script>alert(1)</script>", "<SCRIPT SRC=//evil.example/x.js></SCRIPT>",
@@ -86,12 +86,16 @@ def test_any_text_is_published_safely_or_reported(title: str, body: str, takeawa
         write_entry(site, "hostile.md", hostile_entry(title, body, takeaways, category, raw))
         result = CliRunner().invoke(cli, ["run", "--site", str(site)], catch_exceptions=False)
 
-        # The run succeeds, or reports the hostile entry (and only it) and goes on.
+        # The run succeeds, or reports the hostile entry (and only it) and goes on. A name
+        # with a control character is reported too (and imported without it).
         assert result.exit_code in (0, 1), result.output
         reported = result.stderr.splitlines()
         for line in reported:
             assert PROBLEM_LINE.fullmatch(line), line
-            assert line.startswith("articles/hostile.md:"), line
+            assert line.startswith("articles/hostile.md:") or (
+                line.startswith("subscribers.csv:") and ": warning: name: " in line
+                and line.endswith("contains a control character — removed; check that row "
+                                  "in the file")), line
         rejected = any(": warning: " not in line for line in reported)
         assert result.exit_code == (1 if rejected else 0)
 

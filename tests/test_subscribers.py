@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.errors import ConfigError
-from pipeline.subscribers.rules import load_subscribers, token_matches, unsubscribe_token
+from pipeline.mail.tokens import token_matches, unsubscribe_token
+from pipeline.subscribers.csv_file import load_subscribers
 
 MESSY = (
     "\ufeffEmail , Name,Categories,Status\r\n"      # 1: BOM, odd spacing and case in the header

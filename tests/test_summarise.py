@@ -28,7 +28,7 @@ def article(body_html: str = OPENING, summary: str = "", takeaways: tuple[str, .
             title: str = "A title") -> Article:
     return Article(path=Path("articles/a.md"), slug="a", title=title,
                    published=datetime(2026, 3, 14, tzinfo=UTC), body=Body(body_html),
-                   summary=summary, takeaways=takeaways)
+                   summary=summary, stated_takeaways=takeaways)
 
 
 def markdown(config: Config, body: str, **fields: str) -> Article:
@@ -223,7 +223,7 @@ PROSE = st.lists(WORDS | st.sampled_from([".", "! ", "? ", ". ", "\n\n", "## Key
 def test_always_one_to_three_whole_word_takeaways(
         config: Config, body: str, summary: str, explicit: list[str]) -> None:
     entry = replace(markdown(config, body), summary=one_line(summary),
-                    takeaways=tuple(one_line(e) for e in explicit if one_line(e)))
+                    stated_takeaways=tuple(one_line(e) for e in explicit if one_line(e)))
     result = summarise(entry).takeaways
     assert result == summarise(entry).takeaways  # deterministic
     assert 1 <= len(result) <= MAX_TAKEAWAYS

@@ -19,7 +19,7 @@ from conftest import (
     unsafe_markup,
 )
 from pipeline.cli.main import cli
-from pipeline.entries.sanitise import _ILLEGAL
+from pipeline.core.text import ILLEGAL as _ILLEGAL
 
 CORPUS = Path(__file__).resolve().parent / "hostile"
 EMAIL_DOCUMENT = frozenset({"style", "meta"})  # what the digest template itself uses
@@ -127,3 +127,40 @@ def test_control_characters_are_removed_and_every_feed_parses(site: Path) -> Non
         assert not _ILLEGAL.search(html_of(message) + text_of(message))
     content = " ".join(feed_html(site))
     assert "Form feed and unit separator in the body" in content
+
+
+REFUSED_LINKS = """---
+title: Refused links
+date: 2026-03-14
+---
+
+Read [A link](javascript:alert(2)), [a data one](data:text/html,hi),
+[a VBScript one](vbscript:msgbox(1)) and [a referenced one][r], or see ![a chart](javascript:x).
+
+## Key takeaways
+
+- Read [the leaflet](javascript:alert(5)) first.
+
+[r]: javascript:alert(3)
+"""
+
+
+def test_a_refused_link_is_its_text_alone_in_feeds_digest_and_web_copy(site: Path) -> None:
+    (site / "articles" / "links.md").write_text(REFUSED_LINKS, encoding="utf-8")
+    run_with(site)
+    (web_copy,) = (site / "public" / "digests").glob("2*.html")
+    (message,) = messages(site)[:1]
+    places = {"web copy": web_copy.read_text(encoding="utf-8"), "html": html_of(message),
+              "text": text_of(message), **{f"feed {i}": v for i, v in enumerate(feed_html(site))}}
+    places.update({name: (site / "public" / name).read_text(encoding="utf-8")
+                   for name in ("feed.xml", "atom.xml", "feed.json")})
+    for where, value in places.items():
+        for source in ("](javascript", "](data:", "](vbscript", "[r]", "![a chart]", "[A link]"):
+            assert source not in value, (where, source)
+        assert "javascript:" not in value.lower(), where
+    bodies = [v for v in feed_html(site) if "a VBScript one" in v]
+    assert bodies and all(
+        "Read A link, a data one,\na VBScript one and a referenced one, or see a chart." in v
+        for v in bodies)
+    assert "Read the leaflet first." in places["text"] and "Read the leaflet first." in places[
+        "html"]

@@ -19,10 +19,10 @@ from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry
 from pipeline.cli.main import cli
+from pipeline.mail.tokens import subscriber_token, unsubscribe_token
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 from pipeline.state.subscribers import SubscriberBook
-from pipeline.subscribers.rules import subscriber_token, unsubscribe_token
 from pipeline.subscribers.web_app import make_web_server
 
 Answer = tuple[int, dict[str, str], str]

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry, write_template
 from pipeline.cli.main import cli
-from pipeline.subscribers.rules import unsubscribe_token
+from pipeline.mail.tokens import unsubscribe_token
 
 SUBSCRIBED = ("ada@example.org", "grace@example.org", "left@example.org")
 

@@ -4,27 +4,25 @@ from __future__ import annotations
 
 import logging
 import sys
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import NoReturn
+from typing import NoReturn, TypeVar
 
 import click
 
 from pipeline import __version__
+from pipeline.cli.options import (
+    EXIT_CONFIG,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_SOFTWARE,
+    site_option,
+)
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.core.models import RunReport
 
-# Exit codes (documented in the README); from sysexits where one fits.
-EXIT_OK = 0
-EXIT_REJECTED = 1  # the run finished, but some entries (or subscriber rows) were left out
-EXIT_SOFTWARE = 70  # unexpected failure
-EXIT_LOCKED = 75  # another run holds the site (EX_TEMPFAIL: cron may simply try again)
-EXIT_CONFIG = 78  # configuration or template error: nothing was done
-
-site_option = click.option(
-    "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
-    show_default=True, help="The site folder (holds newsletter.toml).")
-
+T = TypeVar("T")
 
 @click.group()
 @click.version_option(__version__, prog_name="newsletter")
@@ -124,11 +122,7 @@ def status(site: Path) -> None:
     """Show the last run, the last digest and what is waiting."""
     from pipeline.commands.status import site_status
 
-    try:
-        lines = site_status(site.resolve())
-    except ConfigError as exc:
-        _fail(exc, EXIT_CONFIG)
-    for line in lines:
+    for line in _on_site(site_status, site):
         click.echo(line)
 
 
@@ -136,36 +130,13 @@ def status(site: Path) -> None:
 @site_option
 def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
-    from pipeline.core.config import load_config
-    from pipeline.entries.collect import collect_articles
-    from pipeline.entries.summarise import summarise
-    from pipeline.publishing.digest import render_digest, size_problems
-    from pipeline.subscribers.rules import load_subscribers
+    from pipeline.commands.check import check_site
 
-    site = site.resolve()
-    try:
-        config = load_config(site)
-    except ConfigError as exc:
-        _fail(exc, EXIT_CONFIG)
-    now = datetime.now(UTC)
-    articles, problems = collect_articles(config, now)
-    try:
-        _, subscriber_problems = load_subscribers(config.subscribers_file,
-                                                  config.subscribers_file.relative_to(site))
-    except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
-        subscriber_problems = exc.problems
-    problems = [*config.warnings, *problems, *subscriber_problems]
-    if articles:
-        try:
-            html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
-                                    now, config)
-            problems += size_problems(html, config)
-        except TemplateError as exc:
-            problems.append(exc.problem)
-    _print_problems(problems)
-    errors = [p for p in problems if not p.warning]
-    click.echo(f"{len(articles)} entries ready, {len(errors)} problems.", err=bool(errors))
-    sys.exit(1 if errors else EXIT_OK)
+    report = _on_site(check_site, site)
+    _print_problems(report.problems)
+    click.echo(f"{report.ready} entries ready, {len(report.errors)} problems.",
+               err=bool(report.errors))
+    sys.exit(EXIT_REJECTED if report.errors else EXIT_OK)
 
 
 @cli.command()
@@ -178,7 +149,7 @@ def init(directory: Path) -> None:
         created = scaffold(directory)
     except FileExistsError as exc:
         click.echo(f"{exc}: already exists — choose an empty or new folder", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_REJECTED)
     for path in created:
         click.echo(f"created {path}")
     click.echo(f"Next: edit {directory / 'newsletter.toml'}, then run "
@@ -344,6 +315,14 @@ def _setup_logging(verbose: bool) -> None:
 def _print_problems(problems: list[Problem]) -> None:
     for problem in problems:
         click.echo(str(problem), err=True)
+
+
+def _on_site(command: Callable[[Path], T], site: Path) -> T:
+    """A command's work on the site; a config it cannot use stops it with EXIT_CONFIG."""
+    try:
+        return command(site.resolve())
+    except ConfigError as exc:
+        _fail(exc, EXIT_CONFIG)
 
 
 def _fail(exc: Exception | str, code: int) -> NoReturn:

@@ -11,15 +11,12 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.cli.options import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, site_option
 from pipeline.core.errors import ConfigError
 
 if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
     from pipeline.core.config import Config
     from pipeline.state.ledger import Ledger
-
-site_option = click.option(
-    "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
-    show_default=True, help="The site folder (holds newsletter.toml).")
 
 
 @contextmanager
@@ -31,13 +28,13 @@ def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
         config = load_config(site.resolve())
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(78)
+        sys.exit(EXIT_CONFIG)
     with open_ledger(config.state_dir) as ledger:
         yield config, ledger
 
 
 def _address(raw: str) -> str:
-    from pipeline.subscribers.rules import normalise_address
+    from pipeline.core.addresses import normalise_address
 
     try:
         return normalise_address(raw)
@@ -64,13 +61,14 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
                                        reactivate=reactivate)
     for problem in problems:
         click.echo(str(problem), err=True)
+    rejected = [p for p in problems if not p.warning]
     click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
                f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
-               f"{len(problems)} rows rejected.")
+               f"{len(rejected)} rows rejected.")
     if report.kept_out:
         click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
                    "list and stay off it (pass --reactivate only if they asked to come back).")
-    sys.exit(1 if any(not p.warning for p in problems) else 0)
+    sys.exit(EXIT_REJECTED if rejected else EXIT_OK)
 
 
 @subscribers.command("export")
@@ -79,7 +77,7 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
 def export(file: Path | None, site: Path) -> None:
     """Write the whole list as CSV to FILE (or stdout), in the format `import` reads."""
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import write_csv
+    from pipeline.subscribers.csv_file import write_csv
 
     with _site(site) as (_, ledger):
         if file is None:
@@ -93,20 +91,31 @@ def export(file: Path | None, site: Path) -> None:
 
 @subscribers.command("add")
 @click.argument("email")
-@click.option("--name", default="", help="The subscriber's name.")
-@click.option("--categories", default="",
-              help="Topics, separated by `;` (none: every entry).")
+@click.option("--name", default=None, help="The subscriber's name.")
+@click.option("--categories", default=None,
+              help="Topics, separated by `;` (\"\": every entry).")
 @site_option
-def add(email: str, name: str, categories: str, site: Path) -> None:
-    """Add EMAIL (pending until confirmed, with double opt-in), or update its name/topics."""
-    from pipeline.core.models import Subscriber
+def add(email: str, name: str | None, categories: str | None, site: Path) -> None:
+    """Add EMAIL (pending until confirmed, with double opt-in), or change what is given of a
+    known one's name and topics."""
+    from pipeline.core.models import parse_categories
+    from pipeline.entries.collect import published_categories
     from pipeline.subscribers.manage import add as add_subscriber
-    from pipeline.subscribers.rules import parse_categories
 
     address = _address(email)
+    chosen = parse_categories(categories) if categories is not None else None
     with _site(site) as (config, ledger):
-        row, new = add_subscriber(config, ledger, Subscriber(
-            address, " ".join(name.split()), parse_categories(categories)), datetime.now(UTC))
+        now = datetime.now(UTC)
+        known = published_categories(config, now, ledger)
+        keys = {c.casefold() for c in known}
+        for topic in chosen or ():
+            if topic.casefold() not in keys:
+                click.echo(f"warning: topic {topic!r} is not a category of any published entry "
+                           f"(known: {', '.join(known) or 'none yet'}) — check the spelling: "
+                           "a subscriber gets only entries in their topics", err=True)
+        row, new = add_subscriber(config, ledger, address, now,
+                                  name=" ".join(name.split()) if name is not None else None,
+                                  categories=chosen)
     click.echo(f"{'added' if new else 'updated'} {row.email} ({row.status})"
                + (": a confirmation message is in the outbox" if new and
                   row.status == "pending" else ""))
@@ -123,7 +132,7 @@ def remove(email: str, site: Path) -> None:
     with _site(site) as (_, ledger):
         gone = SubscriberBook(ledger).remove(address)
     click.echo(f"removed {address}" if gone else f"{address} is not on the list", err=not gone)
-    sys.exit(0 if gone else 1)
+    sys.exit(EXIT_OK if gone else EXIT_REJECTED)
 
 
 @subscribers.command("list")
@@ -154,7 +163,7 @@ def process(file: Path, site: Path) -> None:
         click.echo(f"{file}: {address}: not on the list — nothing to do", err=True)
     click.echo(f"{report.unsubscribed} unsubscribed, {report.bounced} bounced, "
                f"{len(report.unknown)} not on the list, {len(problems)} lines rejected.")
-    sys.exit(1 if problems else 0)
+    sys.exit(EXIT_REJECTED if problems else EXIT_OK)
 
 
 @click.command()
@@ -169,7 +178,7 @@ def unsubscribe(email: str, site: Path) -> None:
         row = unsubscribe_address(ledger, address, datetime.now(UTC))
     if row is None:
         click.echo(f"{address} is not on the list — nothing to do", err=True)
-        sys.exit(1)
+        sys.exit(EXIT_REJECTED)
     click.echo(f"unsubscribed {row.email}")
 
 
@@ -186,7 +195,7 @@ def serve(site: Path, host: str, port: int) -> None:
         server = make_web_server(site.resolve(), host, port)
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(78)
+        sys.exit(EXIT_CONFIG)
     click.echo(f"Serving on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
     try:
         server.serve_forever()

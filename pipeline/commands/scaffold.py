@@ -6,13 +6,15 @@ import secrets
 from datetime import date
 from pathlib import Path
 
+from pipeline.publishing.feed_types import FEEDS
+
 CONFIG = """\
 # newsletter.toml: the site's settings. Secrets never go here: the unsubscribe secret comes
 # from the NEWSLETTER_SECRET environment variable (or is generated once into .newsletter/).
 
 [site]
 title = "Example Clinic Health Journal"
-# Where public/ is served: feeds are at {{url}}feed.xml, atom.xml and feed.json.
+# Where public/ is served: feeds are at {{url}}{feeds}.
 url = "https://journal.example.org/"
 # Never change this: feed and entry ids are built from it, so readers see no duplicates
 # even when the domain changes.
@@ -88,7 +90,8 @@ def scaffold(directory: Path) -> list[Path]:
     if config_path.exists():
         raise FileExistsError(config_path)
     files = {
-        config_path: CONFIG.format(journal_id=f"example-clinic-journal-{secrets.token_hex(4)}"),
+        config_path: CONFIG.format(journal_id=f"example-clinic-journal-{secrets.token_hex(4)}",
+                                   feeds=_feed_names()),
         directory / "articles" / "welcome.md": ARTICLE.format(today=date.today().isoformat()),
         directory / "subscribers.csv": SUBSCRIBERS,
         directory / ".gitignore": GITIGNORE,
@@ -99,3 +102,9 @@ def scaffold(directory: Path) -> list[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
     return list(files)
+
+
+def _feed_names() -> str:
+    """The feed files as a sentence ("a, b and c"), as the feed table has them."""
+    *rest, last = (feed.name for feed in FEEDS)
+    return f"{', '.join(rest)} and {last}" if rest else last

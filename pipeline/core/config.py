@@ -10,11 +10,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.text import strip_illegal
 from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
-from pipeline.entries.sanitise import strip_illegal
 
 CONFIG_NAME = "newsletter.toml"
-FEED_FILES = ("feed.xml", "atom.xml", "feed.json")  # the site feeds, under public/
 STATE_DIR = ".newsletter"
 CADENCES = ("every run", "daily", "weekly")
 
@@ -79,10 +78,6 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
-
-    @property
-    def articles_dir(self) -> Path:
-        return self.site_dir / "articles"
 
     @property
     def public_dir(self) -> Path:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.core.text import escaped
+
 
 @dataclass(frozen=True)
 class Problem:
@@ -18,8 +20,11 @@ class Problem:
     warning: bool = False
 
     def __str__(self) -> str:
+        """One line whatever the text holds: a file name with a newline (or a tab, a bidi
+        override) is shown escaped, so cron mail and `grep` see one problem per line."""
         kind = "warning: " if self.warning else ""
-        return f"{self.path}:{self.line}: {kind}{self.field}: {self.problem} — {self.hint}"
+        return escaped(f"{self.path}:{self.line}: {kind}{self.field}: {self.problem} — "
+                       f"{self.hint}")
 
 
 class EntryError(Exception):

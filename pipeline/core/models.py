@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 
 from pipeline.core.errors import Problem
@@ -61,16 +63,26 @@ class Article:
     author: str = ""
     tags: tuple[str, ...] = ()
     sources: tuple[Source, ...] = ()
-    # Explicit takeaways from front matter, else filled in by summarise().
-    takeaways: tuple[str, ...] = ()
+    # The takeaways the front matter states, as written (none: the summary draws them).
+    stated_takeaways: tuple[str, ...] = ()
     disclaimer: str = ""
     read_minutes: int = 1
     url: str = ""  # absolute URL of the article on the site
     checksum: str = ""  # of the entry file's bytes: what the feeds' fingerprint is made of
+    # Draws the takeaways from the entry (entries/summarise.py): given once, when the entry
+    # is collected.
+    summariser: Callable[[Article], tuple[str, ...]] | None = field(
+        default=None, compare=False, repr=False)
 
     @property
     def body_html(self) -> str:
         return self.body.html
+
+    @cached_property
+    def takeaways(self) -> tuple[str, ...]:
+        """The 1–3 takeaways feeds and digests show, drawn on first use: most come from the
+        body, and only the entries a feed or digest shows are ever rendered."""
+        return self.summariser(self) if self.summariser else self.stated_takeaways
 
     @property
     def date_label(self) -> str:
@@ -78,13 +90,52 @@ class Article:
         return f"{self.published.day} {self.published:%b %Y}"
 
 
+ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
+STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
+OPTED_OUT = (UNSUBSCRIBED, BOUNCED)  # statuses only the person (or their mailbox) can undo
+_CATEGORY_SPLIT = re.compile(r"[;,|]")
+
+
 @dataclass(frozen=True)
 class Subscriber:
     email: str
     name: str = ""
     categories: tuple[str, ...] = ()  # chosen categories; none chosen = every entry
-    status: str = "active"  # active, pending (not confirmed yet), unsubscribed or bounced
+    status: str = ACTIVE  # active, pending (not confirmed yet), unsubscribed or bounced
     id: int = 0  # the ledger's row id (0: not in the ledger); unsubscribe tokens carry it
+
+
+def email_key(email: str) -> str:
+    """Addresses are the same person whatever their case (what providers actually do)."""
+    return email.lower()
+
+
+def parse_categories(text: str | Iterable[str]) -> tuple[str, ...]:
+    """Categories from `Heart Health;Nutrition` (or , or | between them), de-duplicated
+    case-insensitively and sorted, so one choice always has one spelling."""
+    parts = _CATEGORY_SPLIT.split(text) if isinstance(text, str) else list(text)
+    found: dict[str, str] = {}
+    for part in parts:
+        name = " ".join(part.split())
+        if name:
+            found.setdefault(name.casefold(), name)
+    return tuple(found[key] for key in sorted(found))
+
+
+def segment_key(categories: Iterable[str]) -> str:
+    """Who gets the same digest: subscribers whose chosen categories match case-insensitively.
+    "" is everyone who chose nothing (they get every entry)."""
+    return ";".join(sorted({" ".join(c.split()).casefold() for c in categories} - {""}))
+
+
+@dataclass(frozen=True)
+class CachedEntry:
+    """What the ledger keeps of one entry file (entries/cache.py makes and reads `payload`)."""
+
+    size: int
+    mtime_ns: int
+    checksum: str
+    payload: str
 
 
 @dataclass(frozen=True)

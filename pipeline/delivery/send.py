@@ -197,8 +197,8 @@ Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
 def _still_wanted(due: list[QueuedMessage], ledger: Ledger
                   ) -> tuple[list[QueuedMessage], list[Withdrawal]]:
     """Split off messages whose subscriber changed their mind after they were written."""
+    from pipeline.core.models import email_key
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import email_key
 
     if not due:
         return due, []
@@ -217,8 +217,8 @@ def _still_wanted(due: list[QueuedMessage], ledger: Ledger
 def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -> str | None:
     """Why the message must not go out now, or None: a digest goes only to an active
     subscriber, a confirmation only to the pending subscriber it was made for."""
+    from pipeline.core.models import ACTIVE, PENDING
     from pipeline.subscribers.manage import CONFIRMATION_FILE
-    from pipeline.subscribers.rules import ACTIVE, PENDING
 
     if not status:
         return "is no longer on the list"
@@ -368,8 +368,8 @@ def _mark_bouncing(config: Config, ledger: Ledger, report: SendReport) -> None:
     """Refused addresses get status "bounced" on the list, so no digest goes to them again
     (a later import of subscribers.csv does not undo it); the operator puts one back with
     `newsletter subscribers import --reactivate` once the address is fixed."""
+    from pipeline.core.models import BOUNCED
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.rules import BOUNCED
 
     keys = ledger.unmarked_bounces()
     if not keys:

@@ -9,24 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.core.errors import Problem
-from pipeline.core.models import Article, Body, Source
+from pipeline.core.models import Article, Body, CachedEntry, Source
 
 # Bump when the reading of entries changes, so caches made by older code are not trusted.
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CachedEntry:
-    size: int
-    mtime_ns: int
-    checksum: str
-    payload: str
 
 
 class EntryStore(Protocol):
@@ -44,7 +35,7 @@ def encode(article: Article | None, problems: list[Problem]) -> str:
             "published": article.published.isoformat(),
             "updated": article.updated.isoformat() if article.updated else None,
             "category": article.category, "summary": article.summary, "author": article.author,
-            "tags": list(article.tags), "takeaways": list(article.takeaways),
+            "tags": list(article.tags), "takeaways": list(article.stated_takeaways),
             "sources": [[s.title, s.url] for s in article.sources],
             "disclaimer": article.disclaimer, "read_minutes": article.read_minutes,
             "url": article.url,
@@ -52,7 +43,8 @@ def encode(article: Article | None, problems: list[Problem]) -> str:
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
-def decode(payload: str, path: Path, body: Callable[[str], Body], checksum: str, tz: tzinfo
+def decode(payload: str, path: Path, body: Callable[[str], Body], checksum: str, tz: tzinfo,
+           summariser: Callable[[Article], tuple[str, ...]] | None = None
            ) -> tuple[Article | None, list[Problem]] | None:
     """The cached reading, or None when it was made by other code and must be redone.
     `body` makes the article's (lazy) body from its URL, which relative links resolve against."""
@@ -69,9 +61,9 @@ def decode(payload: str, path: Path, body: Callable[[str], Body], checksum: str,
         published=datetime.fromisoformat(a["published"]).astimezone(tz),
         updated=datetime.fromisoformat(a["updated"]).astimezone(tz) if a["updated"] else None,
         body=body(a["url"]), category=a["category"], summary=a["summary"], author=a["author"],
-        tags=tuple(a["tags"]), takeaways=tuple(a["takeaways"]),
+        tags=tuple(a["tags"]), stated_takeaways=tuple(a["takeaways"]),
         sources=tuple(Source(t, u) for t, u in a["sources"]),
         disclaimer=a["disclaimer"], read_minutes=a["read_minutes"], url=a["url"],
-        checksum=checksum,
+        checksum=checksum, summariser=summariser,
     )
     return article, problems

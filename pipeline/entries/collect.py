@@ -4,54 +4,38 @@ from __future__ import annotations
 
 import codecs
 import hashlib
-import importlib
 import os
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
-from pipeline.core.models import Article, Body
-from pipeline.entries.cache import CachedEntry, EntryStore, decode, encode
+from pipeline.core.models import Article, Body, CachedEntry
+from pipeline.entries.cache import EntryStore, decode, encode
+from pipeline.entries.readers import READERS, LazyReader
+from pipeline.entries.summarise import takeaways_for
 
-Reader = Callable[[Path, str, Config], tuple[Article | None, list[Problem]]]
-
-
-class LazyReader:
-    """A reader imported on first use: a run where no entry changed imports neither YAML nor
-    Markdown (that is most of a no-op run's time budget)."""
-
-    def __init__(self, module: str, function: str) -> None:
-        self.module, self.function = module, function
-
-    def load(self) -> Reader:
-        return getattr(importlib.import_module(self.module), self.function)
-
-    def __call__(self, path: Path, text: str, config: Config
-                 ) -> tuple[Article | None, list[Problem]]:
-        return self.load()(path, text, config)
-
-
-_MARKDOWN = LazyReader("pipeline.entries.readers.markdown", "read_markdown")
-READERS: dict[str, Reader] = {
-    ".md": _MARKDOWN,
-    ".markdown": _MARKDOWN,
-    ".txt": LazyReader("pipeline.entries.readers.journal_page", "read_journal_page"),
-}
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
-def scan(config: Config) -> list[tuple[str, os.stat_result]]:
+def scan(config: Config, problems: list[Problem] | None = None
+         ) -> list[tuple[str, os.stat_result]]:
     """(path relative to the site, stat) of each entry file under articles/, sorted; hidden
     files and folders and other formats ignored. os.scandir rather than
-    pathlib: on a 1,000-entry site this walk is a good part of a no-op run."""
+    pathlib: on a 1,000-entry site this walk is a good part of a no-op run.
+
+    A symbolic link is followed only while it stays inside articles/: one that leads out of
+    it (its content would be published) or round in a loop is left out, and a problem added
+    to `problems`, if given."""
     found: list[tuple[str, os.stat_result]] = []
-    pending = ["articles"]
+    refused = problems if problems is not None else []
+    root = os.path.realpath(config.site_dir / "articles")
+    pending = [("articles", root)]
+    seen = {root}  # folders read, by real path: a link back to one would never end
     while pending:
-        folder = pending.pop()
+        folder, real = pending.pop()
         try:
             entries = list(os.scandir(config.site_dir / folder))
         except (FileNotFoundError, NotADirectoryError):
@@ -60,19 +44,50 @@ def scan(config: Config) -> list[tuple[str, os.stat_result]]:
             if entry.name.startswith((".", "_")):
                 continue
             shown = f"{folder}/{entry.name}"
+            target = None
+            if entry.is_symlink():
+                target = _link_target(entry.path, shown, root, refused)
+                if target is None:
+                    continue
             if entry.is_dir():
-                pending.append(shown)
+                target = target or os.path.join(real, entry.name)
+                if target in seen:
+                    refused.append(Problem(shown, "file", "links to a folder already read (a "
+                                           "loop)", "remove the link"))
+                    continue
+                seen.add(target)
+                pending.append((shown, target))
             elif os.path.splitext(entry.name)[1].lower() in READERS and entry.is_file():
                 found.append((shown, entry.stat()))
     found.sort()
     return found
 
 
+def _link_target(path: str, shown: str, root: str, problems: list[Problem]) -> str | None:
+    """Where a symbolic link under articles/ leads, if it may be followed."""
+    try:
+        target = os.path.realpath(path, strict=True)
+    except FileNotFoundError:
+        return None  # leads nowhere: like any other missing file, nothing to read
+    except OSError as exc:
+        problems.append(Problem(shown, "file", f"is a symbolic link that cannot be followed "
+                                f"({exc.strerror}: a loop?)",
+                                "remove the link or fix its target"))
+        return None
+    if os.path.commonpath((root, target)) != root:
+        problems.append(Problem(shown, "file", "is a symbolic link that leads outside "
+                                "articles/; refused, so nothing outside it is published",
+                                "move the file into articles/ instead of linking to it"))
+        return None
+    return target
+
+
 def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
                      files: list[tuple[str, os.stat_result]] | None = None,
                      upcoming: list[datetime] | None = None
                      ) -> tuple[list[Article], list[Problem]]:
-    """Every published entry, newest first, and every problem met on the way.
+    """Every published entry, newest first, its takeaways drawn on first use (summarise),
+    and every problem met on the way.
 
     Drafts and entries dated after `now` are left out silently: they are not errors (their
     dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
@@ -82,7 +97,8 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     fresh: dict[str, CachedEntry] = {}
     found: list[tuple[Article | None, list[Problem]]] = []
     misses: list[tuple[str, os.stat_result]] = []
-    for key, stat in scan(config) if files is None else files:
+    problems: list[Problem] = []
+    for key, stat in scan(config, problems) if files is None else files:
         hit = cached.get(key)
         recalled = None
         if hit and (hit.size, hit.mtime_ns) == (stat.st_size, stat.st_mtime_ns):
@@ -95,7 +111,6 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     if store is not None and fresh:
         store.store_entries(fresh)
     read: list[Article] = []
-    problems: list[Problem] = []
     for article, entry_problems in found:
         problems.extend(entry_problems)
         if article is not None and article.published <= now:
@@ -117,12 +132,33 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     return articles, problems
 
 
+def published_categories(config: Config, now: datetime, store: EntryStore | None = None
+                         ) -> list[str]:
+    """The categories of the published entries, sorted; unchanged entries are recalled from
+    `store`'s cache if given (nothing is written to it)."""
+    articles, _ = collect_articles(config, now, _Recall(store) if store else None)
+    return sorted({a.category for a in articles if a.category}, key=str.casefold)
+
+
+class _Recall:
+    """A store's cache, read only: a command that only looks must not write the ledger."""
+
+    def __init__(self, store: EntryStore) -> None:
+        self.store = store
+
+    def cached_entries(self) -> dict[str, CachedEntry]:
+        return self.store.cached_entries()
+
+    def store_entries(self, rows: dict[str, CachedEntry]) -> None:
+        pass
+
+
 def _recall(key: str, hit: CachedEntry, config: Config
             ) -> tuple[Article | None, list[Problem]] | None:
     def body(url: str) -> Body:
         return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
 
-    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone)
+    return decode(hit.payload, Path(key), body, hit.checksum, config.timezone, takeaways_for)
 
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
@@ -190,7 +226,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
         except EntryError as exc:
             article, problems = None, [exc.problem]
         if article is not None:
-            article = replace(article, checksum=checksum)
+            article = replace(article, checksum=checksum, summariser=takeaways_for)
     except Exception as exc:  # one unreadable entry must never stop the run
         article, problems = None, [Problem(
             shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
@@ -201,11 +237,11 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
 
 def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
     """An entry's body HTML, read again from its file: for entries recalled from the cache.
-    A Markdown body needs no second YAML parse: it is what follows the front matter."""
-    if path.suffix.lower() in (".md", ".markdown"):
-        from pipeline.entries.readers.markdown import body_of, markdown_body
-
-        return markdown_body(body_of(path.read_bytes().decode("utf-8-sig")), url)
+    By the reader's own body reader if it has one (no second parse of the fields)."""
+    reader = READERS[path.suffix.lower()]
+    read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
+    if read_body is not None:
+        return read_body(path.read_bytes().decode("utf-8-sig"), url)
     article, _ = read_entry(path, shown, config)
     if article is None:
         raise EntryError(Problem(shown, "file", "changed while the run was using it",

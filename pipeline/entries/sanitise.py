@@ -6,9 +6,7 @@ import html
 import math
 import re
 
-# Characters XML 1.0 forbids (feedgen's serialiser raises on them) plus the C1 controls
-# MJML rejects. Tab, LF and CR are kept.
-_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ufffe\uffff\ud800-\udfff]")
+from pipeline.core.text import strip_illegal
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -27,18 +25,14 @@ _ATTRIBUTES = {
 WORDS_PER_MINUTE = 220
 
 
-def strip_illegal(text: str) -> str:
-    """Remove characters that XML, MJML and mail headers cannot carry."""
-    return _ILLEGAL.sub("", text)
-
-
 def safe_html(fragment: str, base_url: str) -> str:
     """Sanitise entry HTML to a subset safe in email and feeds; make relative links absolute.
 
     Dropped with their content: script, style and the like. Dropped as tags: everything not in
-    the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive.
-    Stripped before and after: nh3 decodes character references, so `&#1;` would come out as a
-    raw control character that breaks the feed's XML.
+    the allow-list (iframes, forms, event handlers). Only http(s) and mailto links survive:
+    a link to anything else (`javascript:`, `data:`, `vbscript:` …) is its text alone, an
+    image its alt text. Stripped before and after: nh3 decodes character references, so
+    `&#1;` would come out as a raw control character that breaks the feed's XML.
     """
     import nh3  # not needed on a run where nothing changed
 
@@ -52,7 +46,14 @@ def safe_html(fragment: str, base_url: str) -> str:
         link_rel=None,
         url_relative=("rewrite_with_base", base_url),
     )
+    cleaned = _NO_URL_LINK.sub(r"\1", cleaned)
+    cleaned = _NO_URL_IMAGE.sub(lambda m: html.escape(html.unescape(m.group(1) or "")), cleaned)
     return strip_illegal(cleaned).strip()
+
+
+# What nh3 leaves of a link or an image whose URL it refused: no href, no src.
+_NO_URL_LINK = re.compile(r'<a(?: title="[^"]*")?>(.*?)</a>', re.S)
+_NO_URL_IMAGE = re.compile(r'<img(?![^>]*\ssrc=)(?:[^>]*?\salt="([^"]*)")?[^>]*>')
 
 
 _TAG = re.compile(r"<[^>]+>")

@@ -27,13 +27,13 @@ _CITATION = re.compile(r"<sup>.*?</sup>", re.S)
 
 
 def summarise(article: Article) -> Article:
-    """The article with its takeaways filled in."""
-    return replace(article, takeaways=takeaways_for(article))
+    """The article with its takeaways drawn on first use (collect gives every entry this)."""
+    return article if article.summariser else replace(article, summariser=takeaways_for)
 
 
 def takeaways_for(article: Article) -> tuple[str, ...]:
-    if article.takeaways:
-        items = list(article.takeaways)
+    if article.stated_takeaways:
+        items = list(article.stated_takeaways)
         if len(items) == 1:
             items = sentences(items[0])
         return _bounded(items)

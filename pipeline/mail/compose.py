@@ -21,10 +21,10 @@ from email.utils import format_datetime, formataddr
 
 from pipeline.core.config import Config
 from pipeline.core.models import Digest, Subscriber
-from pipeline.entries.readers.fields import slugify
+from pipeline.core.text import slugify
 from pipeline.entries.sanitise import header_text
+from pipeline.mail.tokens import subscriber_token
 from pipeline.publishing.digest import PLACEHOLDERS
-from pipeline.subscribers.rules import subscriber_token
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"

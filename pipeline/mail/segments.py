@@ -13,9 +13,8 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 
 from pipeline.core.config import Config
-from pipeline.core.models import Article, Digest, Subscriber
+from pipeline.core.models import Article, Digest, Subscriber, segment_key
 from pipeline.state.ledger import Ledger
-from pipeline.subscribers.rules import segment_key
 
 log = logging.getLogger("pipeline")
 # (articles, created, config) → (subject, html, text)
@@ -65,9 +64,7 @@ class Renditions:
         frozen = self.ledger.rendition(self.digest, slugs)
         if frozen is not None:
             return frozen
-        from pipeline.entries.summarise import summarise
-
-        subject, html, text = self.render([summarise(self.entries[s]) for s in slugs],
+        subject, html, text = self.render([self.entries[s] for s in slugs],
                                           self.digest.created, self.config)
         rendition = Digest(self.digest.id, self.digest.key, self.digest.created, subject,
                            html, text, slugs)

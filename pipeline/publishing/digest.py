@@ -7,11 +7,8 @@ from __future__ import annotations
 
 import logging
 import re
-import textwrap
 from collections.abc import Sequence
 from datetime import datetime
-from functools import cache
-from pathlib import Path
 from xml.parsers import expat
 
 import jinja2
@@ -19,8 +16,16 @@ import jinja2
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem, TemplateError
 from pipeline.core.models import Article
-from pipeline.entries.readers.fields import slugify
 from pipeline.entries.sanitise import header_text
+from pipeline.publishing.feed_types import RSS
+from pipeline.publishing.templates import (
+    Placeholder,
+    issue_date,
+    render_template,
+    shown_name,
+    template_environment,
+)
+from pipeline.publishing.web_copies import ARCHIVE_DIR, web_copy_url
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
@@ -28,44 +33,8 @@ TEXT_TEMPLATE = "digest.txt.j2"
 PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
 
 
-class _Placeholder(str):
-    """The template's own placeholder values: told apart from entry text by type, not by
-    value, so a title that is exactly "@@EMAIL@@" is still entry text."""
-
-
 DISCLAIMER = "For general information and education only — not medical advice."
-WIDTH = 72
-ARCHIVE_DIR = "digests"  # under public/: each digest's web copy and the archive index
 GMAIL_CLIP = 102_000  # bytes of HTML past which Gmail shows "[Message clipped]" and hides the rest
-
-
-def default_templates_dir() -> Path:
-    """Templates shipped with the package (wheel), or the repository's own (source checkout)."""
-    package = Path(__file__).parent.parent
-    packaged = package / "_default_templates"
-    return packaged if packaged.is_dir() else package.parent / "templates"
-
-
-def template_environment(config: Config) -> jinja2.Environment:
-    """A site's own templates/ override the defaults by name."""
-    env = jinja2.Environment(
-        loader=jinja2.ChoiceLoader([
-            jinja2.FileSystemLoader(config.templates_dir),
-            jinja2.FileSystemLoader(default_templates_dir()),
-        ]),
-        # select_autoescape() does not know .mjml.j2: escape everything but the text part.
-        autoescape=lambda name: not (name or "").endswith(".txt.j2"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        finalize=_not_a_placeholder,
-    )
-    env.filters["wrap"] = _wrap
-    return env
-
-
-def issue_date(created: datetime, config: Config) -> str:
-    local = created.astimezone(config.timezone)
-    return f"{local.day} {local:%B %Y}"
 
 
 def subject_for(articles: Sequence[Article], created: datetime, config: Config) -> str:
@@ -90,16 +59,6 @@ def render_web_html(articles: Sequence[Article], created: datetime, config: Conf
     html = _html(env, _context(articles, created, config, web_copy=True))
     return html.replace(PLACEHOLDERS["email"], "you").replace(
         PLACEHOLDERS["unsubscribe_url"], config.site_url)
-
-
-def web_copy_name(created: datetime, lead_slug: str, config: Config) -> str:
-    """`2026-11-25-sleep-and-bp.html`: known before the ledger numbers the digest, unique
-    because an entry (its lead) is in only one digest."""
-    return f"{created.astimezone(config.timezone):%Y-%m-%d}-{slugify(lead_slug)}.html"
-
-
-def web_copy_url(created: datetime, lead_slug: str, config: Config) -> str:
-    return f"{config.site_url}{ARCHIVE_DIR}/{web_copy_name(created, lead_slug, config)}"
 
 
 def size_problems(html: str, config: Config) -> list[Problem]:
@@ -133,9 +92,9 @@ def _context(articles: Sequence[Article], created: datetime, config: Config, *,
         "web_copy": web_copy,
         "web_url": web_copy_url(created, articles[0].slug, config) if articles else "",
         "archive_url": f"{config.site_url}{ARCHIVE_DIR}/",
-        "feed_url": f"{config.site_url}feed.xml",
+        "feed_url": config.site_url + RSS.name,
         "logo": logo,
-        **{key: _Placeholder(value) for key, value in PLACEHOLDERS.items()},
+        **{key: Placeholder(value) for key, value in PLACEHOLDERS.items()},
     }
 
 
@@ -176,64 +135,6 @@ def inline_css(document: str) -> str:
     return "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined, flags=re.I)
 
 
-def render_template(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
-    """One template rendered; its failures become TemplateError naming the file and line."""
-    try:
-        return env.get_template(name).render(context)
-    except jinja2.TemplateSyntaxError as exc:
-        where, line = _shown(env, exc.filename, exc.name or name), exc.lineno
-        problem, hint = exc.message or "syntax error", "check spelling and closing tags"
-    except jinja2.TemplateNotFound as exc:
-        where, line = _where(env, exc, name)
-        problem, hint = f"includes {exc.name!r}, which does not exist", "check its name"
-    except jinja2.TemplateError as exc:  # e.g. a misspelt variable, with StrictUndefined
-        where, line = _where(env, exc, name)
-        problem, hint = str(exc), "check the name against the default template"
-    except UnicodeDecodeError:
-        where, line = _undecodable(env) or name, 1
-        problem, hint = "is not UTF-8", "save it as UTF-8 in your editor"
-    except Exception as exc:  # anything else a template's own code raises, e.g. {{ 1/0 }}
-        where, line = _where(env, exc, name)
-        problem, hint = f"{type(exc).__name__}: {exc}", "check the expression on that line"
-    raise TemplateError(Problem(where, "template", problem, hint, line=line)) from None
-
-
-def _where(env: jinja2.Environment, exc: BaseException, name: str) -> tuple[str, int]:
-    """The template file and line of the innermost template frame (an include's, if any)."""
-    where, line = name, 1
-    tb = exc.__traceback__
-    while tb is not None:
-        filename = tb.tb_frame.f_code.co_filename
-        if filename.endswith(".j2"):
-            where, line = _shown(env, filename, name), tb.tb_lineno
-        tb = tb.tb_next
-    return where, line
-
-
-def _shown(env: jinja2.Environment, filename: str | None, name: str) -> str:
-    """`templates/x.j2` for a site's own file (what its owner edits), else the name."""
-    site_dir = _search_paths(env)[0]
-    if filename and Path(filename).is_relative_to(site_dir):
-        return str(Path(site_dir.name) / Path(filename).relative_to(site_dir))
-    return name
-
-
-def _undecodable(env: jinja2.Environment) -> str | None:
-    site_dir = _search_paths(env)[0]
-    for path in sorted(site_dir.rglob("*.j2")):
-        try:
-            path.read_bytes().decode("utf-8")
-        except UnicodeDecodeError:
-            return _shown(env, str(path), path.name)
-    return None
-
-
-def _search_paths(env: jinja2.Environment) -> list[Path]:
-    assert isinstance(env.loader, jinja2.ChoiceLoader)
-    return [Path(p) for loader in env.loader.loaders
-            for p in getattr(loader, "searchpath", ())]
-
-
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 _BARE_AMPERSAND = re.compile(r"&(?!#\d+;|#x[0-9a-fA-F]+;)")
 
@@ -242,7 +143,7 @@ def _mjml_problem(env: jinja2.Environment, exc: ValueError) -> Problem:
     """MJML names no line: find the first markup slip in the template's own text instead,
     read as XML with the jinja tags blanked out (line breaks kept, so lines still match)."""
     source, filename, _ = env.loader.get_source(env, HTML_TEMPLATE)  # type: ignore[union-attr]
-    where = _shown(env, filename, HTML_TEMPLATE)
+    where = shown_name(env, filename, HTML_TEMPLATE)
     blanked = _JINJA.sub(lambda m: "x" if m.group(0).startswith("{{")
                          else "\n" * m.group(0).count("\n"), source)
     parser = expat.ParserCreate()
@@ -263,27 +164,9 @@ def _mjml_problem(env: jinja2.Environment, exc: ValueError) -> Problem:
                    "check the tags you changed against the default template")
 
 
-def _not_a_placeholder(value: object) -> object:
-    """Entry text quoting a per-subscriber placeholder must not be filled in with the
-    subscriber's address: an invisible word joiner breaks it."""
-    if isinstance(value, str) and "@@" in value and not isinstance(value, _Placeholder):
-        return value.replace("@@", "@\u2060@")
-    return value
-
-
 def _preheader(articles: Sequence[Article]) -> str:
     titles = "; ".join(a.title for a in articles[:3])
     return titles if len(articles) <= 3 else f"{titles}; and {len(articles) - 3} more"
-
-
-@cache
-def _wrapper(indent: str, subsequent: str) -> textwrap.TextWrapper:
-    return textwrap.TextWrapper(width=WIDTH, initial_indent=indent, subsequent_indent=subsequent,
-                                break_long_words=False, break_on_hyphens=False)
-
-
-def _wrap(text: str, indent: str = "", subsequent: str = "") -> str:
-    return _wrapper(indent, subsequent).fill(str(text))
 
 
 def _tidy_text(text: str) -> str:

@@ -1,8 +1,8 @@
-"""RSS 2.0 and Atom (feedgen) and JSON Feed 1.1: articles in, {filename: bytes} out.
+"""RSS 2.0 and Atom (feedgen) and JSON Feed 1.1: articles in, {path: bytes} out.
 
 Every date comes from the entries, never the clock, so the same articles give the same bytes.
-Besides the three site feeds, an RSS feed per category (categories/<slug>/feed.xml) carries the
-site feed's entries in that category.
+Besides the site feeds (feed_types.FEEDS), an RSS feed per category carries the site feed's
+entries in that category.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ from feedgen.feed import FeedGenerator
 
 from pipeline.core.config import Config
 from pipeline.core.models import Article
-from pipeline.entries.readers.fields import slugify
+from pipeline.core.text import slugify
+from pipeline.publishing.feed_types import FEEDS, RSS, category_feed_path
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and plainly "never"
@@ -34,29 +35,32 @@ def feed_id(config: Config) -> str:
 
 
 def render_feeds(articles: Sequence[Article], config: Config) -> dict[str, bytes]:
-    """All feeds for the newest `feed.max_items` articles (given newest first): the three site
+    """All feeds for the newest `feed.max_items` articles (given newest first): the site
     feeds, then one RSS feed per category, keyed by their path under public/."""
     items = list(articles[: config.feed_max_items])
-    feeds = {
-        "feed.xml": _generator(items, config, "feed.xml").rss_str(pretty=True),
-        "atom.xml": _generator(items, config, "atom.xml").atom_str(pretty=True),
-        "feed.json": _json_feed(items, config),
-    }
+    feeds = {feed.name: feed.render(items, config) for feed in FEEDS}
     for path, (category, entries) in category_feeds(items).items():
         fg = _generator(entries, config, path, f"{config.title}: {category}")
         feeds[path] = fg.rss_str(pretty=True)
     return feeds
 
 
+def rss(items: Sequence[Article], config: Config, path: str) -> bytes:
+    return _generator(items, config, path).rss_str(pretty=True)
+
+
+def atom(items: Sequence[Article], config: Config, path: str) -> bytes:
+    return _generator(items, config, path).atom_str(pretty=True)
+
+
 def category_feeds(articles: Sequence[Article]) -> dict[str, tuple[str, list[Article]]]:
-    """{"categories/<slug>/feed.xml": (category, its articles)}; categories that differ only in
+    """{category_feed_path(slug): (category, its articles)}; categories that differ only in
     case or punctuation share a slug, and so a feed (named after the first one seen)."""
     feeds: dict[str, tuple[str, list[Article]]] = {}
     for article in articles:
         slug = slugify(article.category.replace("'", "").replace("’", ""))  # childrens-health
         if slug:
-            feeds.setdefault(f"categories/{slug}/feed.xml", (article.category, []))[1].append(
-                article)
+            feeds.setdefault(category_feed_path(slug), (article.category, []))[1].append(article)
     return feeds
 
 
@@ -107,7 +111,8 @@ def _generator(items: Sequence[Article], config: Config, path: str,
     fg.load_extension("dc", atom=False)  # dc:creator names RSS items' authors
     fg.register_extension("websub", _WebSubHub, atom=False)
     # A category feed's id is its own: readers must not take it for the site feed.
-    fg.id(feed_id(config) if path in ("feed.xml", "atom.xml") else _feed_path_id(config, path))
+    site_feed = next((feed for feed in FEEDS if feed.name == path), None)
+    fg.id(feed_id(config) if site_feed else _feed_path_id(config, path))
     fg.title(title or config.title)
     fg.description(config.description or config.title)
     fg.subtitle(config.description or config.title)
@@ -115,7 +120,7 @@ def _generator(items: Sequence[Article], config: Config, path: str,
     fg.author({"name": config.author or config.title})
     # RSS takes the channel <link> from the last link added: self first, the site last.
     fg.link(href=config.site_url + path, rel="self",
-            type="application/atom+xml" if path == "atom.xml" else "application/rss+xml")
+            type=site_feed.media_type if site_feed else RSS.media_type)
     if config.websub_hub:
         fg.link(href=config.websub_hub, rel="hub")  # Atom; RSS gets it from _WebSubHub
         fg.websub.href = config.websub_hub
@@ -147,13 +152,13 @@ def _feed_path_id(config: Config, path: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}:{path}')}"
 
 
-def _json_feed(items: Sequence[Article], config: Config) -> bytes:
+def json_feed(items: Sequence[Article], config: Config, path: str) -> bytes:
     hubs = [{"type": "WebSub", "url": config.websub_hub}] if config.websub_hub else []
     feed = {
         "version": "https://jsonfeed.org/version/1.1",
         "title": config.title,
         "home_page_url": config.site_url,
-        "feed_url": config.site_url + "feed.json",
+        "feed_url": config.site_url + path,
         "description": config.description or config.title,
         "language": config.language,
         "authors": [{"name": config.author or config.title}],

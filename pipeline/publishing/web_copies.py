@@ -1,5 +1,6 @@
 """The digests on the web, under public/digests/: each digest's web copy (the target of its
-"View in browser" link) and the archive page listing them. Bytes out; run.py writes them.
+"View in browser" link), its name and URL, and the archive page listing them. Bytes out;
+run.py writes them.
 
 A web copy is public: it is rendered without any subscriber (see digest.render_web_html), so
 no address or unsubscribe token can end up in it.
@@ -13,42 +14,41 @@ from datetime import datetime
 from pathlib import Path
 
 from pipeline.core.config import Config
-from pipeline.core.models import Article, DigestListing
-from pipeline.publishing.digest import (
-    ARCHIVE_DIR,
-    issue_date,
-    render_template,
-    render_web_html,
-    template_environment,
-    web_copy_name,
-)
+from pipeline.core.models import DigestListing
+from pipeline.core.text import slugify
+from pipeline.publishing.feed_types import FEEDS
+from pipeline.publishing.templates import issue_date, render_template, template_environment
 
+ARCHIVE_DIR = "digests"  # under public/: each digest's web copy and the archive index
 ARCHIVE_TEMPLATE = "archive.html.j2"
 ARCHIVE_PAGE = f"{ARCHIVE_DIR}/index.html"
-# (file under public/, media type, what a feed reader's subscribe menu calls it)
-FEEDS = (
-    ("feed.xml", "application/rss+xml", "RSS"),
-    ("atom.xml", "application/atom+xml", "Atom"),
-    ("feed.json", "application/feed+json", "JSON Feed"),
-)
+
+
+def web_copy_name(created: datetime, lead_slug: str, config: Config) -> str:
+    """`2026-11-25-sleep-and-bp.html`: known before the ledger numbers the digest, unique
+    because an entry (its lead) is in only one digest."""
+    return f"{created.astimezone(config.timezone):%Y-%m-%d}-{slugify(lead_slug)}.html"
+
+
+def web_copy_url(created: datetime, lead_slug: str, config: Config) -> str:
+    return f"{config.site_url}{ARCHIVE_DIR}/{web_copy_name(created, lead_slug, config)}"
 
 
 def discovery_links(config: Config) -> str:
     """`<link rel="alternate">` tags: how browsers and feed readers find the feeds from a page."""
     return "".join(
-        f'<link rel="alternate" type="{kind}" title="{html.escape(f"{config.title} ({label})")}"'
-        f' href="{html.escape(config.site_url + name)}" />\n'
-        for name, kind, label in FEEDS)
+        f'<link rel="alternate" type="{feed.media_type}" '
+        f'title="{html.escape(f"{config.title} ({feed.label})")}"'
+        f' href="{html.escape(config.site_url + feed.name)}" />\n'
+        for feed in FEEDS)
 
 
-def render_web_copy(articles: Sequence[Article], created: datetime, config: Config
-                    ) -> tuple[str, bytes]:
-    """(path under public/, bytes) of the digest's web copy."""
-    page = render_web_html(articles, created, config)
+def web_copy(page: str, created: datetime, lead_slug: str, config: Config
+             ) -> tuple[str, bytes]:
+    """(path under public/, bytes) of a digest's web copy, from its rendered page."""
     # After rendering, so a site's own template gets the discovery tags too.
     page = page.replace("</head>", discovery_links(config) + "</head>", 1)
-    name = web_copy_name(created, articles[0].slug, config)
-    return f"{ARCHIVE_DIR}/{name}", page.encode("utf-8")
+    return f"{ARCHIVE_DIR}/{web_copy_name(created, lead_slug, config)}", page.encode("utf-8")
 
 
 def render_archive(listings: Sequence[DigestListing], config: Config) -> bytes:
@@ -69,7 +69,7 @@ def render_archive(listings: Sequence[DigestListing], config: Config) -> bytes:
         "journal": {"title": config.title, "url": config.site_url,
                     "description": config.description},
         "digests": digests,
-        "feeds": [{"url": config.site_url + name, "label": label} for name, _, label in FEEDS],
+        "feeds": [{"url": config.site_url + feed.name, "label": feed.label} for feed in FEEDS],
         "discovery": discovery_links(config),
     }
     page = render_template(template_environment(config), ARCHIVE_TEMPLATE, context)

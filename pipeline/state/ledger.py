@@ -15,8 +15,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pipeline.core.models import Digest, DigestListing
-from pipeline.entries.cache import CachedEntry
+from pipeline.core.models import CachedEntry, Digest, DigestListing
 from pipeline.state.migrations import MIGRATIONS
 
 if TYPE_CHECKING:

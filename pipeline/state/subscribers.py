@@ -9,18 +9,18 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from pipeline.core.models import Subscriber
-from pipeline.state.ledger import Ledger, transaction
-from pipeline.subscribers.rules import (
+from pipeline.core.models import (
     ACTIVE,
     BOUNCED,
     PENDING,
     STATUSES,
     UNSUBSCRIBED,
+    Subscriber,
     email_key,
     parse_categories,
     segment_key,
 )
+from pipeline.state.ledger import Ledger, transaction
 
 _COLUMNS = "id, email, name, categories, status"
 PAGE = 2000  # subscribers read per query while streaming the list

@@ -10,21 +10,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from pipeline.core.addresses import normalise_address
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem
-from pipeline.core.models import Subscriber
+from pipeline.core.models import BOUNCED, PENDING, UNSUBSCRIBED, Subscriber, email_key
+from pipeline.mail.tokens import subscriber_token
 from pipeline.state.ledger import Ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import ImportReport, SubscriberBook
-from pipeline.subscribers.rules import (
-    BOUNCED,
-    PENDING,
-    UNSUBSCRIBED,
-    email_key,
-    normalise_address,
-    read_rows,
-    subscriber_token,
-)
+from pipeline.subscribers.csv_file import read_rows
 
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported
@@ -66,9 +60,14 @@ def sync_site_csv(config: Config, ledger: Ledger, now: datetime) -> list[Problem
     return problems
 
 
-def add(config: Config, ledger: Ledger, subscriber: Subscriber, now: datetime
-        ) -> tuple[Subscriber, bool]:
-    """Add (pending first, with double opt-in) or update one address."""
+def add(config: Config, ledger: Ledger, email: str, now: datetime, *, name: str | None = None,
+        categories: tuple[str, ...] | None = None) -> tuple[Subscriber, bool]:
+    """Add (pending first, with double opt-in) or update one address: a known one changes
+    only in what is given (a name alone keeps the topics)."""
+    known = SubscriberBook(ledger).get(email)
+    subscriber = Subscriber(
+        email, name if name is not None else (known.name if known else ""),
+        categories if categories is not None else (known.categories if known else ()))
     if config.double_opt_in:
         subscriber = Subscriber(subscriber.email, subscriber.name, subscriber.categories,
                                 status=PENDING)

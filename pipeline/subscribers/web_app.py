@@ -17,18 +17,11 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from pipeline.core.config import Config, load_config
-from pipeline.core.models import Subscriber
+from pipeline.core.models import ACTIVE, PENDING, UNSUBSCRIBED, Subscriber
+from pipeline.mail.tokens import token_id, token_matches, token_valid
 from pipeline.state.ledger import open_ledger
 from pipeline.state.secret import load_secrets
 from pipeline.state.subscribers import SubscriberBook
-from pipeline.subscribers.rules import (
-    ACTIVE,
-    PENDING,
-    UNSUBSCRIBED,
-    token_id,
-    token_matches,
-    token_valid,
-)
 
 log = logging.getLogger("pipeline")
 MAX_BODY = 64 * 1024

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -85,12 +84,6 @@ class FieldReader:
             raise self.fail(field, f"must be a list of text, not {_kind(value)}",
                             f'write it as {field}: ["first", "second"]')
         return tuple(item for item in (one_line(str(v)) for v in value) if item)
-
-
-def slugify(text: str) -> str:
-    """ASCII, lowercase, hyphenated: stable across platforms and safe in URLs."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
 
 
 def _kind(value: object) -> str:

@@ -18,8 +18,9 @@ from pathlib import Path
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, Body, Source
-from pipeline.entries.readers.fields import FieldReader, slugify
-from pipeline.entries.sanitise import one_line, safe_html, strip_illegal
+from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.readers.fields import FieldReader
+from pipeline.entries.sanitise import one_line, safe_html
 
 _DATE_LINE = re.compile(r"^(\d{1,2} [A-Z][a-z]{2} \d{4})\s*·\s*(\d+)\s*min read$")
 _REFERENCE = re.compile(r"^\[(\d+)\]\s*(.+)$")

@@ -14,8 +14,9 @@ from markdown_it import MarkdownIt
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
-from pipeline.entries.readers.fields import FieldReader, slugify
-from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html, strip_illegal
+from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.readers.fields import FieldReader
+from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -28,8 +29,12 @@ _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
 
 @cache
 def _markdown() -> MarkdownIt:
-    # Raw HTML is allowed through here and sanitised afterwards, in one place.
-    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
+    # Raw HTML and every link are allowed through here and sanitised afterwards, in one
+    # place. markdown-it's own check would leave a `javascript:` link as its Markdown source,
+    # which then reaches the feeds as text; the sanitiser keeps its text and drops its URL.
+    md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable("table")
+    md.validateLink = lambda url: True
+    return md
 
 
 def render_markdown(source: str) -> str:
@@ -41,10 +46,11 @@ def markdown_body(source: str, url: str) -> str:
     return safe_html(render_markdown(strip_illegal(source)), url)
 
 
-def body_of(text: str) -> str:
-    """The Markdown after the front matter (the file is known to have one)."""
+def read_body(text: str, url: str) -> str:
+    """The body alone, as safe HTML, from an entry file's text (known to have front matter):
+    what follows it, without parsing the YAML again."""
     closing = _CLOSING.search(text)
-    return text[closing.end():] if closing else text
+    return markdown_body(text[closing.end():] if closing else text, url)
 
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
@@ -115,7 +121,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         summary=fields.text("summary", meta.get("summary")),
         author=fields.text("author", meta.get("author")),
         tags=fields.text_list("tags", meta.get("tags")),
-        takeaways=fields.text_list("takeaways", takeaways),
+        stated_takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
         # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
         # line ends count the words within a few per cent at a quarter of split()'s cost.

@@ -1,0 +1,44 @@
+"""`newsletter check`: validate the config, every entry, the subscriber list and the
+templates. Writes nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pipeline.core.config import load_config
+from pipeline.core.errors import ConfigError, Problem, TemplateError
+from pipeline.entries.collect import collect_articles
+from pipeline.publishing.digest import render_digest, size_problems
+from pipeline.subscribers.csv_file import load_subscribers
+
+
+@dataclass
+class CheckReport:
+    ready: int  # entries that would be published
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[Problem]:
+        return [p for p in self.problems if not p.warning]
+
+
+def check_site(site: Path, now: datetime | None = None) -> CheckReport:
+    """Every problem a run would meet; raises ConfigError when the config itself is unusable."""
+    now = now or datetime.now(UTC)
+    config = load_config(site)
+    articles, problems = collect_articles(config, now)
+    try:
+        _, subscriber_problems = load_subscribers(config.subscribers_file,
+                                                  config.subscribers_file.relative_to(site))
+    except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
+        subscriber_problems = exc.problems
+    problems = [*config.warnings, *problems, *subscriber_problems]
+    if articles:
+        try:
+            html, _ = render_digest(articles[: config.max_articles], now, config)
+            problems += size_problems(html, config)
+        except TemplateError as exc:
+            problems.append(exc.problem)
+    return CheckReport(len(articles), problems)

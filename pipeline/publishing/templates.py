@@ -1,0 +1,127 @@
+"""The templates' machinery, shared by the digest, its web copy and the archive page: the
+environment (a site's templates/ over the defaults) and rendering whose failures name the
+template file and line."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from pipeline.core.config import Config
+from pipeline.core.errors import Problem, TemplateError
+
+WIDTH = 72  # columns of the digest's text part
+
+
+class Placeholder(str):
+    """The template's own placeholder values: told apart from entry text by type, not by
+    value, so a title that is exactly "@@EMAIL@@" is still entry text."""
+
+
+def default_templates_dir() -> Path:
+    """Templates shipped with the package (wheel), or the repository's own (source checkout)."""
+    package = Path(__file__).parent.parent
+    packaged = package / "_default_templates"
+    return packaged if packaged.is_dir() else package.parent / "templates"
+
+
+def template_environment(config: Config) -> jinja2.Environment:
+    """A site's own templates/ override the defaults by name."""
+    env = jinja2.Environment(
+        loader=jinja2.ChoiceLoader([
+            jinja2.FileSystemLoader(config.templates_dir),
+            jinja2.FileSystemLoader(default_templates_dir()),
+        ]),
+        # select_autoescape() does not know .mjml.j2: escape everything but the text part.
+        autoescape=lambda name: not (name or "").endswith(".txt.j2"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        finalize=_not_a_placeholder,
+    )
+    env.filters["wrap"] = _wrap
+    return env
+
+
+def issue_date(created: datetime, config: Config) -> str:
+    local = created.astimezone(config.timezone)
+    return f"{local.day} {local:%B %Y}"
+
+
+def render_template(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
+    """One template rendered; its failures become TemplateError naming the file and line."""
+    try:
+        return env.get_template(name).render(context)
+    except jinja2.TemplateSyntaxError as exc:
+        where, line = shown_name(env, exc.filename, exc.name or name), exc.lineno
+        problem, hint = exc.message or "syntax error", "check spelling and closing tags"
+    except jinja2.TemplateNotFound as exc:
+        where, line = _where(env, exc, name)
+        problem, hint = f"includes {exc.name!r}, which does not exist", "check its name"
+    except jinja2.TemplateError as exc:  # e.g. a misspelt variable, with StrictUndefined
+        where, line = _where(env, exc, name)
+        problem, hint = str(exc), "check the name against the default template"
+    except UnicodeDecodeError:
+        where, line = _undecodable(env) or name, 1
+        problem, hint = "is not UTF-8", "save it as UTF-8 in your editor"
+    except Exception as exc:  # anything else a template's own code raises, e.g. {{ 1/0 }}
+        where, line = _where(env, exc, name)
+        problem, hint = f"{type(exc).__name__}: {exc}", "check the expression on that line"
+    raise TemplateError(Problem(where, "template", problem, hint, line=line)) from None
+
+
+def _where(env: jinja2.Environment, exc: BaseException, name: str) -> tuple[str, int]:
+    """The template file and line of the innermost template frame (an include's, if any)."""
+    where, line = name, 1
+    tb = exc.__traceback__
+    while tb is not None:
+        filename = tb.tb_frame.f_code.co_filename
+        if filename.endswith(".j2"):
+            where, line = shown_name(env, filename, name), tb.tb_lineno
+        tb = tb.tb_next
+    return where, line
+
+
+def shown_name(env: jinja2.Environment, filename: str | None, name: str) -> str:
+    """`templates/x.j2` for a site's own file (what its owner edits), else the name."""
+    site_dir = _search_paths(env)[0]
+    if filename and Path(filename).is_relative_to(site_dir):
+        return str(Path(site_dir.name) / Path(filename).relative_to(site_dir))
+    return name
+
+
+def _undecodable(env: jinja2.Environment) -> str | None:
+    site_dir = _search_paths(env)[0]
+    for path in sorted(site_dir.rglob("*.j2")):
+        try:
+            path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return shown_name(env, str(path), path.name)
+    return None
+
+
+def _search_paths(env: jinja2.Environment) -> list[Path]:
+    assert isinstance(env.loader, jinja2.ChoiceLoader)
+    return [Path(p) for loader in env.loader.loaders
+            for p in getattr(loader, "searchpath", ())]
+
+
+def _not_a_placeholder(value: object) -> object:
+    """Entry text quoting a per-subscriber placeholder must not be filled in with the
+    subscriber's address: an invisible word joiner breaks it."""
+    if isinstance(value, str) and "@@" in value and not isinstance(value, Placeholder):
+        return value.replace("@@", "@\u2060@")
+    return value
+
+
+@cache
+def _wrapper(indent: str, subsequent: str) -> textwrap.TextWrapper:
+    return textwrap.TextWrapper(width=WIDTH, initial_indent=indent, subsequent_indent=subsequent,
+                                break_long_words=False, break_on_hyphens=False)
+
+
+def _wrap(text: str, indent: str = "", subsequent: str = "") -> str:
+    return _wrapper(indent, subsequent).fill(str(text))

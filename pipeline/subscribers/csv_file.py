@@ -1,0 +1,196 @@
+"""subscribers.csv: the format an operator edits, imports and exports (the list itself lives in
+the ledger, see state/subscribers.py)."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import TextIO
+
+from pipeline.core.addresses import normalise_address
+from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.models import (
+    ACTIVE,
+    BOUNCED,
+    OPTED_OUT,
+    STATUSES,
+    Subscriber,
+    email_key,
+    parse_categories,
+)
+from pipeline.core.text import CONTROL, ILLEGAL, strip_illegal
+
+COLUMNS = ("email", "name", "categories", "status")
+# What spreadsheets take for the start of a formula (=, +, -, @; tab and CR before one).
+_FORMULA_START = frozenset("=+-@\t\r")
+# Other spellings met in real files (and "bouncing", which the send branch writes).
+_STATUS_ALIASES = {"": ACTIVE, "subscribed": ACTIVE, "bouncing": BOUNCED}
+
+
+def parse_status(text: str) -> str | None:
+    status = text.strip().lower()
+    status = _STATUS_ALIASES.get(status, status)
+    return status if status in STATUSES else None
+
+
+def load_subscribers(path: Path, shown: Path | str | None = None
+                     ) -> tuple[list[Subscriber], list[Problem]]:
+    """Every active subscriber in the CSV, and the problems with its rows."""
+    problems: list[Problem] = []
+    return [s for s in read_rows(path, problems, shown) if s.status == ACTIVE], problems
+
+
+def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = None
+              ) -> Iterator[Subscriber]:
+    """Every valid row of a CSV with columns email, name, categories, status, one at a time
+    (a six-figure list is never held in memory); problems are appended as met.
+
+    Copes with what spreadsheets write: a BOM, `;` or tab between columns, headers in any
+    case, blank lines, the quote `export` puts before a cell a spreadsheet would run.
+    Addresses are validated and de-duplicated case-insensitively: the first row wins, except
+    that an opt-out (unsubscribed, bounced) wins over an active or pending row for the same
+    address wherever it is, with a warning: a person who asked to leave is never mailed
+    because an older row says otherwise. A bad row is reported with its line number and
+    skipped; control characters in a name or categories are reported and removed. A file
+    that cannot be read as a whole (not UTF-8, no `email` column, broken CSV) raises
+    ConfigError: going on would build a digest that reaches no one and mark its entries as
+    sent.
+    """
+    shown = shown or path
+    if not path.exists():
+        problems.append(Problem(shown, "file", "not found",
+                                "create it with a header line `email,name,categories,status`",
+                                warning=True))
+        return
+    text = _text_of(path, shown)
+    opted_out: dict[str, tuple[int, str]] = {}  # email_key → (line, status) of its opt-out
+    for line, key, status in _opt_outs(text, shown):
+        opted_out.setdefault(key, (line, status))
+    seen: dict[str, str] = {}  # email_key → the status of the row kept
+    for line, row in _cells(text, shown):
+        raw = row.get("email", "")
+        status = parse_status(row.get("status", ""))
+        if status is None:
+            problems.append(Problem(shown, "status", f"{raw}: unknown status "
+                                    f"{row.get('status')!r}",
+                                    f"use one of: {', '.join(STATUSES)}", line=line))
+            continue
+        try:
+            email = normalise_address(raw)
+        except ValueError as exc:
+            problems.append(Problem(shown, "email", f"{raw!r}: {exc}",
+                                    "correct the address or remove the row", line=line))
+            continue
+        key = email_key(email)
+        if status not in OPTED_OUT and key in opted_out:
+            out_line, out_status = opted_out[key]
+            problems.append(Problem(
+                shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
+                "the opt-out wins; delete the row you do not mean", line=line, warning=True))
+            continue
+        if key in seen:
+            continue
+        seen[key] = status
+        for column in ("name", "categories"):
+            if ILLEGAL.search(row.get(column, "")):
+                problems.append(Problem(shown, column, f"{email}: contains a control character",
+                                        "removed; check that row in the file", line=line,
+                                        warning=True))
+                row[column] = strip_illegal(row[column])
+        yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
+                         categories=parse_categories(row.get("categories", "")),
+                         status=status)
+
+
+def _opt_outs(text: str, shown: Path | str) -> Iterator[tuple[int, str, str]]:
+    """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
+    down is known before an earlier row for the same address is taken."""
+    for line, row in _cells(text, shown):
+        status = parse_status(row.get("status", ""))
+        if status in OPTED_OUT:
+            try:
+                yield line, email_key(normalise_address(row.get("email", ""))), status
+            except ValueError:
+                continue
+
+
+def _cells(text: str, shown: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: cell}) of each non-blank row, cells stripped of spaces and of the quote
+    that neutralised them on export."""
+    with io.StringIO(text, newline="") as f:
+        reader = csv.DictReader(f, delimiter=_delimiter(text.partition("\n")[0]))
+        if "email" not in _columns(reader, shown):
+            raise ConfigError([Problem(shown, "email", "no `email` column",
+                                       "start the file with `email,name,categories,status`")])
+        for row in _rows(reader, shown):
+            cells = {(k or "").strip().lower(): _unquoted((v or "").strip())
+                     for k, v in row.items() if isinstance(v, str)}
+            if any(cells.values()):
+                yield reader.line_num, cells
+
+
+def _unquoted(cell: str) -> str:
+    return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
+
+
+def _text_of(path: Path, shown: Path | str) -> str:
+    data = path.read_bytes()
+    hint = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", hint)])
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:  # guessing (Latin-1? Windows-1252?) would garble names
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError([Problem(shown, "file", f"is not UTF-8 (byte {exc.start})", hint,
+                                   line=line)]) from None
+
+
+def _columns(reader: csv.DictReader[str], shown: Path | str) -> list[str]:
+    try:
+        return [h.strip().lower() for h in reader.fieldnames or ()]
+    except csv.Error as exc:
+        raise _broken(exc, reader, shown) from None
+
+
+def _rows(reader: csv.DictReader[str], shown: Path | str) -> Iterator[dict[str, str | None]]:
+    try:
+        yield from reader
+    except csv.Error as exc:
+        raise _broken(exc, reader, shown) from None
+
+
+def _broken(exc: csv.Error, reader: csv.DictReader[str], shown: Path | str) -> ConfigError:
+    # The reader cannot resume after a syntax error, so the rest of the file is suspect too.
+    return ConfigError([Problem(shown, "file", f"is not valid CSV ({exc})",
+                                "fix that line or export the list again", line=reader.line_num)])
+
+
+def _delimiter(header: str) -> str:
+    """The column separator, judged by the header line alone: csv.Sniffer guesses from data
+    rows too, where `;` also separates categories, and then splits a row wrongly."""
+    counts = {d: header.count(d) for d in (",", ";", "\t")}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
+    """Export in the import format; returns the number of rows. Safe to open in a
+    spreadsheet: control characters are dropped and a cell that would start a formula gets a
+    leading quote (OWASP's advice against CSV injection), which import takes off again."""
+    count = 0
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for s in subscribers:
+        writer.writerow([_neutralised(cell) for cell in
+                         (s.email, s.name, ";".join(s.categories), s.status)])
+        count += 1
+    return count
+
+
+def _neutralised(cell: str) -> str:
+    cell = CONTROL.sub("", cell)
+    return f"'{cell}" if cell[:1] in _FORMULA_START else cell
