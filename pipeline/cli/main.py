@@ -6,20 +6,29 @@ import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from pipeline import __version__
+from pipeline.cli.output import emit, run_json, send_json
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.core.models import RunReport
+from pipeline.core.wording import counted, due_line
+
+if TYPE_CHECKING:
+    from pipeline.core.deliveries import SendReport
 
 # Exit codes (documented in the README); from sysexits where one fits.
 EXIT_OK = 0
 EXIT_REJECTED = 1  # the run finished, but some entries (or subscriber rows) were left out
+EXIT_UNAVAILABLE = 69  # the relay or provider cannot be reached (EX_UNAVAILABLE): mail waits
 EXIT_SOFTWARE = 70  # unexpected failure
 EXIT_LOCKED = 75  # another run holds the site (EX_TEMPFAIL: cron may simply try again)
 EXIT_CONFIG = 78  # configuration or template error: nothing was done
+
+json_option = click.option("--json", "as_json", is_flag=True,
+                           help="Print the outcome as one JSON object (schema in the README).")
 
 site_option = click.option(
     "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
@@ -42,8 +51,9 @@ def cli() -> None:
               help="Seconds to wait for another run on the same site before giving up.")
 @click.option("--send", "then_send", is_flag=True,
               help="Then send what is in the outbox, as `newsletter send` does.")
+@json_option
 def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
-        then_send: bool) -> None:
+        then_send: bool, as_json: bool) -> None:
     """Collect entries, write the feeds to public/ and new digests to outbox/."""
     from pipeline.run import plan
     from pipeline.run import run as run_pipeline
@@ -56,23 +66,33 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
         _fail(exc, EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was done — try again later, or pass --wait SECONDS", EXIT_LOCKED)
-    _print_problems(report.problems)
-    if dry_run:
+    quiet_once = quiet and report.fresh_problems is not None
+    _print_problems(report.fresh_problems if quiet_once else report.problems)  # type: ignore[arg-type]
+    if as_json:
+        pass
+    elif dry_run:
         _print_plan(report)
     elif not quiet:
         feeds = _feeds_line(report.feeds_changed) or "unchanged"
-        click.echo(f"{report.published} published entries; feeds {feeds}.")
+        click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
         if report.digest_id is not None:
-            click.echo(f"Digest {report.digest_id}: {report.new} entries, "
-                       f"{report.written} messages written to outbox/new.")
+            click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
+                       f"{counted(report.written, 'message')} written to outbox/new.")
         elif report.held_back:
-            click.echo(f"{report.held_back} new entries wait for the next digest "
-                       "(digest.cadence); feeds refreshed.")
+            click.echo(f"{counted(report.held_back, 'new entry')} wait for the next digest "
+                       f"(digest.cadence: {due_line(report.next_digest)}); "
+                       "feeds refreshed.")
         else:
             click.echo("Nothing new for the digest; no messages written.")
     code = EXIT_REJECTED if report.rejected else EXIT_OK
+    data = run_json(report, dry_run=dry_run) if as_json else None
     if then_send and not dry_run:
-        code = _send(site.resolve(), quiet=quiet, wait=wait) or code
+        sent: dict[str, object] | None = {} if as_json else None
+        code = _send(site.resolve(), quiet=quiet, wait=wait, json_out=sent) or code
+        if data is not None:
+            data["send"] = sent
+    if data is not None:
+        emit("newsletter.run/1", data)
     sys.exit(code)
 
 
@@ -106,36 +126,51 @@ class RateType(click.ParamType):
 @click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another send on the same site before giving up.")
+@click.option("--now", "retry_now", is_flag=True,
+              help="Retry deferred messages now, without waiting for their retry time.")
+@json_option
 def send(site: Path, limit: int | None, rate: float | None, dry_run: bool, test_to: str | None,
-         quiet: bool, verbose: bool, wait: float) -> None:
+         quiet: bool, verbose: bool, wait: float, retry_now: bool, as_json: bool) -> None:
     """Hand the messages in outbox/new/ to the SMTP relay (smtp.* in newsletter.toml)."""
     _setup_logging(verbose)
     site = site.resolve()
     if test_to is not None:
         sys.exit(_send_test(site, test_to))
     if dry_run:
-        sys.exit(_send_plan(site, limit or 0))
-    sys.exit(_send(site, limit=limit or 0, rate=rate, quiet=quiet, wait=wait))
+        sys.exit(_send_plan(site, limit or 0, retry_now=retry_now, as_json=as_json))
+    data: dict[str, object] | None = {} if as_json else None
+    code = _send(site, limit=limit or 0, rate=rate, quiet=quiet, wait=wait,
+                 retry_now=retry_now, json_out=data)
+    if data is not None:
+        emit("newsletter.send/1", data)
+    sys.exit(code)
 
 
 @cli.command()
 @site_option
-def status(site: Path) -> None:
-    """Show the last run, the last digest and what is waiting."""
-    from pipeline.commands.status import site_status
+@json_option
+def status(site: Path, as_json: bool) -> None:
+    """Show the last run, the last digest, what is waiting and the open problems."""
+    from pipeline.commands.status import gather_status, status_lines
 
     try:
-        lines = site_status(site.resolve())
+        found = gather_status(site.resolve())
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    for line in lines:
+    if as_json:
+        emit("newsletter.status/1", found)
+        return
+    for line in status_lines(found):
         click.echo(line)
 
 
 @cli.command()
 @site_option
-def check(site: Path) -> None:
+@json_option
+def check(site: Path, as_json: bool) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
+    from pipeline.cli import output
+    from pipeline.commands.checks import sending_problems
     from pipeline.core.config import load_config
     from pipeline.entries.collect import collect_articles
     from pipeline.entries.summarise import summarise
@@ -148,13 +183,14 @@ def check(site: Path) -> None:
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
     now = datetime.now(UTC)
-    articles, problems = collect_articles(config, now)
+    upcoming: list[datetime] = []
+    articles, problems = collect_articles(config, now, upcoming=upcoming)
     try:
         _, subscriber_problems = load_subscribers(config.subscribers_file,
                                                   config.subscribers_file.relative_to(site))
     except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
         subscriber_problems = exc.problems
-    problems = [*config.warnings, *problems, *subscriber_problems]
+    problems = [*config.warnings, *problems, *subscriber_problems, *sending_problems(config)]
     if articles:
         try:
             html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
@@ -164,7 +200,21 @@ def check(site: Path) -> None:
             problems.append(exc.problem)
     _print_problems(problems)
     errors = [p for p in problems if not p.warning]
-    click.echo(f"{len(articles)} entries ready, {len(errors)} problems.", err=bool(errors))
+    upcoming.sort()
+    if as_json:
+        emit("newsletter.check/1", {
+            "entries_ready": len(articles),
+            "waiting_for_date": [d.isoformat() for d in upcoming],
+            "errors": len(errors), "warnings": len(problems) - len(errors),
+            "problems": [output.problem(p) for p in problems]})
+    else:
+        waits = ""
+        if upcoming:
+            dates = ", ".join(f"{d:%Y-%m-%d}" for d in upcoming)
+            waits = (f", {len(upcoming)} {'waits' if len(upcoming) == 1 else 'wait'} "
+                     f"for {'its' if len(upcoming) == 1 else 'their'} date ({dates})")
+        click.echo(f"{len(articles)} {'entry' if len(articles) == 1 else 'entries'} ready"
+                   f"{waits}, {counted(len(errors), 'problem')}.", err=bool(errors))
     sys.exit(1 if errors else EXIT_OK)
 
 
@@ -251,61 +301,102 @@ _register()
 
 
 def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool = False,
-          wait: float = 0.0) -> int:
+          wait: float = 0.0, retry_now: bool = False,
+          json_out: dict[str, object] | None = None) -> int:
+    """Send, print the outcome (or put it in `json_out`) and return the exit code."""
     from pipeline.cli.progress import Progress, print_summary
+    from pipeline.core.config import load_config
     from pipeline.delivery.send import send as send_outbox
     from pipeline.delivery.smtp import RelaySetupError
+    from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
+    from pipeline.state.problems import note_problems
 
-    progress = Progress(quiet)
+    progress = Progress(quiet or json_out is not None)
     try:
-        report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update)
+        config = load_config(site)
+        report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update,
+                             retry_now=retry_now)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except (TransportSetupError, RelaySetupError) as exc:  # RelaySetupError: until the seam
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was sent — try again later, or pass --wait SECONDS", EXIT_LOCKED)
     finally:
         progress.close()
-    _print_problems(report.problems)
-    print_summary(report, quiet)
+    fresh = note_problems(config.state_dir, "send", report.problems)
+    _print_problems(fresh if quiet else report.problems)
+    print_summary(report, quiet or json_out is not None)
+    over = _over_threshold(report.failed, report, config.fail_threshold)
+    if report.failed and not over:
+        click.echo(f"{counted(report.failed, 'message')} failed for good "
+                   f"({_share(report.failed, report)} of those tried; delivery.fail_threshold "
+                   f"is {config.fail_threshold:g}%): the send still counts as a success",
+                   err=True)
+    if json_out is not None:
+        json_out.update(send_json(report, dry_run=False, fail_threshold=config.fail_threshold))
     if report.stopped:
-        return EXIT_LOCKED  # the relay could not be reached: EX_TEMPFAIL, cron tries again
-    return EXIT_REJECTED if report.failed or report.missing else EXIT_OK
+        return EXIT_UNAVAILABLE  # the relay or provider cannot be reached: the rest waits
+    return EXIT_REJECTED if over or report.missing else EXIT_OK
 
 
-def _send_plan(site: Path, limit: int) -> int:
+def _over_threshold(failed: int, report: SendReport, threshold: float) -> bool:
+    """Whether the permanent failures pass delivery.fail_threshold (percent of the messages
+    tried): a bounce or two in a list is normal; many mean the list or the mail is wrong."""
+    tried = report.sent + report.deferred + report.failed
+    return failed > 0 and failed * 100 > threshold * tried
+
+
+def _share(failed: int, report: SendReport) -> str:
+    tried = report.sent + report.deferred + report.failed
+    return f"{failed * 100 / tried:.1f}%" if tried else "0%"
+
+
+def _send_plan(site: Path, limit: int, *, retry_now: bool = False, as_json: bool = False
+               ) -> int:
+    from pipeline.core.config import load_config
     from pipeline.delivery.send import plan_send
 
     try:
-        report = plan_send(site, limit=limit)
+        report = plan_send(site, limit=limit, retry_now=retry_now)
+        threshold = load_config(site).fail_threshold
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
     _print_problems(report.problems)
-    click.echo(f"Dry run: nothing sent. {report.due} messages are due"
+    if as_json:
+        emit("newsletter.send/1", send_json(report, dry_run=True, fail_threshold=threshold))
+        return EXIT_OK
+    waits = "waits for its" if report.waiting == 1 else "wait for their"
+    click.echo(f"Dry run: nothing sent. {counted(report.due, 'message')} "
+               + ("is" if report.due == 1 else "are") + " due"
                + (f" ({report.left} more over the cap)" if report.left else "")
-               + f"; {report.waiting} wait for their retry time.")
+               + f"; {report.waiting} {waits} retry time"
+               + (" (--now: due now)" if retry_now else "") + ".")
     if report.recovered:
-        click.echo(f"{report.recovered} messages moved by an interrupted send would be recorded.")
+        click.echo(f"{counted(report.recovered, 'message')} moved by an interrupted send "
+                   "would be recorded.")
     if report.withdrawn:
-        click.echo(f"{report.withdrawn} messages would be withdrawn: their subscribers left "
-                   "the list after they were written.")
+        click.echo(f"{counted(report.withdrawn, 'message')} would be withdrawn: their "
+                   "subscribers left the list after they were written.")
     return EXIT_OK
 
 
 def _send_test(site: Path, address: str) -> int:
     from pipeline.delivery.send import send_test
     from pipeline.delivery.smtp import RelayDown, RelaySetupError
+    from pipeline.delivery.transport import TransportDown, TransportSetupError
 
+    # RelayDown and RelaySetupError become TransportDown and TransportSetupError with the
+    # delivery seam; both are caught until every backend raises the new ones.
     try:
         outcome = send_test(site, address)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except (TransportSetupError, RelaySetupError) as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelayDown as exc:
-        _fail(f"{exc} — try again later", EXIT_LOCKED)
+    except (TransportDown, RelayDown) as exc:
+        _fail(f"{exc} — try again later", EXIT_UNAVAILABLE)
     except ValueError as exc:
         _fail(exc, EXIT_REJECTED)
     if outcome.state != "sent":

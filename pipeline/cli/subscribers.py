@@ -128,12 +128,20 @@ def remove(email: str, site: Path) -> None:
 
 @subscribers.command("list")
 @site_option
-def list_(site: Path) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the counts as one JSON object (schema in the README).")
+def list_(site: Path, as_json: bool) -> None:
     """Counts per status."""
     from pipeline.state.subscribers import SubscriberBook
 
     with _site(site) as (_, ledger):
         counts = SubscriberBook(ledger).counts()
+    if as_json:
+        from pipeline.cli.output import emit
+
+        emit("newsletter.subscribers.list/1", {"counts": dict(counts),
+                                                "total": sum(counts.values())})
+        return
     for status, count in counts.items():
         click.echo(f"{status}: {count}")
     click.echo(f"total: {sum(counts.values())}")
