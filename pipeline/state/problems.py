@@ -38,10 +38,11 @@ def _stored(ledger: Ledger, command: str) -> list[Problem]:
 
 
 def note(ledger: Ledger, command: str, problems: list[Problem]) -> list[Problem]:
-    """Record `problems` as the command's open ones; return those that were not open before
-    (in their order). Problems no longer found are closed."""
+    """Record `problems` as the command's open ones; return those that no command had open
+    (in their order): `run --send` reports a config warning once, not twice. Problems no
+    longer found are closed."""
     stored = _stored(ledger, command)
-    before = {str(p) for p in stored}
+    before = {str(p) for p in open_problems(ledger)}
     unique = list(dict.fromkeys(problems))
     if unique or stored:  # a run with nothing wrong, after one with nothing, writes nothing
         ledger.set_state(_key(command), json.dumps([as_dict(p) for p in unique]))
