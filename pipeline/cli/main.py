@@ -79,7 +79,8 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
             click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
                        f"{counted(report.written, 'message')} written to outbox/new.")
         elif report.held_back:
-            click.echo(f"{counted(report.held_back, 'new entry')} wait for the next digest "
+            click.echo(f"{counted(report.held_back, 'new entry')} "
+                       f"{'waits' if report.held_back == 1 else 'wait'} for the next digest "
                        f"(digest.cadence: {due_line(report.next_digest)}); "
                        "feeds refreshed.")
         else:
@@ -407,20 +408,27 @@ def _send_test(site: Path, address: str) -> int:
 
 def _print_plan(report: RunReport) -> None:
     feeds = _feeds_line(report.feeds_changed) or "none"
-    click.echo(f"Dry run: nothing written. {report.published} published entries; "
+    click.echo(f"Dry run: nothing written. {counted(report.published, 'published entry')}; "
                f"feeds that would change: {feeds}.")
     if report.digest_id is not None:
         click.echo(f"Digest {report.digest_id} is unfinished: {report.written} of "
-                   f"{report.subscribers} subscribers still need their message.")
+                   f"{counted(report.subscribers, 'subscriber')} still need their message.")
     elif report.held_back:
-        click.echo(f"{report.held_back} new entries wait for the cadence (digest.cadence).")
+        click.echo(f"{counted(report.held_back, 'new entry')} "
+                   f"{'waits' if report.held_back == 1 else 'wait'} for digest.cadence: the "
+                   f"next digest is due {due_line(report.next_digest)}.")
     elif report.new:
-        click.echo(f"A digest of {report.new} entries would go to "
-                   f"{report.subscribers} subscribers:")
+        click.echo(f"A digest of {counted(report.new, 'entry')} would go to "
+                   f"{counted(report.subscribers, 'subscriber')}:")
         for title in report.new_titles:
             click.echo(f"  - {title}")
     else:
         click.echo("Nothing new for the digest.")
+    if report.upcoming:
+        one = len(report.upcoming) == 1
+        click.echo(f"{counted(len(report.upcoming), 'entry')} {'waits' if one else 'wait'} "
+                   f"for {'its' if one else 'their'} date "
+                   f"({', '.join(f'{d:%Y-%m-%d}' for d in report.upcoming)}).")
 
 
 def _setup_logging(verbose: bool) -> None:

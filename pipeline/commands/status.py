@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pipeline.core.config import load_config
 from pipeline.core.errors import Problem
@@ -61,6 +62,7 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
     status["entries_waiting"] = sum(1 for a in articles if a.slug not in sent_slugs)
     status["waiting_for_date"] = [d.isoformat() for d in sorted(upcoming)]
     status["cadence"] = config.cadence
+    status["timezone"] = config.timezone.key
     status["next_digest"] = due.isoformat() if due else None
     status["messages_queued"] = (sum(1 for _ in (outbox / "new").glob("*.eml"))
                                  if (outbox / "new").is_dir() else 0)
@@ -99,9 +101,10 @@ def status_lines(status: dict[str, object]) -> list[str]:
         lines.append(f"Entries waiting for their date: {len(dated)} "
                      f"({', '.join(d[:10] for d in dated)})")
     due = status["next_digest"]
-    lines.append(f"Next digest ({status['cadence']}): "
-                 + due_line(datetime.fromisoformat(due) if isinstance(due, str) else None,
-                            datetime.now(UTC)))
+    moment = None
+    if isinstance(due, str):
+        moment = datetime.fromisoformat(due).astimezone(ZoneInfo(str(status["timezone"])))
+    lines.append(f"Next digest ({status['cadence']}): {due_line(moment, datetime.now(UTC))}")
     lines.append(f"Messages waiting in the outbox: {status['messages_queued']}")
     problems = status["problems"]
     assert isinstance(problems, list)
