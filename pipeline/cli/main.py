@@ -221,19 +221,36 @@ def check(site: Path, as_json: bool) -> None:
 
 @cli.command()
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def init(directory: Path) -> None:
+@click.option("--systemd", is_flag=True,
+              help="Also write systemd units for `run` (service and timer) and `serve` to "
+                   "DIRECTORY/deploy/; with an existing site, only those.")
+@click.option("--user", default=None, metavar="NAME",
+              help="The user the units run as [default: you].")
+def init(directory: Path, systemd: bool, user: str | None) -> None:
     """Create a working site in DIRECTORY: config, one sample article, subscribers.csv."""
     from pipeline.commands.scaffold import scaffold
 
-    try:
-        created = scaffold(directory)
-    except FileExistsError as exc:
-        click.echo(f"{exc}: already exists — choose an empty or new folder", err=True)
-        sys.exit(1)
-    for path in created:
-        click.echo(f"created {path}")
-    click.echo(f"Next: edit {directory / 'newsletter.toml'}, then run "
-               f"`newsletter run --site {directory}`.")
+    existing = (directory / "newsletter.toml").exists()
+    if not (systemd and existing):
+        try:
+            created = scaffold(directory)
+        except FileExistsError as exc:
+            click.echo(f"{exc}: already exists — choose an empty or new folder", err=True)
+            sys.exit(1)
+        for path in created:
+            click.echo(f"created {path}")
+    if systemd:
+        import getpass
+
+        from pipeline.commands.systemd import write_units
+
+        for path, written in write_units(directory, user or getpass.getuser()):
+            click.echo(f"created {path}" if written else f"kept {path}: already there")
+        click.echo(f"Install them as the comment atop {directory / 'deploy' / 'newsletter.service'}"
+                   " says; put secrets only in /etc/newsletter/newsletter.env (mode 0600).")
+    if not existing:
+        click.echo(f"Next: edit {directory / 'newsletter.toml'}, then run "
+                   f"`newsletter run --site {directory}`.")
 
 
 @cli.command()
