@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from conftest import (
@@ -30,9 +31,10 @@ def newsletter(*args: str) -> subprocess.CompletedProcess[str]:
                           env={**os.environ, "NEWSLETTER_SECRET": "test-secret"})
 
 
-def refuse(names: set[str]):  # noqa: ANN201 - a reply function for Inbox.rcpt_reply
-    return lambda address: ("550 5.1.1 <%s>: Recipient address rejected: User unknown"
-                            % address) if address.split("@")[0] in names else None
+def refuse(names: set[str]) -> Callable[[str], str | None]:
+    """An Inbox.rcpt_reply that refuses these local parts as unknown users."""
+    return lambda address: (f"550 5.1.1 <{address}>: Recipient address rejected: User unknown"
+                            if address.split("@")[0] in names else None)
 
 
 def test_0_a_run_with_nothing_wrong(site: Path) -> None:

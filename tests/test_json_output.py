@@ -22,7 +22,7 @@ SEND = {"schema": STR, "dry_run": BOOL, "due": INT, "sent": INT, "deferred": INT
 
 
 def parsed(*args: str) -> tuple[int, dict[str, object]]:
-    code, out, err = invoke(*args, "--json")
+    code, out, _ = invoke(*args, "--json")
     return code, json.loads(out)  # the whole of stdout is one JSON document
 
 

@@ -72,8 +72,7 @@ def test_bad_cadences_are_refused(text: str) -> None:
 
 
 def test_a_bad_cadence_is_a_config_error_with_examples(site: Path) -> None:
-    toml = site / "newsletter.toml"
-    toml.write_text(toml.read_text().replace("[digest]", '[digest]\ncadence = "weekly on Tusday at 07:00"'))
+    with_cadence(site, "weekly on Tusday at 07:00")
     code, _, err = invoke("check", "--site", str(site))
     assert code == 78
     assert "digest.cadence: 'tusday' is not a day of the week" in err
@@ -237,9 +236,9 @@ def test_status_and_dry_run_say_when_the_next_digest_is_due(site: Path) -> None:
 
 def test_entries_dated_in_the_future_are_counted_with_their_dates(site: Path) -> None:
     for n in range(3):
-        write_entry(site, f"now{n}.md", markdown_entry(title=f"Now {n}", date="2026-03-1" + str(n)))
+        write_entry(site, f"now{n}.md", markdown_entry(title=f"Now {n}", date=f"2026-03-1{n}"))
     write_entry(site, "later.md", markdown_entry(title="Later", date="2099-12-09"))
-    code, out, err = invoke("check", "--site", str(site))
+    code, out, _ = invoke("check", "--site", str(site))
     assert code == 0
     assert "3 entries ready, 1 waits for its date (2099-12-09), 0 problems." in out
     assert "Entries waiting for their date: 1 (2099-12-09)" in invoke("status", "--site",
