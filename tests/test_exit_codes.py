@@ -56,7 +56,7 @@ def test_2_wrong_usage(site: Path) -> None:
 
 def test_69_the_relay_cannot_be_reached_and_75_is_only_the_lock(written: Path) -> None:
     code, _, err = invoke("send", "--site", str(written))  # nothing listens on its port
-    assert code == 69 and "stay queued" in err
+    assert code == 69 and "queued for the next send" in err
     assert len(outbox_folder(written, "new")) == 2
     code, _, err = invoke("send", "--site", str(written), "--test", "you@example.org")
     assert code == 69 and "try again later" in err
