@@ -277,7 +277,7 @@ def preview(site: Path, last: bool, open_browser: bool, png: Path | None, width:
     except NothingToPreview as exc:
         _fail(exc, EXIT_REJECTED)
     _print_problems(shown.problems)
-    click.echo(f"Preview of {shown.what}: {shown.entries} entries, “{shown.subject}”")
+    click.echo(f"Preview of {shown.what}: {counted(shown.entries, 'entry')}, “{shown.subject}”")
     click.echo(f"  HTML: {shown.html_path} ({shown.html_bytes / 1000:.0f} KB)")
     click.echo(f"  text: {shown.text_path}")
     if png is not None:

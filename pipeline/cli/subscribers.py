@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import click
 
 from pipeline.core.errors import ConfigError
+from pipeline.core.wording import counted
 
 if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
     from pipeline.core.config import Config
@@ -66,10 +67,12 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
         click.echo(str(problem), err=True)
     click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
                f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
-               f"{len(problems)} rows rejected.")
+               f"{counted(len(problems), 'row')} rejected.")
     if report.kept_out:
-        click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
-                   "list and stay off it (pass --reactivate only if they asked to come back).")
+        one = len(report.kept_out) == 1
+        click.echo(f"{counted(len(report.kept_out), 'address', 'addresses')} marked active in "
+                   "the file had left the list and will stay off it (pass --reactivate only if "
+                   f"{'its owner' if one else 'their owners'} asked to come back).")
     sys.exit(1 if any(not p.warning for p in problems) else 0)
 
 
@@ -88,7 +91,7 @@ def export(file: Path | None, site: Path) -> None:
         with file.open("w", encoding="utf-8", newline="") as out:
             count = write_csv(out, SubscriberBook(ledger).everyone())
     if file:
-        click.echo(f"{count} subscribers written to {file}.")
+        click.echo(f"{counted(count, 'subscriber')} written to {file}.")
 
 
 @subscribers.command("add")

@@ -128,13 +128,15 @@ def load_config(site_dir: Path) -> Config:
     """Read `newsletter.toml` in site_dir; raise ConfigError listing every problem found."""
     path = site_dir / CONFIG_NAME
     if not path.is_file():
-        raise ConfigError([Problem(path, "-", "no configuration file",
-                                   "run `newsletter init DIR` or pass --site to a site folder")])
+        raise ConfigError([Problem(
+            path, "", "not found, so this folder is not a site",
+            "pass --site with the site's folder, or create a site with `newsletter init DIR`",
+            line=0)])
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from Windows editors is fine
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(path, "-", f"is not UTF-8 (byte {exc.start})",
+        raise ConfigError([Problem(path, "", f"is not UTF-8 (byte {exc.start})",
                                    "save it as UTF-8 in your editor",
                                    line=data[: exc.start].count(b"\n") + 1)]) from None
     try:
@@ -143,7 +145,7 @@ def load_config(site_dir: Path) -> Config:
         # tomllib (before 3.14) puts the position only in its message
         at = re.search(r"at line (\d+)", str(exc))
         line = int(at.group(1)) if at else 1
-        raise ConfigError([Problem(path, "-", f"not valid TOML: {exc}",
+        raise ConfigError([Problem(path, "", f"not valid TOML: {exc}",
                                    "fix the syntax (strings need quotes)", line=line)]) from None
     problems: list[Problem] = []
     values: dict[str, object] = {}

@@ -8,7 +8,8 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one input, printed as `path:line: field: problem — hint`."""
+    """One thing wrong with one input, printed as `path:line: field: problem — hint` (without
+    `:line` when it is 0, without `field: ` when it is empty: a problem with the whole file)."""
 
     path: Path | str
     field: str
@@ -19,7 +20,9 @@ class Problem:
 
     def __str__(self) -> str:
         kind = "warning: " if self.warning else ""
-        return f"{self.path}:{self.line}: {kind}{self.field}: {self.problem} — {self.hint}"
+        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}: {kind}{field}{self.problem} — {self.hint}"
 
 
 class EntryError(Exception):
