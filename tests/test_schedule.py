@@ -234,6 +234,14 @@ def test_status_and_dry_run_say_when_the_next_digest_is_due(site: Path) -> None:
                      dry), dry
 
 
+def test_a_dry_run_with_nothing_new_still_says_when_the_next_digest_may_go(site: Path) -> None:
+    with_cadence(site, "weekly on Tuesday at 07:00")
+    dry = invoke("run", "--site", str(site), "--dry-run")[1]
+    assert "Nothing new for the digest." in dry
+    assert re.search(r"digest.cadence: the next digest may go out from Tue \d+ \w{3} \d{4} "
+                     r"07:00 (GMT|BST)\.", dry), dry
+
+
 def test_entries_dated_in_the_future_are_counted_with_their_dates(site: Path) -> None:
     for n in range(3):
         write_entry(site, f"now{n}.md", markdown_entry(title=f"Now {n}", date=f"2026-03-1{n}"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -284,6 +285,9 @@ def _print_plan(report: RunReport) -> None:
             click.echo(f"  - {title}")
     else:
         click.echo("Nothing new for the digest.")
+    if report.next_digest is not None and not report.held_back:
+        click.echo(f"digest.cadence: the next digest may go out "
+                   f"{due_line(report.next_digest, datetime.now(UTC))}.")
     if report.upcoming:
         one = len(report.upcoming) == 1
         click.echo(f"{counted(len(report.upcoming), 'entry')} {'waits' if one else 'wait'} "
