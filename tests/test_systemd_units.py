@@ -4,6 +4,7 @@ systemd's own parser when it is installed; secrets only in a 0600 environment fi
 from __future__ import annotations
 
 import configparser
+import re
 import shutil
 import stat
 import subprocess
@@ -77,3 +78,9 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "newsletter" not in result.stderr, result.stderr  # no warning about our units
+
+
+def test_the_readme_unit_does_not_count_an_outage_as_success() -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    settings = re.findall(r"^SuccessExitStatus=(.*)$", readme, re.M)
+    assert settings and all(value.split() == ["75"] for value in settings)
