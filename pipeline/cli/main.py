@@ -63,8 +63,9 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
         _fail(exc, EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was done — try again later, or pass --wait SECONDS", EXIT_LOCKED)
-    quiet_once = quiet and report.fresh_problems is not None
-    _print_problems(report.fresh_problems if quiet_once else report.problems)  # type: ignore[arg-type]
+    # --quiet: only problems no earlier run reported (the ledger keeps the open ones)
+    fresh = report.fresh_problems
+    _print_problems(fresh if quiet and fresh is not None else report.problems)
     if as_json:
         pass
     elif dry_run:

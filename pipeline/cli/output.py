@@ -4,7 +4,6 @@ without a new `schema` version; new keys may be added."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -29,6 +28,8 @@ def when(moment: datetime | None) -> str | None:
 
 
 def emit(schema: str, data: dict[str, object]) -> None:
+    import json  # only --json needs it: a quiet cron run does not
+
     click.echo(json.dumps({"schema": schema, **data}, ensure_ascii=False, indent=2))
 
 
