@@ -11,6 +11,8 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from conftest import REPO, Inbox, invoke, markdown_entry, smtp_server, use_relay, write_entry
 
 INT, STR, BOOL, LIST, DICT, NONE, FLOAT = int, str, bool, list, dict, type(None), float
@@ -157,6 +159,8 @@ def test_subscribers_list_json(site: Path) -> None:
 def test_bash_completion_as_the_readme_sets_it_up() -> None:
     env = {**os.environ, "_NEWSLETTER_COMPLETE": "bash_source"}
     script = Path(sys.executable).parent / "newsletter"
+    if not script.exists():
+        pytest.skip(f"no installed `newsletter` script beside {sys.executable}")
     source = subprocess.run([str(script)], env=env, capture_output=True, text=True,
                             cwd=REPO, timeout=60)
     assert source.returncode == 0 and "complete " in source.stdout

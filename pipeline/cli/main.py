@@ -191,10 +191,10 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
     fresh = note_problems(config.state_dir, "send", report.problems)
     _print_problems(fresh if quiet else report.problems)
     print_summary(report, quiet or json_out is not None)
-    over = _over_threshold(report.failed, report, config.fail_threshold)
+    over = _over_threshold(report, config.fail_threshold)
     if report.failed and not over:
         click.echo(f"{counted(report.failed, 'message')} failed for good "
-                   f"({_share(report.failed, report)} of those tried; delivery.fail_threshold "
+                   f"({_share(report)} of those tried; delivery.fail_threshold "
                    f"is {config.fail_threshold:g}%): the send still counts as a success",
                    err=True)
     if json_out is not None:
@@ -204,16 +204,16 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
     return EXIT_REJECTED if over or report.missing else EXIT_OK
 
 
-def _over_threshold(failed: int, report: SendReport, threshold: float) -> bool:
+def _over_threshold(report: SendReport, threshold: float) -> bool:
     """Whether the permanent failures pass delivery.fail_threshold (percent of the messages
     tried): a bounce or two in a list is normal; many mean the list or the mail is wrong."""
     tried = report.sent + report.deferred + report.failed
-    return failed > 0 and failed * 100 > threshold * tried
+    return report.failed > 0 and report.failed * 100 > threshold * tried
 
 
-def _share(failed: int, report: SendReport) -> str:
+def _share(report: SendReport) -> str:
     tried = report.sent + report.deferred + report.failed
-    return f"{failed * 100 / tried:.1f}%" if tried else "0%"
+    return f"{report.failed * 100 / tried:.1f}%" if tried else "0%"
 
 
 def _send_plan(site: Path, limit: int, *, retry_now: bool = False, as_json: bool = False
