@@ -66,23 +66,10 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
     # --quiet: only problems no earlier run reported (the ledger keeps the open ones)
     fresh = report.fresh_problems
     _print_problems(fresh if quiet and fresh is not None else report.problems)
-    if as_json:
-        pass
-    elif dry_run:
+    if dry_run and not as_json:
         _print_plan(report)
-    elif not quiet:
-        feeds = _feeds_line(report.feeds_changed) or "unchanged"
-        click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
-        if report.digest_id is not None:
-            click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
-                       f"{counted(report.written, 'message')} written to outbox/new.")
-        elif report.held_back:
-            click.echo(f"{counted(report.held_back, 'new entry')} "
-                       f"{'waits' if report.held_back == 1 else 'wait'} for the next digest "
-                       f"(digest.cadence: {due_line(report.next_digest)}); "
-                       "feeds refreshed.")
-        else:
-            click.echo("Nothing new for the digest; no messages written.")
+    elif not (quiet or as_json):
+        _print_run(report)
     code = EXIT_REJECTED if report.rejected else EXIT_OK
     data = run_json(report, dry_run=dry_run) if as_json else None
     if then_send and not dry_run:
@@ -266,6 +253,20 @@ def _send_test(site: Path, address: str) -> int:
         _fail(f"the relay did not take the test message: {outcome.reply}", EXIT_REJECTED)
     click.echo(f"Test message sent to {address}: {outcome.reply}")
     return EXIT_OK
+
+
+def _print_run(report: RunReport) -> None:
+    feeds = _feeds_line(report.feeds_changed) or "unchanged"
+    click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
+    if report.digest_id is not None:
+        click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
+                   f"{counted(report.written, 'message')} written to outbox/new.")
+    elif report.held_back:
+        click.echo(f"{counted(report.held_back, 'new entry')} "
+                   f"{'waits' if report.held_back == 1 else 'wait'} for the next digest "
+                   f"(digest.cadence: {due_line(report.next_digest)}); feeds refreshed.")
+    else:
+        click.echo("Nothing new for the digest; no messages written.")
 
 
 def _print_plan(report: RunReport) -> None:
