@@ -22,8 +22,10 @@ from pipeline.entries.collect import collect_articles, scan
 from pipeline.publishing.feed_types import FEEDS
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
+from pipeline.state.problems import note as note_problems
 
 log = logging.getLogger("pipeline")
+CADENCE_SINCE = "cadence_since"  # the timed digest.cadence and when a run first saw it
 HUB_OWED = "websub_owed"  # the ledger's note of feed URLs the hub has not been told about yet
 
 
@@ -35,6 +37,7 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
         run_id = ledger.start_run(now)
         try:
             report = _run(config, ledger, now)
+            report.fresh_problems = note_problems(ledger, "run", report.problems)
         except BaseException as exc:
             ledger.finish_run(run_id, datetime.now(UTC), "failed", f"{type(exc).__name__}: {exc}")
             raise
@@ -58,7 +61,7 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
     report = RunReport(problems=[*config.warnings, *scan_problems, *problems, *list_problems],
-                       published=len(articles))
+                       published=len(articles), upcoming=sorted(upcoming))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:
         # Until an entry file, the config or the code changes, or the next dated entry is due,
@@ -111,9 +114,10 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
 
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
     fresh = digest is None
+    allowed, report.next_digest = next_digest(ledger, config, now, remember=True)
     if digest is None:
         new, passed_over = _unsent(articles, ledger, config)
-        if new and not _cadence_allows(ledger, config, now):
+        if new and not allowed:
             report.held_back = len(new)
             return report
         if not new:
@@ -207,8 +211,10 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     """What `run` would do now, writing nothing: for --dry-run."""
     now = now or datetime.now(UTC)
     config = load_config(site)
-    articles, problems = collect_articles(config, now)
-    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
+    upcoming: list[datetime] = []
+    articles, problems = collect_articles(config, now, upcoming=upcoming)
+    report = RunReport(problems=[*config.warnings, *problems], published=len(articles),
+                       upcoming=sorted(upcoming))
     from pipeline.publishing.feeds import render_feeds
 
     for name, data in render_feeds(articles, config).items():
@@ -223,7 +229,8 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
             report.written = report.subscribers - len(ledger.written_addresses(digest.id))
             return report
         new, _ = _unsent(articles, ledger, config)
-        if new and not _cadence_allows(ledger, config, now):
+        allowed, report.next_digest = next_digest(ledger, config, now)
+        if new and not allowed:
             report.held_back = len(new)
         else:
             report.new, report.written = len(new), report.subscribers if new else 0
@@ -255,12 +262,23 @@ def _unsent(articles: list[Article], ledger: Ledger, config: Config
     return unsent[: config.max_articles], unsent[config.max_articles:]
 
 
-def _cadence_allows(ledger: Ledger, config: Config, now: datetime) -> bool:
-    """At most one digest per calendar day or ISO week on the site's clock, if so configured."""
+def next_digest(ledger: Ledger, config: Config, now: datetime, *, remember: bool = False
+                ) -> tuple[bool, datetime | None]:
+    """(whether a digest may be built now, when the next one may, on the site's clock: None
+    for "every run").
+
+    A timed schedule counts from when it was first seen (kept in the ledger), so one set up
+    on a Friday for Tuesdays does not send at once; `remember` records that moment."""
+    schedule = config.schedule
     last = ledger.last_digest()
-    if config.cadence == "every run" or last is None:
-        return True
-    then, today = last.created.astimezone(config.timezone), now.astimezone(config.timezone)
-    if config.cadence == "daily":
-        return today.date() > then.date()
-    return today.isocalendar()[:2] > then.isocalendar()[:2]
+    since = now
+    if schedule.timed:
+        seen = (ledger.get_state(CADENCE_SINCE) or "").split("\n")
+        if len(seen) == 2 and seen[0] == config.cadence:
+            since = datetime.fromisoformat(seen[1])
+        elif remember:
+            ledger.set_state(CADENCE_SINCE, f"{config.cadence}\n{now.isoformat()}")
+    created = last.created if last else None
+    due = schedule.next_due(created, since, now, config.timezone)
+    return (schedule.allows(created, since, now, config.timezone),
+            due.astimezone(config.timezone) if due else None)

@@ -62,7 +62,7 @@ def test_new_entry_goes_into_the_next_digest_alone(sample_site: Path) -> None:
     invoke("run", "--site", str(sample_site))
     write_entry(sample_site, "fresh.md", markdown_entry(title="A fresh entry", date="2026-11-21"))
     code, out, _ = invoke("run", "--site", str(sample_site))
-    assert code == 0 and "1 entries" in out
+    assert code == 0 and "Digest 2: 1 entry, " in out
     newest = [m for m in messages(sample_site) if "A fresh entry" in m["Subject"]]
     assert len(newest) == ACTIVE_SUBSCRIBERS
     assert "Statins" not in html_of(newest[0])

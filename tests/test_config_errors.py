@@ -19,7 +19,7 @@ MAILTO = 'unsubscribe_mailto = "unsubscribe@example.org"'
 # name → (edit to the test config, the expected `newsletter.toml:LINE: KEY: PROBLEM — HINT` start)
 BROKEN: dict[str, tuple[tuple[str, str], str]] = {
     "bad TOML": (('title = "Test Clinic Journal"', "title = Test Clinic Journal"),
-                 "newsletter.toml:2: -: not valid TOML: Invalid value (at line 2, column 9) — "
+                 "newsletter.toml:2: not valid TOML: Invalid value (at line 2, column 9) — "
                  "fix the syntax"),
     "missing site URL": ((URL + "\n", ""), "newsletter.toml:1: site.url: is required — add "
                          "`url = ...` under [site]"),
@@ -136,4 +136,4 @@ def test_a_byte_order_mark_is_fine_and_other_encodings_are_named(site: Path) -> 
     (site / "newsletter.toml").write_bytes(CONFIG.replace("Test", "Tést").encode("latin-1"))
     code, _, err = run(site, "run")
     assert code == 78
-    assert "newsletter.toml:2: -: is not UTF-8 (byte 17) — save it as UTF-8" in err
+    assert "newsletter.toml:2: is not UTF-8 (byte 17) — save it as UTF-8" in err

@@ -213,7 +213,7 @@ def test_status_shows_last_run_digest_and_what_waits(site: Path) -> None:
     write_entry(site, "b.md", markdown_entry(title="Second", date="2026-03-15"))
     out = runner.invoke(cli, ["status", "--site", str(site)]).stdout
     assert "Last run:" in out and ": ok (digest 1: 2 messages written)" in out
-    assert "Last digest: #1" in out and "1 entries, 2 messages written, 0 sent" in out
+    assert "Last digest: #1" in out and "1 entry, 2 messages written, 0 sent" in out
     assert "Entries waiting for the next digest: 1" in out
     assert "Messages waiting in the outbox: 2" in out
 

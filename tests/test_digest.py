@@ -39,6 +39,14 @@ def visible_text(html: str) -> str:
     return " ".join(body.text_content().split())
 
 
+def shown_text(a: lxml.html.HtmlElement) -> str:
+    """A link's text as it looks: without what is there for screen readers only."""
+    copy = lxml.html.fromstring(lxml.html.tostring(a))
+    for hidden in copy.find_class("sr-only"):
+        hidden.drop_tree()
+    return " ".join(copy.text_content().split())
+
+
 def style_blocks(html: str) -> list[str]:
     return [style.text or "" for style in document(html).iter("style")]
 
@@ -56,9 +64,17 @@ def test_each_title_links_to_its_article(rendered) -> None:
     _, articles, html, _ = rendered
     anchors = [(a.get("href"), " ".join(a.text_content().split()))
                for a in document(html).iter("a")]
+    shown = [(a.get("href"), shown_text(a)) for a in document(html).iter("a")]
     for article in articles:
         assert (article.url, article.title) in anchors, article.slug
-        assert (article.url, "Read the full article →") in anchors, article.slug
+        assert (article.url, "Read the full article →") in shown, article.slug
+        # ... and to a screen reader each link names its article (the arrow is decoration)
+        assert (article.url, f"Read the full article: {article.title} →") in anchors
+    buttons = [a for a in document(html).iter("a") if a.find_class("sr-only")]
+    assert len(buttons) == len(articles)
+    for a in buttons:
+        [arrow] = [s for s in a.iter("span") if s.get("aria-hidden") == "true"]
+        assert arrow.text == "→"
 
 
 def test_each_card_shows_category_date_read_time_and_every_takeaway(rendered) -> None:

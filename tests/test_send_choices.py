@@ -104,7 +104,7 @@ def test_dry_run_counts_the_withdrawals_and_moves_nothing(written: Path) -> None
     set_status(written, "ada@example.org", "unsubscribed")
     code, out, _ = invoke("send", "--site", str(written), "--dry-run")
     assert code == 0
-    assert "1 messages are due" in out and "1 messages would be withdrawn" in out
+    assert "1 message is due" in out and "1 message would be withdrawn" in out
     assert len(outbox_folder(written, "new")) == 2 and outbox_folder(written, "withdrawn") == []
 
 

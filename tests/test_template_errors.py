@@ -69,7 +69,7 @@ def test_a_template_typo_names_file_and_line_before_the_outbox_is_touched(site: 
     assert PROBLEM_LINE.fullmatch(problem)
     assert not (site / "outbox").exists()
 
-    assert run(site, "check") == (1, f"{problem}\n1 entries ready, 1 problems.\n")
+    assert run(site, "check") == (1, f"{problem}\n1 entry ready, 1 problem.\n")
     (site / "templates" / name).unlink()  # fixed: the same entry goes out
     assert run(site) == (0, "")
     assert {str(m["Subject"]) for m in messages(site)} == {

@@ -4,25 +4,33 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import NoReturn, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from pipeline import __version__
-from pipeline.cli.options import (
+from pipeline.cli.common import (  # the exit codes are documented in the README
     EXIT_CONFIG,
     EXIT_LOCKED,
     EXIT_OK,
     EXIT_REJECTED,
     EXIT_SOFTWARE,
+    EXIT_UNAVAILABLE,
+    json_option,
     site_option,
 )
-from pipeline.core.errors import ConfigError, Problem, TemplateError
+from pipeline.cli.common import fail as _fail
+from pipeline.cli.common import print_problems as _print_problems
+from pipeline.cli.output import emit, run_json, send_json
+from pipeline.core.errors import ConfigError, TemplateError
 from pipeline.core.models import RunReport
+from pipeline.core.wording import counted, due_line
 
-T = TypeVar("T")
+if TYPE_CHECKING:
+    from pipeline.core.deliveries import SendReport
+
 
 @click.group()
 @click.version_option(__version__, prog_name="newsletter")
@@ -40,8 +48,9 @@ def cli() -> None:
               help="Seconds to wait for another run on the same site before giving up.")
 @click.option("--send", "then_send", is_flag=True,
               help="Then send what is in the outbox, as `newsletter send` does.")
+@json_option
 def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
-        then_send: bool) -> None:
+        then_send: bool, as_json: bool) -> None:
     """Collect entries, write the feeds to public/ and new digests to outbox/."""
     from pipeline.run import plan
     from pipeline.run import run as run_pipeline
@@ -54,23 +63,22 @@ def run(site: Path, quiet: bool, verbose: bool, dry_run: bool, wait: float,
         _fail(exc, EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was done — try again later, or pass --wait SECONDS", EXIT_LOCKED)
-    _print_problems(report.problems)
-    if dry_run:
+    # --quiet: only problems no earlier run reported (the ledger keeps the open ones)
+    fresh = report.fresh_problems
+    _print_problems(fresh if quiet and fresh is not None else report.problems)
+    if dry_run and not as_json:
         _print_plan(report)
-    elif not quiet:
-        feeds = _feeds_line(report.feeds_changed) or "unchanged"
-        click.echo(f"{report.published} published entries; feeds {feeds}.")
-        if report.digest_id is not None:
-            click.echo(f"Digest {report.digest_id}: {report.new} entries, "
-                       f"{report.written} messages written to outbox/new.")
-        elif report.held_back:
-            click.echo(f"{report.held_back} new entries wait for the next digest "
-                       "(digest.cadence); feeds refreshed.")
-        else:
-            click.echo("Nothing new for the digest; no messages written.")
+    elif not (quiet or as_json):
+        _print_run(report)
     code = EXIT_REJECTED if report.rejected else EXIT_OK
+    data = run_json(report, dry_run=dry_run) if as_json else None
     if then_send and not dry_run:
-        code = _send(site.resolve(), quiet=quiet, wait=wait) or code
+        sent: dict[str, object] | None = {} if as_json else None
+        code = _send(site.resolve(), quiet=quiet, wait=wait, json_out=sent) or code
+        if data is not None:
+            data["send"] = sent
+    if data is not None:
+        emit("newsletter.run/1", data)
     sys.exit(code)
 
 
@@ -104,104 +112,24 @@ class RateType(click.ParamType):
 @click.option("--verbose", "-v", is_flag=True, help="Log each step to stderr.")
 @click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another send on the same site before giving up.")
+@click.option("--now", "retry_now", is_flag=True,
+              help="Retry deferred messages now, without waiting for their retry time.")
+@json_option
 def send(site: Path, limit: int | None, rate: float | None, dry_run: bool, test_to: str | None,
-         quiet: bool, verbose: bool, wait: float) -> None:
+         quiet: bool, verbose: bool, wait: float, retry_now: bool, as_json: bool) -> None:
     """Hand the messages in outbox/new/ to the SMTP relay (smtp.* in newsletter.toml)."""
     _setup_logging(verbose)
     site = site.resolve()
     if test_to is not None:
         sys.exit(_send_test(site, test_to))
     if dry_run:
-        sys.exit(_send_plan(site, limit or 0))
-    sys.exit(_send(site, limit=limit or 0, rate=rate, quiet=quiet, wait=wait))
-
-
-@cli.command()
-@site_option
-def status(site: Path) -> None:
-    """Show the last run, the last digest and what is waiting."""
-    from pipeline.commands.status import site_status
-
-    for line in _on_site(site_status, site):
-        click.echo(line)
-
-
-@cli.command()
-@site_option
-def check(site: Path) -> None:
-    """Validate the config, every entry, the subscriber list and the templates; write nothing."""
-    from pipeline.commands.check import check_site
-
-    report = _on_site(check_site, site)
-    _print_problems(report.problems)
-    click.echo(f"{report.ready} entries ready, {len(report.errors)} problems.",
-               err=bool(report.errors))
-    sys.exit(EXIT_REJECTED if report.errors else EXIT_OK)
-
-
-@cli.command()
-@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
-def init(directory: Path) -> None:
-    """Create a working site in DIRECTORY: config, one sample article, subscribers.csv."""
-    from pipeline.commands.scaffold import scaffold
-
-    try:
-        created = scaffold(directory)
-    except FileExistsError as exc:
-        click.echo(f"{exc}: already exists — choose an empty or new folder", err=True)
-        sys.exit(EXIT_REJECTED)
-    for path in created:
-        click.echo(f"created {path}")
-    click.echo(f"Next: edit {directory / 'newsletter.toml'}, then run "
-               f"`newsletter run --site {directory}`.")
-
-
-@cli.command()
-@site_option
-@click.option("--last", is_flag=True, help="Show the last digest built instead of the next one.")
-@click.option("--open", "open_browser", is_flag=True,
-              help="Open the HTML part in the default web browser.")
-@click.option("--png", type=click.Path(dir_okay=False, path_type=Path),
-              help="Also save a full-page screenshot to this file (needs Chromium).")
-@click.option("--width", type=click.IntRange(320, 1200), default=600, show_default=True,
-              help="Screenshot width in px: 600 for a desktop client, 375 for a phone.")
-@click.option("--dark", is_flag=True, help="Take the screenshot in dark mode.")
-def preview(site: Path, last: bool, open_browser: bool, png: Path | None, width: int,
-            dark: bool) -> None:
-    """Write the next digest (or the last) to preview/: HTML, text and optionally a PNG.
-
-    Nothing is sent or recorded: the ledger, feeds and outbox are left alone."""
-    from pipeline.commands.preview import NothingToPreview, build_preview
-
-    try:
-        shown = build_preview(site.resolve(), last=last)
-    except (ConfigError, TemplateError) as exc:
-        _fail(exc, EXIT_CONFIG)
-    except NothingToPreview as exc:
-        _fail(exc, EXIT_REJECTED)
-    _print_problems(shown.problems)
-    click.echo(f"Preview of {shown.what}: {shown.entries} entries, “{shown.subject}”")
-    click.echo(f"  HTML: {shown.html_path} ({shown.html_bytes / 1000:.0f} KB)")
-    click.echo(f"  text: {shown.text_path}")
-    if png is not None:
-        from pipeline.commands.screenshot import ChromiumMissing, ScreenshotError, screenshot
-        from pipeline.core.atomic import write_atomic
-
-        try:
-            shot = screenshot(shown.html_path, width, dark=dark)
-        except (ChromiumMissing, ScreenshotError) as exc:
-            _fail(exc, EXIT_REJECTED)
-        write_atomic(png, shot.png)
-        click.echo(f"  screenshot: {png} ({shot.width} × {shot.height} px"
-                   f"{', dark mode' if dark else ''})")
-        if shot.content_width > shot.width:
-            click.echo(f"warning: at {width} px the digest is {shot.content_width} px wide: "
-                       "something does not shrink (a long word or link, a wide image) — "
-                       "readers on small screens must scroll sideways", err=True)
-    if open_browser:
-        import webbrowser
-
-        webbrowser.open(shown.html_path.as_uri())
+        sys.exit(_send_plan(site, limit or 0, retry_now=retry_now, as_json=as_json))
+    data: dict[str, object] | None = {} if as_json else None
+    code = _send(site, limit=limit or 0, rate=rate, quiet=quiet, wait=wait,
+                 retry_now=retry_now, json_out=data)
+    if data is not None:
+        emit("newsletter.send/1", data)
+    sys.exit(code)
 
 
 def _feeds_line(changed: list[str]) -> str:
@@ -212,9 +140,10 @@ def _feeds_line(changed: list[str]) -> str:
 
 
 def _register() -> None:
+    from pipeline.cli.site_commands import check, init, preview, status
     from pipeline.cli.subscribers import serve, subscribers, unsubscribe
 
-    for command in (subscribers, unsubscribe, serve):
+    for command in (status, check, init, preview, subscribers, unsubscribe, serve):
         cli.add_command(command)
 
 
@@ -222,61 +151,102 @@ _register()
 
 
 def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool = False,
-          wait: float = 0.0) -> int:
+          wait: float = 0.0, retry_now: bool = False,
+          json_out: dict[str, object] | None = None) -> int:
+    """Send, print the outcome (or put it in `json_out`) and return the exit code."""
     from pipeline.cli.progress import Progress, print_summary
+    from pipeline.core.config import load_config
     from pipeline.delivery.send import send as send_outbox
     from pipeline.delivery.smtp import RelaySetupError
+    from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
+    from pipeline.state.problems import note_problems
 
-    progress = Progress(quiet)
+    progress = Progress(quiet or json_out is not None)
     try:
-        report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update)
+        config = load_config(site)
+        report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update,
+                             retry_now=retry_now)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except (TransportSetupError, RelaySetupError) as exc:  # RelaySetupError: until the seam
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was sent — try again later, or pass --wait SECONDS", EXIT_LOCKED)
     finally:
         progress.close()
-    _print_problems(report.problems)
-    print_summary(report, quiet)
+    fresh = note_problems(config.state_dir, "send", report.problems)
+    _print_problems(fresh if quiet else report.problems)
+    print_summary(report, quiet or json_out is not None)
+    over = _over_threshold(report, config.fail_threshold)
+    if report.failed and not over:
+        click.echo(f"{counted(report.failed, 'message')} failed for good "
+                   f"({_share(report)} of those tried; delivery.fail_threshold "
+                   f"is {config.fail_threshold:g}%): the send still counts as a success",
+                   err=True)
+    if json_out is not None:
+        json_out.update(send_json(report, dry_run=False, fail_threshold=config.fail_threshold))
     if report.stopped:
-        return EXIT_LOCKED  # the relay could not be reached: EX_TEMPFAIL, cron tries again
-    return EXIT_REJECTED if report.failed or report.missing else EXIT_OK
+        return EXIT_UNAVAILABLE  # the relay or provider cannot be reached: the rest waits
+    return EXIT_REJECTED if over or report.missing else EXIT_OK
 
 
-def _send_plan(site: Path, limit: int) -> int:
+def _over_threshold(report: SendReport, threshold: float) -> bool:
+    """Whether the permanent failures pass delivery.fail_threshold (percent of the messages
+    tried): a bounce or two in a list is normal; many mean the list or the mail is wrong."""
+    tried = report.sent + report.deferred + report.failed
+    return report.failed > 0 and report.failed * 100 > threshold * tried
+
+
+def _share(report: SendReport) -> str:
+    tried = report.sent + report.deferred + report.failed
+    return f"{report.failed * 100 / tried:.1f}%" if tried else "0%"
+
+
+def _send_plan(site: Path, limit: int, *, retry_now: bool = False, as_json: bool = False
+               ) -> int:
+    from pipeline.core.config import load_config
     from pipeline.delivery.send import plan_send
 
     try:
-        report = plan_send(site, limit=limit)
+        report = plan_send(site, limit=limit, retry_now=retry_now)
+        threshold = load_config(site).fail_threshold
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
     _print_problems(report.problems)
-    click.echo(f"Dry run: nothing sent. {report.due} messages are due"
+    if as_json:
+        emit("newsletter.send/1", send_json(report, dry_run=True, fail_threshold=threshold))
+        return EXIT_OK
+    waits = "waits for its" if report.waiting == 1 else "wait for their"
+    click.echo(f"Dry run: nothing sent. {counted(report.due, 'message')} "
+               + ("is" if report.due == 1 else "are") + " due"
                + (f" ({report.left} more over the cap)" if report.left else "")
-               + f"; {report.waiting} wait for their retry time.")
+               + f"; {report.waiting} {waits} retry time"
+               + (" (--now: due now)" if retry_now else "") + ".")
     if report.recovered:
-        click.echo(f"{report.recovered} messages moved by an interrupted send would be recorded.")
+        click.echo(f"{counted(report.recovered, 'message')} moved by an interrupted send "
+                   "would be recorded.")
     if report.withdrawn:
-        click.echo(f"{report.withdrawn} messages would be withdrawn: their subscribers left "
-                   "the list after they were written.")
+        click.echo(f"{counted(report.withdrawn, 'message')} would be withdrawn: their "
+                   "subscribers left the list after they were written.")
     return EXIT_OK
 
 
 def _send_test(site: Path, address: str) -> int:
     from pipeline.delivery.send import send_test
     from pipeline.delivery.smtp import RelayDown, RelaySetupError
+    from pipeline.delivery.transport import TransportDown, TransportSetupError
 
+    # RelayDown and RelaySetupError become TransportDown and TransportSetupError with the
+    # delivery seam; both are caught until every backend raises the new ones.
     try:
         outcome = send_test(site, address)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except (TransportSetupError, RelaySetupError) as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelayDown as exc:
-        _fail(f"{exc} — try again later", EXIT_LOCKED)
+    except (TransportDown, RelayDown) as exc:
+        _fail(f"{exc} — try again later", EXIT_UNAVAILABLE)
     except ValueError as exc:
         _fail(exc, EXIT_REJECTED)
     if outcome.state != "sent":
@@ -285,22 +255,46 @@ def _send_test(site: Path, address: str) -> int:
     return EXIT_OK
 
 
+def _print_run(report: RunReport) -> None:
+    feeds = _feeds_line(report.feeds_changed) or "unchanged"
+    click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
+    if report.digest_id is not None:
+        click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
+                   f"{counted(report.written, 'message')} written to outbox/new.")
+    elif report.held_back:
+        click.echo(f"{counted(report.held_back, 'new entry')} "
+                   f"{'waits' if report.held_back == 1 else 'wait'} for the next digest "
+                   f"(digest.cadence: {due_line(report.next_digest)}); feeds refreshed.")
+    else:
+        click.echo("Nothing new for the digest; no messages written.")
+
+
 def _print_plan(report: RunReport) -> None:
     feeds = _feeds_line(report.feeds_changed) or "none"
-    click.echo(f"Dry run: nothing written. {report.published} published entries; "
+    click.echo(f"Dry run: nothing written. {counted(report.published, 'published entry')}; "
                f"feeds that would change: {feeds}.")
     if report.digest_id is not None:
         click.echo(f"Digest {report.digest_id} is unfinished: {report.written} of "
-                   f"{report.subscribers} subscribers still need their message.")
+                   f"{counted(report.subscribers, 'subscriber')} still need their message.")
     elif report.held_back:
-        click.echo(f"{report.held_back} new entries wait for the cadence (digest.cadence).")
+        click.echo(f"{counted(report.held_back, 'new entry')} "
+                   f"{'waits' if report.held_back == 1 else 'wait'} for digest.cadence: the "
+                   f"next digest is due {due_line(report.next_digest)}.")
     elif report.new:
-        click.echo(f"A digest of {report.new} entries would go to "
-                   f"{report.subscribers} subscribers:")
+        click.echo(f"A digest of {counted(report.new, 'entry')} would go to "
+                   f"{counted(report.subscribers, 'subscriber')}:")
         for title in report.new_titles:
             click.echo(f"  - {title}")
     else:
         click.echo("Nothing new for the digest.")
+    if report.next_digest is not None and not report.held_back:
+        click.echo(f"digest.cadence: the next digest may go out "
+                   f"{due_line(report.next_digest, datetime.now(UTC))}.")
+    if report.upcoming:
+        one = len(report.upcoming) == 1
+        click.echo(f"{counted(len(report.upcoming), 'entry')} {'waits' if one else 'wait'} "
+                   f"for {'its' if one else 'their'} date "
+                   f"({', '.join(f'{d:%Y-%m-%d}' for d in report.upcoming)}).")
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -310,24 +304,6 @@ def _setup_logging(verbose: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO if verbose else logging.WARNING)
     logger.propagate = False
-
-
-def _print_problems(problems: list[Problem]) -> None:
-    for problem in problems:
-        click.echo(str(problem), err=True)
-
-
-def _on_site(command: Callable[[Path], T], site: Path) -> T:
-    """A command's work on the site; a config it cannot use stops it with EXIT_CONFIG."""
-    try:
-        return command(site.resolve())
-    except ConfigError as exc:
-        _fail(exc, EXIT_CONFIG)
-
-
-def _fail(exc: Exception | str, code: int) -> NoReturn:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(code)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ import time
 import click
 
 from pipeline.core.deliveries import SendReport
+from pipeline.core.wording import counted
 
 PLAIN_EVERY = 5.0  # seconds between progress lines when stderr is not a terminal (and at
 PLAIN_STEPS = 4  # each quarter): enough to follow in a log, few enough for cron's mail
@@ -54,19 +55,23 @@ def print_summary(report: SendReport, quiet: bool) -> None:
         click.echo(f"marked bounced on the list (no more digests until re-imported with "
                    f"--reactivate): {', '.join(report.bouncing)}", err=True)
     if report.stopped:
-        click.echo(f"stopped early: {report.stopped}; {report.left} messages stay queued "
-                   "for the next send", err=True)
+        click.echo(f"stopped early: {report.stopped}; {counted(report.left, 'message')} "
+                   f"{'stays' if report.left == 1 else 'stay'} queued for the next send",
+                   err=True)
     if quiet:
         return
     click.echo(f"Sent {report.sent}, deferred {report.deferred}, failed {report.failed} "
                f"(of {report.due} due).")
     later = []
+    one = {n: n == 1 for n in (report.waiting, report.left, report.recovered)}
     if report.waiting:
-        later.append(f"{report.waiting} wait for their retry time")
+        later.append(f"{report.waiting} " + ("waits for its" if one[report.waiting]
+                                             else "wait for their") + " retry time")
     if report.left and not report.stopped:
-        later.append(f"{report.left} are over this run's cap")
+        later.append(f"{report.left} {'is' if one[report.left] else 'are'} over this run's cap")
     if report.recovered:
-        later.append(f"{report.recovered} sent by an interrupted send were recorded")
+        later.append(f"{report.recovered} sent by an interrupted send "
+                     f"{'was' if one[report.recovered] else 'were'} recorded")
     if report.withdrawn:
         later.append(f"{report.withdrawn} withdrawn (outbox/withdrawn/): their subscribers "
                      "left the list after the messages were written")

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.options import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, site_option
+from pipeline.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, site_option
 from pipeline.core.errors import ConfigError
+from pipeline.core.wording import counted
 
 if TYPE_CHECKING:  # `newsletter run` imports this module: keep its start cheap
     from pipeline.core.config import Config
@@ -64,10 +65,12 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
     rejected = [p for p in problems if not p.warning]
     click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
                f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
-               f"{len(rejected)} rows rejected.")
+               f"{counted(len(rejected), 'row')} rejected.")
     if report.kept_out:
-        click.echo(f"{len(report.kept_out)} addresses marked active in the file had left the "
-                   "list and stay off it (pass --reactivate only if they asked to come back).")
+        one = len(report.kept_out) == 1
+        click.echo(f"{counted(len(report.kept_out), 'address', 'addresses')} marked active in "
+                   "the file had left the list and will stay off it (pass --reactivate only if "
+                   f"{'its owner' if one else 'their owners'} asked to come back).")
     sys.exit(EXIT_REJECTED if rejected else EXIT_OK)
 
 
@@ -86,7 +89,7 @@ def export(file: Path | None, site: Path) -> None:
         with file.open("w", encoding="utf-8", newline="") as out:
             count = write_csv(out, SubscriberBook(ledger).everyone())
     if file:
-        click.echo(f"{count} subscribers written to {file}.")
+        click.echo(f"{counted(count, 'subscriber')} written to {file}.")
 
 
 @subscribers.command("add")
@@ -137,12 +140,20 @@ def remove(email: str, site: Path) -> None:
 
 @subscribers.command("list")
 @site_option
-def list_(site: Path) -> None:
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the counts as one JSON object (schema in the README).")
+def list_(site: Path, as_json: bool) -> None:
     """Counts per status."""
     from pipeline.state.subscribers import SubscriberBook
 
     with _site(site) as (_, ledger):
         counts = SubscriberBook(ledger).counts()
+    if as_json:
+        from pipeline.cli.output import emit
+
+        emit("newsletter.subscribers.list/1", {"counts": dict(counts),
+                                                "total": sum(counts.values())})
+        return
     for status, count in counts.items():
         click.echo(f"{status}: {count}")
     click.echo(f"total: {sum(counts.values())}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pipeline.core.config import load_config
+from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.entries.collect import collect_articles
 from pipeline.publishing.digest import render_digest, size_problems
@@ -18,6 +18,7 @@ from pipeline.subscribers.csv_file import load_subscribers
 class CheckReport:
     ready: int  # entries that would be published
     problems: list[Problem] = field(default_factory=list)
+    upcoming: list[datetime] = field(default_factory=list)  # entries waiting for their date
 
     @property
     def errors(self) -> list[Problem]:
@@ -28,17 +29,31 @@ def check_site(site: Path, now: datetime | None = None) -> CheckReport:
     """Every problem a run would meet; raises ConfigError when the config itself is unusable."""
     now = now or datetime.now(UTC)
     config = load_config(site)
-    articles, problems = collect_articles(config, now)
+    upcoming: list[datetime] = []
+    articles, problems = collect_articles(config, now, upcoming=upcoming)
     try:
         _, subscriber_problems = load_subscribers(config.subscribers_file,
                                                   config.subscribers_file.relative_to(site))
     except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
         subscriber_problems = exc.problems
-    problems = [*config.warnings, *problems, *subscriber_problems]
+    problems = [*config.warnings, *problems, *subscriber_problems, *sending_problems(config)]
     if articles:
         try:
             html, _ = render_digest(articles[: config.max_articles], now, config)
             problems += size_problems(html, config)
         except TemplateError as exc:
             problems.append(exc.problem)
-    return CheckReport(len(articles), problems)
+    return CheckReport(len(articles), problems, sorted(upcoming))
+
+
+def sending_problems(config: Config) -> list[Problem]:
+    """What bulk mail needs that a site that only publishes feeds does not."""
+    problems = []
+    if config.smtp.host and not config.postal_address:
+        problems.append(Problem(
+            config.site_dir / CONFIG_NAME, "email.postal_address",
+            "is not set, but sending is (smtp.host)",
+            'add `postal_address = "Clinic name, street, town, postcode"` under [email]: '
+            "CAN-SPAM and many national rules ask bulk mail to carry the sender's postal "
+            "address in its footer", warning=True))
+    return problems

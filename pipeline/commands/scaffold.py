@@ -21,8 +21,9 @@ url = "https://journal.example.org/"
 id = "{journal_id}"
 description = "Evidence-minded health notes from the Example Clinic."
 language = "en"
-# Dates without a time or offset are on this clock (IANA name).
-timezone = "Europe/London"
+# The site's clock (an IANA name such as "Europe/London"; UTC is also the default): dates
+# without a time or offset, and the times in digest.cadence, are on it.
+timezone = "UTC"
 author = "Example Clinic"
 # Where each article lives on the web site; {{site_url}} and {{slug}} are filled in.
 article_url = "{{site_url}}journal/{{slug}}/"
@@ -35,6 +36,9 @@ max_items = 50
 max_articles = 10
 # Fields: {{journal}}, {{date}}, {{lead_title}}, {{count}}.
 subject = "{{journal}}: {{lead_title}}"
+# When a digest may go out: "every run", "daily", "weekly", "daily at 06:30",
+# "weekly on Tuesday at 07:00" or "monthly on the 1st at 08:00" (on site.timezone's clock).
+cadence = "every run"
 
 [email]
 from = "Example Clinic Journal <journal@example.org>"
@@ -43,6 +47,8 @@ reply_to = ""
 unsubscribe_url = "{{site_url}}unsubscribe?token={{token}}"
 unsubscribe_mailto = "unsubscribe@example.org"
 reason = "You are receiving this because you subscribed to the Example Clinic Health Journal."
+# The sender's postal address, shown in every digest's footer (bulk-mail rules ask for one).
+# postal_address = "Example Clinic, 1 High Street, Exampletown EX1 1AA, United Kingdom"
 
 # `newsletter send` hands the outbox to your SMTP relay. The password comes only from the
 # NEWSLETTER_SMTP_PASSWORD environment variable. Try it with `newsletter send --test you@…`.
@@ -81,7 +87,7 @@ Run `newsletter run`: the feeds go to `public/`, and one message per subscriber 
 
 SUBSCRIBERS = "email,name,categories,status\nreader@example.org,Example Reader,,active\n"
 
-GITIGNORE = "public/\noutbox/\npreview/\n.newsletter/\n"
+GITIGNORE = "public/\noutbox/\npreview/\n.newsletter/\ndeploy/newsletter.env\n"
 
 
 def scaffold(directory: Path) -> list[Path]:

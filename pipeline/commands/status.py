@@ -1,59 +1,123 @@
-"""`newsletter status`: the last run, the last digest, and what is waiting. Reads only."""
+"""`newsletter status`: the last run, the last digest, what is waiting and what is wrong.
+Reads only."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from pipeline.core.config import load_config
+from pipeline.core.errors import Problem
+from pipeline.core.wording import counted, due_line
 from pipeline.entries.collect import collect_articles
 from pipeline.mail.compose import message_prefix
 from pipeline.mail.outbox import SENT
+from pipeline.run import next_digest
 from pipeline.state.ledger import open_ledger
 from pipeline.state.lock import is_locked
+from pipeline.state.problems import as_dict, open_problems
 from pipeline.state.subscribers import SubscriberBook
 
 
 def site_status(site: Path, now: datetime | None = None) -> list[str]:
+    """The status as lines of text."""
+    return status_lines(gather_status(site, now))
+
+
+def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
+    """The status as the `--json` schema "newsletter.status/1" (README) has it."""
     now = now or datetime.now(UTC)
     config = load_config(site)
-    articles, _ = collect_articles(config, now)
+    upcoming: list[datetime] = []
+    articles, _ = collect_articles(config, now, upcoming=upcoming)
     outbox = config.outbox_dir
-    lines = []
+    status: dict[str, object] = {}
     with open_ledger(config.state_dir, read_only=True) as ledger:
         last = ledger.last_run()
-        if last is None:
-            lines.append("Last run: never")
-        else:
+        run = None
+        if last is not None:
             started, finished, outcome, detail = last
             if outcome == "running" and not is_locked(config.state_dir):
                 outcome, detail = "interrupted", "the next run finishes its work"
-            lines.append(f"Last run: {_when(started)} → {_when(finished)}: {outcome}"
-                         + (f" ({detail})" if detail else ""))
+            run = {"started": _iso(started), "finished": _iso(finished), "outcome": outcome,
+                   "detail": detail or ""}
+        status["last_run"] = run
         digest = ledger.last_digest()
-        if digest is None:
-            lines.append("Last digest: none yet")
-        else:
+        shown = None
+        if digest is not None:
             prefix = message_prefix(digest)
             sent = sum(1 for _ in (outbox / SENT).glob(f"{prefix}*.eml")) \
                 if (outbox / SENT).is_dir() else 0
-            state = "complete" if ledger.open_digest() is None else "unfinished"
             counts = ledger.delivery_counts(digest.id)
-            lines.append(
-                f"Last digest: #{digest.id} of {digest.created:%Y-%m-%d %H:%M} UTC ({state}): "
-                f"{len(digest.slugs)} entries, {ledger.message_count(digest.id)} messages "
-                f"written, {sent} sent"
-                + "".join(f", {counts[k]} {k}" for k in ("deferred", "failed", "withdrawn")
-                          if counts.get(k)))
+            shown = {"id": digest.id, "created": digest.created.isoformat(),
+                     "complete": ledger.open_digest() is None, "entries": len(digest.slugs),
+                     "messages_written": ledger.message_count(digest.id), "sent": sent,
+                     **{k: counts.get(k, 0) for k in ("deferred", "failed", "withdrawn")}}
+        status["last_digest"] = shown
         sent_slugs = ledger.sent_slugs()
-        counts = SubscriberBook(ledger).counts()
-    lines.append("Subscribers: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
-    waiting = [a for a in articles if a.slug not in sent_slugs]
-    lines.append(f"Entries waiting for the next digest: {len(waiting)}")
-    queued = sum(1 for _ in (outbox / "new").glob("*.eml")) if (outbox / "new").is_dir() else 0
-    lines.append(f"Messages waiting in the outbox: {queued}")
+        status["subscribers"] = dict(SubscriberBook(ledger).counts())
+        _, due = next_digest(ledger, config, now)
+        problems = open_problems(ledger)
+    status["entries_waiting"] = sum(1 for a in articles if a.slug not in sent_slugs)
+    status["waiting_for_date"] = [d.isoformat() for d in sorted(upcoming)]
+    status["cadence"] = config.cadence
+    status["timezone"] = config.timezone.key
+    status["next_digest"] = due.isoformat() if due else None
+    status["messages_queued"] = (sum(1 for _ in (outbox / "new").glob("*.eml"))
+                                 if (outbox / "new").is_dir() else 0)
+    status["problems"] = [as_dict(p) for p in problems]
+    return status
+
+
+def status_lines(status: dict[str, object]) -> list[str]:
+    lines = []
+    run = status["last_run"]
+    if not isinstance(run, dict):
+        lines.append("Last run: never")
+    else:
+        lines.append(f"Last run: {_when(run['started'])} → {_when(run['finished'])}: "
+                     f"{run['outcome']}" + (f" ({run['detail']})" if run["detail"] else ""))
+    digest = status["last_digest"]
+    if not isinstance(digest, dict):
+        lines.append("Last digest: none yet")
+    else:
+        created = datetime.fromisoformat(str(digest["created"]))
+        lines.append(
+            f"Last digest: #{digest['id']} of {created:%Y-%m-%d %H:%M} UTC "
+            f"({'complete' if digest['complete'] else 'unfinished'}): "
+            f"{counted(int(digest['entries']), 'entry')}, "
+            f"{counted(int(digest['messages_written']), 'message')} written, "
+            f"{digest['sent']} sent"
+            + "".join(f", {digest[k]} {k}" for k in ("deferred", "failed", "withdrawn")
+                      if digest[k]))
+    counts = status["subscribers"]
+    assert isinstance(counts, dict)
+    lines.append("Subscribers: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+    lines.append(f"Entries waiting for the next digest: {status['entries_waiting']}")
+    dated = status["waiting_for_date"]
+    assert isinstance(dated, list)
+    if dated:
+        lines.append(f"Entries waiting for their date: {len(dated)} "
+                     f"({', '.join(d[:10] for d in dated)})")
+    due = status["next_digest"]
+    moment = None
+    if isinstance(due, str):
+        moment = datetime.fromisoformat(due).astimezone(ZoneInfo(str(status["timezone"])))
+    lines.append(f"Next digest ({status['cadence']}): {due_line(moment, datetime.now(UTC))}")
+    lines.append(f"Messages waiting in the outbox: {status['messages_queued']}")
+    problems = status["problems"]
+    assert isinstance(problems, list)
+    if problems:
+        lines.append(f"Open problems ({len(problems)}), from the last run and send:")
+        lines += [f"  {Problem(**row)}" for row in problems]
     return lines
 
 
-def _when(stamp: str | None) -> str:
-    return datetime.fromisoformat(stamp).strftime("%Y-%m-%d %H:%M:%S %Z") if stamp else "-"
+def _iso(stamp: str | None) -> str | None:
+    return datetime.fromisoformat(stamp).isoformat() if stamp else None
+
+
+def _when(stamp: object) -> str:
+    return datetime.fromisoformat(str(stamp)).strftime("%Y-%m-%d %H:%M:%S %Z") \
+        if stamp else "-"

@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.schedule import EXAMPLES, Schedule, ScheduleError, parse_cadence
 from pipeline.core.text import strip_illegal
 from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
-CADENCES = ("every run", "daily", "weekly")
 
 # Every known key, its default (None: required) and what it is for; unknown keys are warned about.
 SCHEMA: dict[str, dict[str, object]] = {
@@ -42,8 +42,12 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_url": "",
         "logo_width": 160,
         "logo_height": 48,
+        "postal_address": "",
     },
     "subscribers": {"double_opt_in": False},
+    # Not under [smtp]: how many refusals a send tolerates is the job's policy, whatever the
+    # backend (an SMTP relay or a provider's API) carries the mail.
+    "delivery": {"fail_threshold": 5},
     "smtp": SMTP_SCHEMA,
     "dkim": DKIM_SCHEMA,
 }
@@ -63,7 +67,7 @@ class Config:
     feed_max_items: int
     max_articles: int
     subject: str
-    cadence: str  # "every run", "daily" or "weekly": how often a digest may go out
+    cadence: str  # "every run", "daily at 06:30"…: when a digest may go out (core/schedule.py)
     from_address: Mailbox
     reply_to: str
     unsubscribe_url: str
@@ -78,6 +82,10 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    # `send` exits 1 only when more than this percentage of the messages it tried failed for
+    # good: a hard bounce or two is normal in a large list (providers act at ~5%).
+    fail_threshold: float = 5.0
+    postal_address: str = ""  # the sender's, in every digest's footer (one line)
 
     @property
     def public_dir(self) -> Path:
@@ -103,6 +111,10 @@ class Config:
     def mail_domain(self) -> str:
         return self.from_address.domain
 
+    @property
+    def schedule(self) -> Schedule:
+        return parse_cadence(self.cadence)
+
     def url_for(self, slug: str) -> str:
         return self.article_url.format(site_url=self.site_url, slug=slug)
 
@@ -111,13 +123,15 @@ def load_config(site_dir: Path) -> Config:
     """Read `newsletter.toml` in site_dir; raise ConfigError listing every problem found."""
     path = site_dir / CONFIG_NAME
     if not path.is_file():
-        raise ConfigError([Problem(path, "-", "no configuration file",
-                                   "run `newsletter init DIR` or pass --site to a site folder")])
+        raise ConfigError([Problem(
+            path, "", "not found, so this folder is not a site",
+            "pass --site with the site's folder, or create a site with `newsletter init DIR`",
+            line=0)])
     data = path.read_bytes()
     try:
         text = data.decode("utf-8-sig")  # a byte-order mark from Windows editors is fine
     except UnicodeDecodeError as exc:
-        raise ConfigError([Problem(path, "-", f"is not UTF-8 (byte {exc.start})",
+        raise ConfigError([Problem(path, "", f"is not UTF-8 (byte {exc.start})",
                                    "save it as UTF-8 in your editor",
                                    line=data[: exc.start].count(b"\n") + 1)]) from None
     try:
@@ -126,7 +140,7 @@ def load_config(site_dir: Path) -> Config:
         # tomllib (before 3.14) puts the position only in its message
         at = re.search(r"at line (\d+)", str(exc))
         line = int(at.group(1)) if at else 1
-        raise ConfigError([Problem(path, "-", f"not valid TOML: {exc}",
+        raise ConfigError([Problem(path, "", f"not valid TOML: {exc}",
                                    "fix the syntax (strings need quotes)", line=line)]) from None
     problems: list[Problem] = []
     values: dict[str, object] = {}
@@ -201,6 +215,14 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
             return 1
         return value
 
+    def percentage(key: str) -> float:
+        value = v.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 100:
+            bad(key, "must be a percentage from 0 to 100",
+                f"e.g. `{key.split('.')[-1]} = 5` (0: any failure fails the send)")
+            return 0.0
+        return float(value)
+
     url = link("site.url")
     if url and not url.startswith(("https://", "http://")):
         bad("site.url", f"{url!r} is not an absolute URL", "write it as https://your.domain/")
@@ -254,6 +276,10 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_url=string("email.logo_url"),
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
+        fail_threshold=percentage("delivery.fail_threshold"),
+        # Written over several lines in the TOML, shown on one in the footer.
+        postal_address=", ".join(line.strip().rstrip(",") for line in
+                                 string("email.postal_address").splitlines() if line.strip()),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")
@@ -261,9 +287,10 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
                        ("email.logo_url", config.logo_url)):
         if value and not value.startswith(("https://", "http://")):
             bad(key, f"{value!r} is not an absolute URL", "write it as https://…")
-    if config.cadence not in CADENCES:
-        bad("digest.cadence", f"{config.cadence!r} is not a cadence",
-            f"use one of: {', '.join(repr(c) for c in CADENCES)}")
+    try:
+        parse_cadence(config.cadence)
+    except ScheduleError as exc:
+        bad("digest.cadence", str(exc), f"use one of: {', '.join(EXAMPLES)}")
     try:
         config.subject.format(journal="", date="", lead_title="", count=0)
     except (KeyError, IndexError, ValueError) as exc:

@@ -10,7 +10,8 @@ from pipeline.core.text import escaped
 
 @dataclass(frozen=True)
 class Problem:
-    """One thing wrong with one input, printed as `path:line: field: problem — hint`."""
+    """One thing wrong with one input, printed as `path:line: field: problem — hint` (without
+    `:line` when it is 0, without `field: ` when it is empty: a problem with the whole file)."""
 
     path: Path | str
     field: str
@@ -23,8 +24,9 @@ class Problem:
         """One line whatever the text holds: a file name with a newline (or a tab, a bidi
         override) is shown escaped, so cron mail and `grep` see one problem per line."""
         kind = "warning: " if self.warning else ""
-        return escaped(f"{self.path}:{self.line}: {kind}{self.field}: {self.problem} — "
-                       f"{self.hint}")
+        where = f"{self.path}:{self.line}" if self.line else f"{self.path}"
+        field = f"{self.field}: " if self.field else ""
+        return escaped(f"{where}: {kind}{field}{self.problem} — {self.hint}")
 
 
 class EntryError(Exception):

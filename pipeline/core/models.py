@@ -173,17 +173,24 @@ class RunReport:
     digest_id: int | None = None
     held_back: int = 0  # new entries waiting for the cadence to allow the next digest
     new_titles: list[str] = field(default_factory=list)
+    next_digest: datetime | None = None  # when digest.cadence next allows one (None: any run)
+    upcoming: list[datetime] = field(default_factory=list)  # entries waiting for their date
+    # Problems not open after the last run (None: not tracked, e.g. a dry run): what --quiet
+    # prints, so one typo is mailed once, not by every cron run.
+    fresh_problems: list[Problem] | None = None
 
     @property
     def outcome(self) -> str:
         """One line for `newsletter status`."""
+        from pipeline.core.wording import counted
+
         if self.digest_id is not None:
-            done = f"digest {self.digest_id}: {self.written} messages written"
+            done = f"digest {self.digest_id}: {counted(self.written, 'message')} written"
         elif self.held_back:
-            done = f"{self.held_back} new entries held back by the cadence"
+            done = f"{counted(self.held_back, 'new entry')} held back by the cadence"
         else:
             done = "nothing new"
-        return done + (f"; {self.rejected} problems" if self.rejected else "")
+        return done + (f"; {counted(self.rejected, 'problem')}" if self.rejected else "")
 
     @property
     def rejected(self) -> int:

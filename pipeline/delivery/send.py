@@ -49,8 +49,10 @@ class Folders:
 
 
 def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
-         wait: float = 0.0, progress: Progress | None = None) -> SendReport:
-    """Hand every due message to the relay; raises ConfigError, Locked or RelaySetupError."""
+         wait: float = 0.0, progress: Progress | None = None, retry_now: bool = False
+         ) -> SendReport:
+    """Hand every due message to the relay; raises ConfigError, Locked or RelaySetupError.
+    `retry_now`: deferred messages are due now, whatever their retry time."""
     config = load_config(site)
     settings = check_settings(config)
     signer = signer_for(settings)
@@ -62,7 +64,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         folders = Folders(config.outbox_dir)
         waiting = _listing(folders.new)
         _adopt_confirmations(ledger, waiting, clock())
-        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config)
+        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
+                                          retry_now)
         if recovered:  # a killed send moved these but never recorded them
             _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
@@ -80,15 +83,21 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
     return report
 
 
-def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0) -> SendReport:
-    """What `send` would do now, sending and writing nothing: for --dry-run."""
+def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
+              retry_now: bool = False) -> SendReport:
+    """What `send` would do now, sending and writing nothing: for --dry-run. Settings that
+    are not enough to send yet are warnings here: a dry run connects to nothing."""
     config = load_config(site)
-    settings = check_settings(config)
     report = SendReport(problems=list(config.warnings))
+    try:
+        settings = check_settings(config)
+    except ConfigError as exc:
+        settings = config.smtp
+        report.problems += [replace(p, warning=True) for p in exc.problems]
     with open_ledger(config.state_dir, read_only=True) as ledger:
         folders = Folders(config.outbox_dir, create=False)
         due, recovered, unwanted = _queue(ledger, folders, _listing(folders.new),
-                                          now or datetime.now(UTC), report, config)
+                                          now or datetime.now(UTC), report, config, retry_now)
     report.recovered, report.withdrawn = len(recovered), len(unwanted)
     _cap(due, limit, settings, report)
     return report
@@ -151,7 +160,7 @@ def _listing(folder: Path) -> set[str]:
 
 
 def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
-           report: SendReport, config: Config
+           report: SendReport, config: Config, retry_now: bool = False
            ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
     subscriber no longer wants them), from the ledger's queue checked against the folders;
@@ -164,7 +173,7 @@ def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
     for message in ledger.queued_messages() + Notices(ledger).queued():
         known.add(message.filename)
         if message.filename in waiting:
-            if message.next_attempt is None or message.next_attempt <= now:
+            if retry_now or message.next_attempt is None or message.next_attempt <= now:
                 due.append(message)
             else:
                 report.waiting += 1
@@ -283,7 +292,8 @@ def _recovered(message: QueuedMessage, folder: Path, state: str) -> Delivery:
     if state == "failed":
         reason = path.with_name(path.name + REASON)
         text = reason.read_text(encoding="utf-8") if reason.exists() else "refused"
-        reply, bouncing = text.splitlines()[0], "marked bouncing" in text
+        # "marked bouncing": the note's wording before it matched the list's status
+        reply, bouncing = text.splitlines()[0], "marked bounc" in text
     return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
 
 
@@ -320,7 +330,7 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
             next_attempt = when + timedelta(seconds=delay)
         bouncing = outcome.bouncing and message.digest_id is not None  # not a confirmation
         if state == "failed":
-            note = ("the address is refused: subscriber marked bouncing" if bouncing
+            note = ("the address is refused: subscriber marked bounced" if bouncing
                     else "the subscriber is not marked")
             write_atomic(folders.failed / (message.filename + REASON),
                          f"{reply}\n{note}\n".encode())

@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import html
 import re
+import textwrap
 from email import policy
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -56,13 +57,14 @@ class Composer:
             ("From", str(config.from_address)),
             ("Subject", digest.subject),
             ("Date", format_datetime(digest.created)),
-            ("List-Id",
-             f"{header_text(config.title)} <{slugify(config.journal_id)}.{self.domain}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ]
         if config.reply_to:
             fixed.append(("Reply-To", config.reply_to))
-        self.head = b"".join(_header(name, value) for name, value in fixed) + (
+        list_id = _list_id(header_text(config.title),
+                           f"{slugify(config.journal_id)}.{self.domain}")
+        self.head = b"".join(_header(name, value) for name, value in fixed[:3]) + list_id + \
+            b"".join(_header(name, value) for name, value in fixed[3:]) + (
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
 
@@ -115,6 +117,22 @@ def _header(name: str, value: str) -> bytes:
         encoded = Header(value, charset, header_name=name).encode(linesep="\r\n")
         return f"{name}: {encoded}\r\n".encode("ascii")
     return policy.SMTP.fold_binary(name, header)
+
+
+def _list_id(title: str, list_id: str) -> bytes:
+    """`List-Id: Title <id.domain>` (RFC 2919), folded between words when long. The email
+    package folds it right after the colon instead, which reads back with a leading space
+    ("List-Id:  Title"). A non-ASCII title is RFC 2047-encoded, as the package did."""
+    if not title.isascii():
+        phrase = _encoded_words(title)
+    else:  # folding between words: unfolding gives back the single space
+        phrase = "\r\n ".join(textwrap.wrap(title, 66, break_long_words=False,
+                                            break_on_hyphens=False))
+    if not phrase:
+        return f"List-Id: <{list_id}>\r\n".encode("ascii")
+    line = f"List-Id: {phrase} <{list_id}>"
+    fold = " " if len(line) <= 78 and "\r\n" not in phrase else "\r\n "
+    return f"List-Id: {phrase}{fold}<{list_id}>\r\n".encode("ascii")
 
 
 def _encoded_words(text: str) -> str:

@@ -31,16 +31,29 @@ def site_lock(state_dir: Path, wait: float = 0.0, name: str = LOCK_NAME) -> Iter
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
                     what = "send" if name == SEND_LOCK_NAME else "run"
-                    raise Locked(f"another {what} (pid {holder}) is working on this site"
-                                 ) from None
+                    holder = _holder(fd)
+                    who = f"pid {holder}" if holder else "just starting"
+                    raise Locked(f"another {what} ({who}) is working on this site") from None
                 time.sleep(0.1)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        # The pid first, then the length: the file never reads empty once a holder wrote it.
+        pid = f"{os.getpid()}\n".encode()
+        os.pwrite(fd, pid, 0)
+        os.ftruncate(fd, len(pid))
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def _holder(fd: int, patience: float = 0.5) -> str:
+    """The pid the lock's holder wrote; a holder that has just taken the lock writes it a
+    moment later, so wait for it a little (not forever)."""
+    deadline = time.monotonic() + patience
+    while True:
+        first = os.pread(fd, 32, 0).decode(errors="replace").split("\n")[0].strip()
+        if first.isdigit() or time.monotonic() >= deadline:
+            return first if first.isdigit() else ""
+        time.sleep(0.02)
 
 
 def is_locked(state_dir: Path) -> bool:
