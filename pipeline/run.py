@@ -106,7 +106,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     digest = ledger.open_digest()  # a digest a crashed run left unfinished comes first
     fresh = digest is None
     if digest is None:
-        new, passed_over = _unsent(articles, ledger, config)
+        new, passed_over = ledger.unsent(articles, config.max_articles)
         if new and not _cadence_allows(ledger, config, now):
             report.held_back = len(new)
             return report
@@ -221,7 +221,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
             report.digest_id, report.new = digest.id, len(digest.slugs)
             report.written = report.subscribers - len(ledger.written_addresses(digest.id))
             return report
-        new, _ = _unsent(articles, ledger, config)
+        new, _ = ledger.unsent(articles, config.max_articles)
         if new and not _cadence_allows(ledger, config, now):
             report.held_back = len(new)
         else:
@@ -243,14 +243,6 @@ def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -
         if row.status == ACTIVE and book.get(row.email) is None:
             count += 1
     return count
-
-
-def _unsent(articles: list[Article], ledger: Ledger, config: Config
-            ) -> tuple[list[Article], list[Article]]:
-    """(the next digest's entries, older ones passed over by max_articles); newest first."""
-    sent = ledger.sent_slugs()
-    unsent = [a for a in articles if a.slug not in sent]
-    return unsent[: config.max_articles], unsent[config.max_articles:]
 
 
 def _cadence_allows(ledger: Ledger, config: Config, now: datetime) -> bool:

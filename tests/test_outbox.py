@@ -7,7 +7,6 @@ import email.policy
 import html as html_lib
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from pipeline.entries.summarise import summarise
 from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import message_name, write_outbox
 from pipeline.publishing.digest import PLACEHOLDERS, WIDTH, render_digest, subject_for
-from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
+from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.rules import load_subscribers, read_rows, subscriber_token
@@ -303,8 +302,7 @@ def test_file_names_are_deterministic_per_digest_and_subscriber(issue: Issue) ->
            message_name(issue.digest, "ada@example.org")
     write(issue)
     assert {p.name for p in new_dir(issue).iterdir()} == names
-    rows = issue.ledger.db.execute("SELECT address, filename FROM messages").fetchall()
-    assert {name for _, name in rows} == names
+    assert set(issue.ledger.messages(issue.digest.id).values()) == names
 
 
 def test_second_write_writes_nothing(issue: Issue) -> None:
@@ -319,15 +317,29 @@ def test_second_write_writes_nothing(issue: Issue) -> None:
     assert issue.ledger.message_count(issue.digest.id) == 2
 
 
-def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(issue: Issue) -> None:
-    write(issue)
+class Killed(BaseException):
+    """The process dying at that point."""
+
+
+def write_killed_before_the_record(issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after its files were made durable, before the ledger recorded them."""
+    def killed(*_: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(issue.ledger, "record_messages", killed)
+        with pytest.raises(Killed):
+            write(issue)
+    assert len(list(new_dir(issue).iterdir())) == 2
+    assert issue.ledger.message_count(issue.digest.id) == 0
+
+
+def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(
+        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_killed_before_the_record(issue, monkeypatch)
     ada = new_dir(issue) / message_name(issue.digest, "ada@example.org")
     original = ada.read_bytes()
     inode = ada.stat().st_ino
-    # A crash after the files were made durable but before the ledger recorded them.
-    with issue.ledger.db:
-        issue.ledger.db.execute("DELETE FROM messages")
-        issue.ledger.db.execute("UPDATE digests SET complete = 0")
     assert issue.ledger.open_digest() == issue.digest
     assert write(issue) == 0
     assert ada.read_bytes() == original and ada.stat().st_ino == inode
@@ -337,15 +349,12 @@ def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(issue: Iss
 
 
 def test_a_file_already_moved_to_sent_without_a_ledger_row_is_not_written_again(
-        issue: Issue) -> None:
-    write(issue)
+        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_killed_before_the_record(issue, monkeypatch)
     name = message_name(issue.digest, "ada@example.org")
     sent = issue.config.outbox_dir / "sent"
     sent.mkdir()
-    (new_dir(issue) / name).rename(sent / name)  # a send took it before the crash below
-    with issue.ledger.db:  # a run killed after the files were durable, before the record
-        issue.ledger.db.execute("DELETE FROM messages")
-        issue.ledger.db.execute("UPDATE digests SET complete = 0")
+    (new_dir(issue) / name).rename(sent / name)  # a send took it after the killed run
     assert write(issue) == 0
     assert not (new_dir(issue) / name).exists() and (sent / name).exists()
     assert issue.ledger.message_count(issue.digest.id) == 2
@@ -361,9 +370,8 @@ def test_a_partial_outbox_is_finished_without_duplicates(issue: Issue) -> None:
 
 def test_a_message_survives_reopening_the_ledger(issue: Issue) -> None:
     write(issue)
-    db_path = issue.config.state_dir / LEDGER_NAME
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+    with open_ledger(issue.config.state_dir, read_only=True) as ledger:
+        assert ledger.message_count(issue.digest.id) == 2
     with open_ledger(issue.config.state_dir) as ledger:
         assert write_outbox(issue.digest, issue.subscribers, issue.config, ledger,
                             issue.secret, NOW) == 0

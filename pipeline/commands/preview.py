@@ -53,11 +53,10 @@ def build_preview(site: Path, *, last: bool = False, now: datetime | None = None
         else:
             from pipeline.entries.collect import collect_articles
             from pipeline.entries.summarise import summarise
-            from pipeline.run import _unsent
 
             articles, entry_problems = collect_articles(config, now)
             problems += entry_problems
-            new = [summarise(a) for a in _unsent(articles, ledger, config)[0]]
+            new = [summarise(a) for a in ledger.unsent(articles, config.max_articles)[0]]
             if not new:
                 raise NothingToPreview(
                     "nothing new for the next digest: every published entry was in an earlier "

@@ -9,24 +9,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, Body, Source
+from pipeline.state.entry_cache import CachedEntry
+
+__all__ = ["CACHE_VERSION", "CachedEntry", "EntryStore", "decode", "encode"]
 
 # Bump when the reading of entries changes, so caches made by older code are not trusted.
 CACHE_VERSION = 1
-
-
-@dataclass(frozen=True)
-class CachedEntry:
-    size: int
-    mtime_ns: int
-    checksum: str
-    payload: str
 
 
 class EntryStore(Protocol):

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from pipeline.core.models import Subscriber
-from pipeline.state.ledger import Ledger, transaction
+from pipeline.state.connection import transaction
+from pipeline.state.ledger import Ledger
 from pipeline.subscribers.rules import (
     ACTIVE,
     BOUNCED,
@@ -42,15 +43,15 @@ def _row(row: tuple) -> Subscriber:
 
 class SubscriberBook:
     def __init__(self, ledger: Ledger) -> None:
-        self.db = ledger.db
+        self._db = ledger._db  # the state package shares the ledger's connection
 
     def get(self, email: str) -> Subscriber | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?",
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?",
                               (email_key(email),)).fetchone()
         return _row(row) if row else None
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?",
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?",
                               (subscriber_id,)).fetchone()
         return _row(row) if row else None
 
@@ -65,7 +66,7 @@ class SubscriberBook:
     def _stream(self, where: str) -> Iterator[Subscriber]:
         last = 0
         while True:
-            rows = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers {where} "
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers {where} "
                                    f"ORDER BY id LIMIT {PAGE}", (last,)).fetchall()
             yield from (_row(r) for r in rows)
             if len(rows) < PAGE:
@@ -75,15 +76,15 @@ class SubscriberBook:
     def statuses(self) -> dict[str, tuple[int, str]]:
         """email_key → (id, status), for the whole list (sending checks each message against
         it)."""
-        return {key: (sid, status) for key, sid, status in self.db.execute(
+        return {key: (sid, status) for key, sid, status in self._db.execute(
             "SELECT email_key, id, status FROM subscribers")}
 
     def active_segments(self) -> set[str]:
-        return {r[0] for r in self.db.execute(
+        return {r[0] for r in self._db.execute(
             "SELECT DISTINCT segment FROM subscribers WHERE status = 'active'")}
 
     def counts(self) -> dict[str, int]:
-        found = Counter(dict(self.db.execute(
+        found = Counter(dict(self._db.execute(
             "SELECT status, count(*) FROM subscribers GROUP BY status").fetchall()))
         return {status: found.get(status, 0) for status in STATUSES}
 
@@ -97,7 +98,7 @@ class SubscriberBook:
         """
         report = ImportReport()
         stamp = now.isoformat()
-        with transaction(self.db):
+        with transaction(self._db):
             for row in rows:
                 known = self.get(row.email)
                 if known is None:
@@ -121,11 +122,11 @@ class SubscriberBook:
         choice, unlike an import); (the row, whether it is new). A known address keeps its
         status: re-activation is `set_status`."""
         stamp = now.isoformat()
-        with transaction(self.db):
+        with transaction(self._db):
             known = self.get(subscriber.email)
             if known is None:
                 return self._insert(subscriber, subscriber.status, stamp), True
-            self.db.execute(
+            self._db.execute(
                 "UPDATE subscribers SET name = ?, categories = ?, segment = ?, updated = ? "
                 "WHERE id = ?", (subscriber.name or known.name,
                                  ";".join(subscriber.categories), segment_key(
@@ -137,7 +138,7 @@ class SubscriberBook:
     def set_status(self, email: str, status: str, now: datetime) -> Subscriber | None:
         """None if the address is not on the list."""
         assert status in STATUSES
-        with transaction(self.db):
+        with transaction(self._db):
             known = self.get(email)
             if known is not None:
                 self._set(known.id, status, now.isoformat())
@@ -145,28 +146,28 @@ class SubscriberBook:
 
     def set_status_by_id(self, subscriber_id: int, status: str, now: datetime) -> None:
         assert status in STATUSES
-        with transaction(self.db):
+        with transaction(self._db):
             self._set(subscriber_id, status, now.isoformat())
 
     def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime
                        ) -> None:
         chosen = parse_categories(categories)
-        with transaction(self.db):
-            self.db.execute(
+        with transaction(self._db):
+            self._db.execute(
                 "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
                 (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
 
     def remove(self, email: str) -> bool:
         """Forget the address altogether (a data-protection request). To stop mail but keep
         the address from being imported again, unsubscribe it instead."""
-        with transaction(self.db):
-            cursor = self.db.execute("DELETE FROM subscribers WHERE email_key = ?",
+        with transaction(self._db):
+            cursor = self._db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                      (email_key(email),))
         return cursor.rowcount > 0
 
     def _insert(self, row: Subscriber, status: str, stamp: str) -> Subscriber:
         categories = parse_categories(row.categories)
-        cursor = self.db.execute(
+        cursor = self._db.execute(
             "INSERT INTO subscribers (email, email_key, name, categories, segment, status, "
             "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (row.email, email_key(row.email), row.name, ";".join(categories),
@@ -176,5 +177,5 @@ class SubscriberBook:
                           categories=categories, status=status)
 
     def _set(self, subscriber_id: int, status: str, stamp: str) -> None:
-        self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
+        self._db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
                         (status, stamp, subscriber_id))
