@@ -8,7 +8,7 @@ from pathlib import Path
 from pipeline.core.config import load_config
 from pipeline.entries.collect import collect_articles
 from pipeline.mail.compose import message_prefix
-from pipeline.mail.outbox import SENT
+from pipeline.mail.outbox import SENT, Outbox
 from pipeline.state.ledger import open_ledger
 from pipeline.state.lock import is_locked
 from pipeline.state.subscribers import SubscriberBook
@@ -18,7 +18,7 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
     now = now or datetime.now(UTC)
     config = load_config(site)
     articles, _ = collect_articles(config, now)
-    outbox = config.outbox_dir
+    outbox = Outbox(config.outbox_dir)
     lines = []
     with open_ledger(config.state_dir, read_only=True) as ledger:
         last = ledger.last_run()
@@ -34,9 +34,7 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
         if digest is None:
             lines.append("Last digest: none yet")
         else:
-            prefix = message_prefix(digest)
-            sent = sum(1 for _ in (outbox / SENT).glob(f"{prefix}*.eml")) \
-                if (outbox / SENT).is_dir() else 0
+            sent = outbox.count(SENT, message_prefix(digest))
             state = "complete" if ledger.open_digest() is None else "unfinished"
             counts = ledger.delivery_counts(digest.id)
             lines.append(
@@ -50,8 +48,7 @@ def site_status(site: Path, now: datetime | None = None) -> list[str]:
     lines.append("Subscribers: " + ", ".join(f"{n} {status}" for status, n in counts.items()))
     waiting = [a for a in articles if a.slug not in sent_slugs]
     lines.append(f"Entries waiting for the next digest: {len(waiting)}")
-    queued = sum(1 for _ in (outbox / "new").glob("*.eml")) if (outbox / "new").is_dir() else 0
-    lines.append(f"Messages waiting in the outbox: {queued}")
+    lines.append(f"Messages waiting in the outbox: {outbox.count('new')}")
     return lines
 
 
