@@ -37,7 +37,7 @@ def build_site(root: Path, subscribers: int) -> Path:
     """A site whose first run built one 10-entry digest for zero subscribers, and whose list
     (imported into the ledger, as a run does when subscribers.csv changes) has N people."""
     site = make_site(root / "site", 10, subscribers=0)
-    os.environ["NEWSLETTER_SECRET"] = "bench-secret"
+    os.environ["NEWSLETTER_SECRET"] = "bench-secret-0123456789-0123456789"
     from pipeline.run import run
 
     run(site, NOW)
@@ -164,7 +164,7 @@ def main() -> None:
         with open_ledger(config.state_dir) as ledger:
             digest = ledger.last_digest()
         assert digest is not None
-        composer = Composer(digest, config, b"bench-secret")
+        composer = Composer(digest, config, b"bench-secret-0123456789-0123456789")
         people = [Subscriber(f"reader{i:06d}@example.org", f"Reader {i}") for i in range(n)]
         sample = composer.compose(people[0])
         def assemble() -> None:

@@ -11,15 +11,15 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
-from pipeline.core.errors import Problem
+from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Article, RunReport
 from pipeline.entries.collect import collect_articles, scan
-from pipeline.state.ledger import Ledger, open_ledger
+from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.state.lock import site_lock
 
 log = logging.getLogger("pipeline")
@@ -31,8 +31,10 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
     now = now or datetime.now(UTC)
     config = load_config(site)
     with site_lock(config.state_dir, wait), open_ledger(config.state_dir) as ledger:
+        _check_history(config, ledger)
         run_id = ledger.start_run(now)
         try:
+            _prune(config, ledger, now)
             report = _run(config, ledger, now)
         except BaseException as exc:
             ledger.finish_run(run_id, datetime.now(UTC), "failed", f"{type(exc).__name__}: {exc}")
@@ -107,6 +109,7 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     fresh = digest is None
     if digest is None:
         new, passed_over = ledger.unsent(articles, config.max_articles)
+        report.problems += _clock_problems(config, ledger, now)
         if new and not _cadence_allows(ledger, config, now):
             report.held_back = len(new)
             return report
@@ -246,11 +249,66 @@ def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -
 
 
 def _cadence_allows(ledger: Ledger, config: Config, now: datetime) -> bool:
-    """At most one digest per calendar day or ISO week on the site's clock, if so configured."""
+    """At most one digest per calendar day or ISO week on the site's clock, if so configured.
+    A last digest dated more than a day ahead was made with a wrong clock: it holds nothing
+    back (_clock_problems reports it)."""
+    from pipeline.state.upkeep import FUTURE_SLACK
+
     last = ledger.last_digest()
-    if config.cadence == "every run" or last is None:
+    if config.cadence == "every run" or last is None or last.created > now + FUTURE_SLACK:
         return True
     then, today = last.created.astimezone(config.timezone), now.astimezone(config.timezone)
     if config.cadence == "daily":
         return today.date() > then.date()
     return today.isocalendar()[:2] > then.isocalendar()[:2]
+
+
+def _clock_problems(config: Config, ledger: Ledger, now: datetime) -> list[Problem]:
+    """Warnings for times the ledger holds from a clock that was far ahead."""
+    from pipeline.state.upkeep import times_ahead
+
+    return [Problem(config.state_dir.relative_to(config.site_dir) / LEDGER_NAME, "clock",
+                    what, "check this machine's clock (timedatectl); digests are not held "
+                    "back by it", warning=True) for what in times_ahead(ledger, now)]
+
+
+PRUNED = "pruned"  # the ledger's note of when retention was last applied
+
+
+def _prune(config: Config, ledger: Ledger, now: datetime) -> None:
+    """Apply retention at most once a day: messages and delivery details older than
+    retention.days leave the outbox and the ledger (a no-op run stays one lookup)."""
+    last = ledger.get_state(PRUNED)
+    if last and timedelta(0) <= now - datetime.fromisoformat(last) < timedelta(days=1):
+        return
+    from pipeline.mail.outbox import Outbox
+    from pipeline.state.upkeep import prune
+
+    before = now - timedelta(days=config.retention_days)
+    files = Outbox(config.outbox_dir).prune(before)
+    rows = prune(ledger, before)
+    ledger.set_state(PRUNED, now.isoformat())
+    log.info("retention: %d files and %d delivery details older than %d days removed", files,
+             rows.deliveries + rows.messages + rows.notices, config.retention_days)
+
+
+def _check_history(config: Config, ledger: Ledger) -> None:
+    """Stop (ConfigError) when the ledger knows no digest but the site shows it sent some:
+    the ledger was deleted or lost, and a run now would send the last digest to everyone
+    again and mail people who unsubscribed."""
+    if ledger.digest_count():
+        return
+    from pipeline.mail.outbox import Outbox
+
+    seen = []
+    if any((config.public_dir / "digests").glob("*.html")):
+        seen.append("public/digests/")
+    if Outbox(config.outbox_dir).has_digest_history():
+        seen.append("outbox/")
+    if seen:
+        raise ConfigError([Problem(
+            config.state_dir.relative_to(config.site_dir) / LEDGER_NAME, "ledger",
+            f"is missing or empty, but this site has sent digests before ({', '.join(seen)})",
+            "restore it from a backup: `newsletter restore FILE` (see the README's Backups); "
+            "a run now would send the last digest again and mail people who left. To start "
+            "over on purpose, move public/digests/ and outbox/ away first")])

@@ -39,14 +39,14 @@ def big_site(tmp_path: Path, name: str = "site") -> Path:
 
 
 def start(site: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "NEWSLETTER_SECRET": "kill-test"}
+    env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret-0123456789-abcdefghij"}
     return subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", "--site", str(site), "--verbose", *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
 
 
 def finish(site: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "NEWSLETTER_SECRET": "kill-test"}
+    env = {**os.environ, "NEWSLETTER_SECRET": "kill-test-secret-0123456789-abcdefghij"}
     return subprocess.run([sys.executable, "-m", "pipeline", "run", "--site", str(site), *args],
                           capture_output=True, text=True, env=env, timeout=300)
 

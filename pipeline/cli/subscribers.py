@@ -32,8 +32,12 @@ def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(78)
-    with open_ledger(config.state_dir) as ledger:
-        yield config, ledger
+    try:
+        with open_ledger(config.state_dir) as ledger:
+            yield config, ledger
+    except ConfigError as exc:  # e.g. a weak site secret, found when a confirmation is made
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(78)
 
 
 def _address(raw: str) -> str:
@@ -116,14 +120,27 @@ def add(email: str, name: str, categories: str, site: Path) -> None:
 @click.argument("email")
 @site_option
 def remove(email: str, site: Path) -> None:
-    """Delete EMAIL from the list entirely (to stop mail but remember it, use unsubscribe)."""
-    from pipeline.state.subscribers import SubscriberBook
+    """Erase EMAIL from the whole site: the list, the ledger, the outbox, subscribers.csv
+    (to stop mail but remember it, use unsubscribe)."""
+    from pipeline.state.lock import Locked
+    from pipeline.subscribers.erasure import erase
 
     address = _address(email)
-    with _site(site) as (_, ledger):
-        gone = SubscriberBook(ledger).remove(address)
-    click.echo(f"removed {address}" if gone else f"{address} is not on the list", err=not gone)
-    sys.exit(0 if gone else 1)
+    with _site(site) as (config, ledger):
+        try:
+            report = erase(config, ledger, address, datetime.now(UTC))
+        except Locked as exc:
+            click.echo(f"error: {exc}; nothing was erased — try again when it is done",
+                       err=True)
+            sys.exit(75)
+    if not report.found:
+        click.echo(f"{address} is not on the list", err=True)
+        sys.exit(1)
+    click.echo(f"removed {address}: {report.ledger_rows} ledger rows, {report.files} outbox "
+               f"files, {report.csv_rows} subscribers.csv rows")
+    if not report.wal_truncated:
+        click.echo("warning: another process was reading the ledger, so its WAL could not be "
+                   "emptied yet; the next run empties it", err=True)
 
 
 @subscribers.command("list")

@@ -45,6 +45,7 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_height": 48,
     },
     "subscribers": {"double_opt_in": False},
+    "retention": {"days": 30},
     "smtp": SMTP_SCHEMA,
     "dkim": DKIM_SCHEMA,
 }
@@ -79,6 +80,8 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    # Sent, withdrawn and failed messages and their delivery details are kept this long.
+    retention_days: int = 30
 
     @property
     def articles_dir(self) -> Path:
@@ -259,6 +262,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_url=string("email.logo_url"),
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
+        retention_days=count("retention.days"),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")

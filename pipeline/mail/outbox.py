@@ -30,6 +30,7 @@ FAILED = "failed"  # where sending moves a message the server refused for good, 
 WITHDRAWN = "withdrawn"  # where sending moves a message whose subscriber left after it was written
 REASON = ".reason"  # failed/<message>.reason: the relay's reply, for the operator
 HISTORY = (SENT, FAILED, WITHDRAWN)  # where messages end up once sending is done with them
+DIGEST_PREFIX = "digest-"  # what every digest message's name begins with (message_prefix)
 
 
 class Outbox:
@@ -93,15 +94,46 @@ class Outbox:
         path = self.reason_file(name)
         return path.read_text(encoding="utf-8") if path.exists() else None
 
-    def has_history(self) -> bool:
-        """Whether sending ever finished with a message here (the ledger must know of it)."""
-        return any(self.count(state) for state in HISTORY)
+    def has_digest_history(self) -> bool:
+        """Whether a digest's message was ever written here (so a ledger knew of it)."""
+        return any(self.count(state, DIGEST_PREFIX) for state in ("new", *HISTORY))
+
+    def usage(self) -> dict[str, tuple[int, int]]:
+        """state → (messages, bytes with their .reason files) of every folder."""
+        found = {}
+        for state in ("new", *HISTORY):
+            folder, count, size = self.folder(state), 0, 0
+            for entry in os.scandir(folder) if folder.is_dir() else ():
+                count += entry.name.endswith(".eml")
+                size += entry.stat().st_size
+            found[state] = (count, size)
+        return found
+
+    def prune(self, before: datetime) -> int:
+        """Delete messages (and reasons) that reached sent/, failed/ or withdrawn/ before
+        `before`; returns how many files went. The time a file was moved there is its ctime."""
+        cutoff, gone = before.timestamp(), 0
+        for state in HISTORY:
+            folder = self.folder(state)
+            for entry in os.scandir(folder) if folder.is_dir() else ():
+                if entry.is_file() and entry.stat().st_ctime < cutoff:
+                    os.unlink(entry.path)
+                    gone += 1
+        return gone
+
+    def _all_folders(self) -> tuple[Path, ...]:
+        return (self.tmp, self.new, self.cur, *(self.folder(s) for s in HISTORY))
+
+    def find(self, pattern: str) -> set[str]:
+        """Names of the files matching a glob pattern, in any folder."""
+        return {p.name for folder in self._all_folders() if folder.is_dir()
+                for p in folder.glob(pattern)}
 
     def remove(self, names: set[str]) -> int:
         """Delete these messages wherever they are (and their reasons); returns how many
         files went. For erasure: a person's messages must not outlive their removal."""
         gone = 0
-        for folder in (self.tmp, self.new, self.cur, *(self.folder(s) for s in HISTORY)):
+        for folder in self._all_folders():
             for name in names:
                 for path in (folder / name, folder / (name + REASON)):
                     try:

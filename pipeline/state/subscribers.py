@@ -28,6 +28,13 @@ PAGE = 2000  # subscribers read per query while streaming the list
 
 
 @dataclass
+class Erasure:
+    subscriber_id: int | None  # None: no longer on the list (only old messages were left)
+    filenames: set[str]  # the outbox files of their messages and confirmations
+    ledger_rows: int  # rows deleted: subscribers, messages, deliveries, notices
+
+
+@dataclass
 class ImportReport:
     added: list[Subscriber] = field(default_factory=list)
     reactivated: int = 0
@@ -164,6 +171,28 @@ class SubscriberBook:
             cursor = self._db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                      (email_key(email),))
         return cursor.rowcount > 0
+
+    def erase(self, email: str, now: datetime) -> Erasure:
+        """Delete every row that holds the address (the list, messages, deliveries, notices)
+        in one transaction, and record that an erasure happened, never the address. The
+        caller removes the files and scrubs the database (upkeep.scrub) afterwards."""
+        db, key = self._db, email_key(email)
+        db.create_function("email_key", 1, email_key, deterministic=True)
+        with transaction(db):
+            row = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+            names = {r[0] for r in db.execute(
+                "SELECT filename FROM messages WHERE email_key(address) = ? UNION "
+                "SELECT filename FROM notices WHERE email_key(address) = ?", (key, key))}
+            deleted = sum(db.execute(f"DELETE FROM {table} WHERE email_key(address) = ?",
+                                     (key,)).rowcount
+                          for table in ("deliveries", "messages", "notices"))
+            deleted += db.execute("DELETE FROM subscribers WHERE email_key = ?",
+                                  (key,)).rowcount
+            if deleted:
+                db.execute("INSERT INTO erasures (subscriber_id, erased, ledger_rows) "
+                           "VALUES (?, ?, ?)", (row[0] if row else None, now.isoformat(),
+                                                deleted))
+        return Erasure(row[0] if row else None, names, deleted)
 
     def _insert(self, row: Subscriber, status: str, stamp: str) -> Subscriber:
         categories = parse_categories(row.categories)
