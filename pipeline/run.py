@@ -264,12 +264,18 @@ def _cadence_allows(ledger: Ledger, config: Config, now: datetime) -> bool:
 
 
 def _clock_problems(config: Config, ledger: Ledger, now: datetime) -> list[Problem]:
-    """Warnings for times the ledger holds from a clock that was far ahead."""
-    from pipeline.state.upkeep import times_ahead
+    """A warning when the last digest is dated far ahead: made while the clock was wrong.
+    (`status` lists every such time; a run names the one that would have held it back.)"""
+    from pipeline.state.upkeep import FUTURE_SLACK
 
+    last = ledger.last_digest()
+    if last is None or last.created <= now + FUTURE_SLACK:
+        return []
     return [Problem(config.state_dir.relative_to(config.site_dir) / LEDGER_NAME, "clock",
-                    what, "check this machine's clock (timedatectl); digests are not held "
-                    "back by it", warning=True) for what in times_ahead(ledger, now)]
+                    f"the last digest (#{last.id}) is dated {last.created:%Y-%m-%d %H:%M %Z}, "
+                    f"{(last.created - now).days} days ahead of this machine's clock",
+                    "check the clock (timedatectl); the digest cadence is not held back by it",
+                    warning=True)]
 
 
 PRUNED = "pruned"  # the ledger's note of when retention was last applied

@@ -94,8 +94,8 @@ def times_ahead(ledger: Ledger, now: datetime) -> list[str]:
     found = []
     limit = now + FUTURE_SLACK
     for what, sql in (
-        ("the last digest", "SELECT max(created) FROM digests"),
-        ("the last run", "SELECT max(started) FROM runs"),
+        ("a digest", "SELECT max(created) FROM digests"),
+        ("a run", "SELECT max(started) FROM runs"),
         ("a delivery's next attempt", "SELECT max(next_attempt) FROM deliveries"),
         ("a confirmation's next attempt", "SELECT max(next_attempt) FROM notices"),
     ):
