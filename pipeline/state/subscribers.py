@@ -164,14 +164,6 @@ class SubscriberBook:
                 "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
                 (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
 
-    def remove(self, email: str) -> bool:
-        """Forget the address altogether (a data-protection request). To stop mail but keep
-        the address from being imported again, unsubscribe it instead."""
-        with transaction(self._db):
-            cursor = self._db.execute("DELETE FROM subscribers WHERE email_key = ?",
-                                     (email_key(email),))
-        return cursor.rowcount > 0
-
     def erase(self, email: str, now: datetime) -> Erasure:
         """Delete every row that holds the address (the list, messages, deliveries, notices)
         in one transaction, and record that an erasure happened, never the address. The
