@@ -244,3 +244,31 @@ def test_a_digest_dated_a_year_ahead_is_reported_and_holds_nothing_back(site: Pa
     write_entry(site, "c.md", markdown_entry(title="Third", date="2026-11-22"))
     report = run(site, now + timedelta(days=1))  # daily cadence: the next day, no warning
     assert report.digest_id == 3 and report.problems == []
+
+
+@pytest.mark.parametrize("command", [["serve", "--port", "0"],
+                                     ["send", "--test", "me@example.org"]])
+def test_serve_and_a_test_send_refuse_a_short_secret(site: Path, port: int, command: list[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    monkeypatch.setenv(SECRET_ENV, "too-short")
+    code, _, err = invoke(*command, "--site", str(site))
+    assert code == 78 and "at least 32" in err
+
+
+def test_processes_generating_the_secret_at_once_all_use_the_same_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pipeline.state.secret import load_secret
+
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    state = tmp_path / ".newsletter"
+    for _ in range(20):
+        shutil.rmtree(state, ignore_errors=True)
+        with ThreadPoolExecutor(8) as pool:
+            made = set(pool.map(lambda _: load_secret(state), range(8)))
+        assert len(made) == 1 and (state / "secret").read_bytes() in made
+        assert sorted(p.name for p in state.iterdir()) == ["secret"]  # no temporary left
