@@ -37,29 +37,46 @@ def build_site(root: Path, subscribers: int) -> Path:
     """A site whose first run built one 10-entry digest for zero subscribers, and whose list
     (imported into the ledger, as a run does when subscribers.csv changes) has N people."""
     site = make_site(root / "site", 10, subscribers=0)
-    os.environ["NEWSLETTER_SECRET"] = "bench-secret"
+    os.environ["NEWSLETTER_SECRET"] = "bench-secret-0123456789-0123456789"
     from pipeline.run import run
 
     run(site, NOW)
+    snapshot(site, "built")
     import_list(site, subscribers)
     return site
 
 
+def snapshot(site: Path, name: str) -> None:
+    """Keep a copy of the ledger as it is now (no connection is open: it is one whole file)."""
+    shutil.copy(site / ".newsletter" / "state.sqlite3", site / f"ledger-{name}.sqlite3")
+
+
+def restore(site: Path, name: str) -> None:
+    state = site / ".newsletter"
+    for suffix in ("-wal", "-shm"):
+        (state / f"state.sqlite3{suffix}").unlink(missing_ok=True)
+    shutil.copy(site / f"ledger-{name}.sqlite3", state / "state.sqlite3")
+
+
 def import_list(site: Path, subscribers: int) -> None:
+    """The list of N people in the ledger, as a run imports it, beside the digest built for
+    no one; kept as the "listed" snapshot that each fan-out starts from."""
     from pipeline.core.config import load_config
     from pipeline.state.ledger import open_ledger
     from pipeline.subscribers.manage import sync_site_csv
 
+    restore(site, "built")
     write_subscribers(site / "subscribers.csv", subscribers)
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:
-        ledger.db.execute("DELETE FROM subscribers")
         sync_site_csv(config, ledger, NOW)
+    snapshot(site, "listed")
 
 
 def fan_out(site: Path) -> int:
-    """The fan-out of `newsletter run` for the site's digest into an empty outbox: the list
-    streamed from the ledger, renditions by segment, write_outbox."""
+    """The fan-out of `newsletter run` for the site's digest into an empty outbox (and a
+    ledger restored to the "listed" snapshot): the list streamed from the ledger, renditions
+    by segment, write_outbox."""
     from pipeline.core.config import load_config
     from pipeline.entries.collect import collect_articles
     from pipeline.mail.outbox import write_outbox
@@ -70,8 +87,6 @@ def fan_out(site: Path) -> int:
 
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:
-        ledger.db.execute("DELETE FROM messages")
-        ledger.db.execute("UPDATE digests SET complete = 0")
         digest = ledger.last_digest()
         assert digest is not None
         articles, _ = collect_articles(config, NOW, ledger)
@@ -149,7 +164,7 @@ def main() -> None:
         with open_ledger(config.state_dir) as ledger:
             digest = ledger.last_digest()
         assert digest is not None
-        composer = Composer(digest, config, b"bench-secret")
+        composer = Composer(digest, config, b"bench-secret-0123456789-0123456789")
         people = [Subscriber(f"reader{i:06d}@example.org", f"Reader {i}") for i in range(n)]
         sample = composer.compose(people[0])
         def assemble() -> None:
@@ -159,6 +174,7 @@ def main() -> None:
         assembly = timed(assemble, args.repeat, quiet_disk=False)
 
         def clear() -> None:
+            restore(site, "listed")  # the digest not yet written for anyone
             shutil.rmtree(site / "outbox", ignore_errors=True)
             shutil.rmtree(root / "floor", ignore_errors=True)
             os.sync()

@@ -15,7 +15,7 @@ NEWSLETTER = [sys.executable, "-m", "pipeline"]
 # As an operator's cron runs it: with bytecode caches (this workplace sets
 # PYTHONDONTWRITEBYTECODE, which would make every run compile the package again).
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-ENV["NEWSLETTER_SECRET"] = "bench-secret"
+ENV["NEWSLETTER_SECRET"] = "bench-secret-0123456789-0123456789"
 
 
 def wait_for_quiet_disk(limit: float = 0.5, timeout: float = 20.0) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.setdefault("NEWSLETTER_SECRET", "bench")
+os.environ.setdefault("NEWSLETTER_SECRET", "bench-secret-0123456789-0123456789")
 
 SENDER = "journal@example.org"
 

@@ -11,16 +11,16 @@ import hashlib
 import logging
 import os
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, Config, load_config
-from pipeline.core.errors import Problem
+from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Article, RunReport
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.publishing.feed_types import FEEDS
-from pipeline.state.ledger import Ledger, open_ledger
+from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.state.lock import site_lock
 from pipeline.state.problems import note as note_problems
 
@@ -34,8 +34,10 @@ def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunRep
     now = now or datetime.now(UTC)
     config = load_config(site)
     with site_lock(config.state_dir, wait), open_ledger(config.state_dir) as ledger:
+        _check_history(config, ledger)
         run_id = ledger.start_run(now)
         try:
+            _prune(config, ledger, now)
             report = _run(config, ledger, now)
             report.fresh_problems = note_problems(ledger, "run", report.problems)
         except BaseException as exc:
@@ -116,7 +118,8 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     fresh = digest is None
     allowed, report.next_digest = next_digest(ledger, config, now, remember=True)
     if digest is None:
-        new, passed_over = _unsent(articles, ledger, config)
+        new, passed_over = ledger.unsent(articles, config.max_articles)
+        report.problems += _clock_problems(config, ledger, now)
         if new and not allowed:
             report.held_back = len(new)
             return report
@@ -228,7 +231,7 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
             report.digest_id, report.new = digest.id, len(digest.slugs)
             report.written = report.subscribers - len(ledger.written_addresses(digest.id))
             return report
-        new, _ = _unsent(articles, ledger, config)
+        new, _ = ledger.unsent(articles, config.max_articles)
         allowed, report.next_digest = next_digest(ledger, config, now)
         if new and not allowed:
             report.held_back = len(new)
@@ -254,14 +257,6 @@ def _subscriber_count(config: Config, ledger: Ledger, problems: list[Problem]) -
     return count
 
 
-def _unsent(articles: list[Article], ledger: Ledger, config: Config
-            ) -> tuple[list[Article], list[Article]]:
-    """(the next digest's entries, older ones passed over by max_articles); newest first."""
-    sent = ledger.sent_slugs()
-    unsent = [a for a in articles if a.slug not in sent]
-    return unsent[: config.max_articles], unsent[config.max_articles:]
-
-
 def next_digest(ledger: Ledger, config: Config, now: datetime, *, remember: bool = False
                 ) -> tuple[bool, datetime | None]:
     """(whether a digest may be built now, when the next one may, on the site's clock: None
@@ -278,7 +273,68 @@ def next_digest(ledger: Ledger, config: Config, now: datetime, *, remember: bool
             since = datetime.fromisoformat(seen[1])
         elif remember:
             ledger.set_state(CADENCE_SINCE, f"{config.cadence}\n{now.isoformat()}")
-    created = last.created if last else None
+    # A last digest dated more than a day ahead was made with a wrong clock: it holds nothing
+    # back (_clock_problems reports it).
+    from pipeline.state.upkeep import FUTURE_SLACK
+
+    created = last.created if last and last.created <= now + FUTURE_SLACK else None
     due = schedule.next_due(created, since, now, config.timezone)
     return (schedule.allows(created, since, now, config.timezone),
             due.astimezone(config.timezone) if due else None)
+
+
+def _clock_problems(config: Config, ledger: Ledger, now: datetime) -> list[Problem]:
+    """A warning when the last digest is dated far ahead: made while the clock was wrong.
+    (`status` lists every such time; a run names the one that would have held it back.)"""
+    from pipeline.state.upkeep import FUTURE_SLACK
+
+    last = ledger.last_digest()
+    if last is None or last.created <= now + FUTURE_SLACK:
+        return []
+    return [Problem(config.state_dir.relative_to(config.site_dir) / LEDGER_NAME, "clock",
+                    f"the last digest (#{last.id}) is dated {last.created:%Y-%m-%d %H:%M %Z}, "
+                    f"{(last.created - now).days} days ahead of this machine's clock",
+                    "check the clock (timedatectl); the digest cadence is not held back by it",
+                    warning=True)]
+
+
+PRUNED = "pruned"  # the ledger's note of when retention was last applied
+
+
+def _prune(config: Config, ledger: Ledger, now: datetime) -> None:
+    """Apply retention at most once a day: messages and delivery details older than
+    retention.days leave the outbox and the ledger (a no-op run stays one lookup)."""
+    last = ledger.get_state(PRUNED)
+    if last and timedelta(0) <= now - datetime.fromisoformat(last) < timedelta(days=1):
+        return
+    from pipeline.mail.outbox import Outbox
+    from pipeline.state.upkeep import prune
+
+    before = now - timedelta(days=config.retention_days)
+    files = Outbox(config.outbox_dir).prune(before)
+    rows = prune(ledger, before)
+    ledger.set_state(PRUNED, now.isoformat())
+    log.info("retention: %d files and %d delivery details older than %d days removed", files,
+             rows.deliveries + rows.messages + rows.notices, config.retention_days)
+
+
+def _check_history(config: Config, ledger: Ledger) -> None:
+    """Stop (ConfigError) when the ledger knows no digest but the site shows it sent some:
+    the ledger was deleted or lost, and a run now would send the last digest to everyone
+    again and mail people who unsubscribed."""
+    if ledger.digest_count():
+        return
+    from pipeline.mail.outbox import Outbox
+
+    seen = []
+    if any((config.public_dir / "digests").glob("*.html")):
+        seen.append("public/digests/")
+    if Outbox(config.outbox_dir).has_digest_history():
+        seen.append("outbox/")
+    if seen:
+        raise ConfigError([Problem(
+            config.state_dir.relative_to(config.site_dir) / LEDGER_NAME, "ledger",
+            f"is missing or empty, but this site has sent digests before ({', '.join(seen)})",
+            "restore it from a backup: `newsletter restore FILE` (see the README's Backups); "
+            "a run now would send the last digest again and mail people who left. To start "
+            "over on purpose, move public/digests/ and outbox/ away first")])

@@ -91,7 +91,7 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / "articles").mkdir(parents=True)
     (root / "newsletter.toml").write_text(CONFIG, encoding="utf-8")
     (root / "subscribers.csv").write_text(SUBSCRIBERS, encoding="utf-8")
-    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "test-secret-for-this-site-0123456789")
     return root
 
 

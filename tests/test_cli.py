@@ -114,7 +114,7 @@ def test_seed_entry_becomes_a_feed_item_and_a_digest_card(site: Path) -> None:
 
 
 def test_init_scaffolds_a_site_that_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", "s")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "init-test-secret-0123456789-abcdefghij")
     target = tmp_path / "new-site"
     code, out, _ = invoke("init", str(target))
     assert code == 0 and "newsletter.toml" in out

@@ -136,7 +136,7 @@ def test_a_run_with_nothing_to_do_imports_no_heavy_library(site: Path) -> None:
     write_entry(site, "a.md", markdown_entry())
     command = [sys.executable, "-X", "importtime", "-m", "pipeline", "run", "--site", str(site),
                "--quiet"]
-    env = {**os.environ, "NEWSLETTER_SECRET": "s"}
+    env = {**os.environ, "NEWSLETTER_SECRET": "quiet-run-secret-0123456789-abcdefghij"}
     assert subprocess.run(command, env=env, capture_output=True).returncode == 0
     quiet = subprocess.run(command, env=env, capture_output=True, text=True)
     assert quiet.returncode == 0

@@ -59,8 +59,12 @@ def test_status_json(site: Path) -> None:
     check_keys(data, {"schema": STR, "last_run": DICT, "last_digest": DICT, "subscribers": DICT,
                       "entries_waiting": INT, "waiting_for_date": LIST, "cadence": STR,
                       "timezone": STR, "next_digest": (STR, NONE), "messages_queued": INT,
-                      "problems": LIST})
+                      "problems": LIST, "kept": DICT, "clock_ahead": LIST})
     assert data["schema"] == "newsletter.status/1"
+    kept = data["kept"]
+    check_keys(kept, {"retention_days": INT, "outbox": DICT, "ledger": DICT})  # type: ignore[arg-type]
+    assert kept["outbox"]["new"] == {"messages": 2, "bytes": kept["outbox"]["new"]["bytes"]}  # type: ignore[index]
+    assert kept["ledger"]["subscribers"] == 3 and kept["ledger"]["bytes"] > 0  # type: ignore[index]
     check_keys(data["last_run"], {"started": STR, "finished": STR, "outcome": STR,  # type: ignore[arg-type]
                                   "detail": STR})
     check_keys(data["last_digest"], {"id": INT, "created": STR, "complete": BOOL,  # type: ignore[arg-type]

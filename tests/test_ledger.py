@@ -1,15 +1,33 @@
-"""The SQLite ledger on a real file: migrations, claimed entries, frozen digests."""
+"""The SQLite ledger on a real file: migrations, claimed entries, frozen digests.
+
+The migration tests look at the database with sqlite3 itself (what the schema is, what an
+older version left); every other test speaks only the ledger's methods."""
 
 from __future__ import annotations
 
+import email
 import sqlite3
 from datetime import timedelta
+from email import policy
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from conftest import NOW
+from conftest import (
+    NOW,
+    Inbox,
+    free_port,
+    markdown_entry,
+    smtp_server,
+    use_relay,
+    write_entry,
+    write_template,
+)
+from pipeline.cli.main import cli
 from pipeline.core.config import Config
+from pipeline.delivery.send import send
+from pipeline.run import run
 from pipeline.state.ledger import LEDGER_NAME, MIGRATIONS, migrate, open_ledger
 
 HTML = ('<!doctype html>\n<html lang="en"><body><p>Café — “quotes” 🫀 &amp; @@EMAIL@@</p>'
@@ -27,8 +45,9 @@ def test_migrations_apply_once(config: Config) -> None:
         pass
     assert (config.state_dir / LEDGER_NAME).is_file()
     assert migration_rows(config.state_dir) == sorted(name for name, _ in MIGRATIONS)
-    with open_ledger(config.state_dir) as ledger:
-        assert migrate(ledger.db) == []  # re-opened: nothing left to apply
+    with open_ledger(config.state_dir), sqlite3.connect(config.state_dir / LEDGER_NAME,
+                                                         isolation_level=None) as db:
+        assert migrate(db) == []  # re-opened: nothing left to apply
     assert migration_rows(config.state_dir) == sorted(name for name, _ in MIGRATIONS)
 
 
@@ -57,7 +76,7 @@ def test_an_entry_cannot_be_in_two_digests(config: Config) -> None:
         with pytest.raises(sqlite3.IntegrityError):
             ledger.create_digest(NOW + timedelta(days=7), "Second", HTML, TEXT, ["c", "b"])
         # The failed digest left nothing behind: not its row, not its other entries.
-        assert ledger.db.execute("SELECT count(*) FROM digests").fetchone()[0] == 1
+        assert ledger.digest_count() == 1
         assert ledger.sent_slugs() == {"a", "b"}
         assert ledger.last_digest() == first
         assert ledger.open_digest() == first
@@ -112,13 +131,59 @@ def test_integrity_check_is_ok_after_use(config: Config) -> None:
         ledger.record_messages(digest.id, NOW, [(f"p{n}@example.org", f"{n}.eml")
                                                 for n in range(50)])
         ledger.complete_digest(digest.id)
-        assert ledger.db.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
-        assert ledger.db.execute("PRAGMA foreign_key_check").fetchall() == []
-    with sqlite3.connect(config.state_dir / LEDGER_NAME) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert ledger.integrity_problems() == []
+    with open_ledger(config.state_dir, read_only=True) as ledger:
+        assert ledger.integrity_problems() == []
+        assert ledger.journal_mode() == "wal"
 
 
 def test_a_message_for_an_unknown_digest_is_refused(config: Config) -> None:
     with open_ledger(config.state_dir) as ledger, pytest.raises(sqlite3.IntegrityError):
         ledger.record_messages(999, NOW, [("ada@example.org", "x.eml")])
+
+
+# Upgrades: a ledger an older version left behind (its schema made with sqlite3 by hand).
+
+def test_after_an_upgrade_nothing_is_sent_twice(site: Path) -> None:
+    write_entry(site, "a.md", markdown_entry(title="Before the upgrade"))
+    run(site)
+    # An older version's state: the newest migration never ran. And new templates.
+    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
+    db.executescript("DROP TABLE runs; DELETE FROM _migrations WHERE name = 'm002_runs';")
+    db.close()
+    write_template(site, "digest.txt.j2",
+        "NEW TEMPLATE\n{% for a in articles %}{{ a.title }}\n{% endfor %}{{ unsubscribe_url }}\n")
+    report = run(site)
+    assert report.written == 0 and report.digest_id is None
+    write_entry(site, "b.md", markdown_entry(title="After the upgrade", date="2026-04-01"))
+    report = run(site)
+    assert report.written == 2
+    new_texts = [t for t in outbox_texts(site) if t.startswith("NEW TEMPLATE")]
+    assert len(new_texts) == 2 and all("Before the upgrade" not in t for t in new_texts)
+
+
+def outbox_texts(site: Path) -> list[str]:
+    return [email.message_from_bytes(p.read_bytes(), policy=policy.default)
+            .get_body(("plain",)).get_content()
+            for p in sorted((site / "outbox" / "new").glob("*.eml"))]
+
+
+def test_a_ledger_from_before_sending_is_upgraded_and_its_outbox_sent(site: Path) -> None:
+    port = free_port()
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)  # the previous version's schema
+    db.executescript("DROP TABLE deliveries; ALTER TABLE digests DROP COLUMN delivered; "
+                     "DELETE FROM _migrations WHERE name = 'm004_deliveries';")
+    db.close()
+    status = CliRunner().invoke(cli, ["status", "--site", str(site)])  # read-only, unmigrated
+    assert status.exit_code == 0 and "2 messages written, 0 sent" in status.stdout
+    dry = CliRunner().invoke(cli, ["send", "--site", str(site), "--dry-run"])
+    assert "2 messages are due" in dry.stdout
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        assert send(site).sent == 2
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        assert [d.state for d in ledger.deliveries(1)] == ["sent", "sent"]
+        assert ledger.is_delivered(1)

@@ -7,7 +7,6 @@ import email.policy
 import html as html_lib
 import os
 import re
-import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,7 +32,7 @@ from pipeline.mail.outbox import message_name, write_outbox
 from pipeline.mail.tokens import subscriber_token
 from pipeline.publishing.digest import PLACEHOLDERS, render_digest, subject_for
 from pipeline.publishing.templates import WIDTH
-from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
+from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.csv_file import load_subscribers, read_rows
@@ -305,8 +304,7 @@ def test_file_names_are_deterministic_per_digest_and_subscriber(issue: Issue) ->
            message_name(issue.digest, "ada@example.org")
     write(issue)
     assert {p.name for p in new_dir(issue).iterdir()} == names
-    rows = issue.ledger.db.execute("SELECT address, filename FROM messages").fetchall()
-    assert {name for _, name in rows} == names
+    assert set(issue.ledger.messages(issue.digest.id).values()) == names
 
 
 def test_second_write_writes_nothing(issue: Issue) -> None:
@@ -321,15 +319,29 @@ def test_second_write_writes_nothing(issue: Issue) -> None:
     assert issue.ledger.message_count(issue.digest.id) == 2
 
 
-def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(issue: Issue) -> None:
-    write(issue)
+class Killed(BaseException):
+    """The process dying at that point."""
+
+
+def write_killed_before_the_record(issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after its files were made durable, before the ledger recorded them."""
+    def killed(*_: object) -> None:
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(issue.ledger, "record_messages", killed)
+        with pytest.raises(Killed):
+            write(issue)
+    assert len(list(new_dir(issue).iterdir())) == 2
+    assert issue.ledger.message_count(issue.digest.id) == 0
+
+
+def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(
+        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_killed_before_the_record(issue, monkeypatch)
     ada = new_dir(issue) / message_name(issue.digest, "ada@example.org")
     original = ada.read_bytes()
     inode = ada.stat().st_ino
-    # A crash after the files were made durable but before the ledger recorded them.
-    with issue.ledger.db:
-        issue.ledger.db.execute("DELETE FROM messages")
-        issue.ledger.db.execute("UPDATE digests SET complete = 0")
     assert issue.ledger.open_digest() == issue.digest
     assert write(issue) == 0
     assert ada.read_bytes() == original and ada.stat().st_ino == inode
@@ -339,15 +351,12 @@ def test_a_file_in_new_without_a_ledger_row_is_recorded_not_rewritten(issue: Iss
 
 
 def test_a_file_already_moved_to_sent_without_a_ledger_row_is_not_written_again(
-        issue: Issue) -> None:
-    write(issue)
+        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_killed_before_the_record(issue, monkeypatch)
     name = message_name(issue.digest, "ada@example.org")
     sent = issue.config.outbox_dir / "sent"
     sent.mkdir()
-    (new_dir(issue) / name).rename(sent / name)  # a send took it before the crash below
-    with issue.ledger.db:  # a run killed after the files were durable, before the record
-        issue.ledger.db.execute("DELETE FROM messages")
-        issue.ledger.db.execute("UPDATE digests SET complete = 0")
+    (new_dir(issue) / name).rename(sent / name)  # a send took it after the killed run
     assert write(issue) == 0
     assert not (new_dir(issue) / name).exists() and (sent / name).exists()
     assert issue.ledger.message_count(issue.digest.id) == 2
@@ -363,9 +372,8 @@ def test_a_partial_outbox_is_finished_without_duplicates(issue: Issue) -> None:
 
 def test_a_message_survives_reopening_the_ledger(issue: Issue) -> None:
     write(issue)
-    db_path = issue.config.state_dir / LEDGER_NAME
-    with sqlite3.connect(db_path) as db:
-        assert db.execute("SELECT count(*) FROM messages").fetchone()[0] == 2
+    with open_ledger(issue.config.state_dir, read_only=True) as ledger:
+        assert ledger.message_count(issue.digest.id) == 2
     with open_ledger(issue.config.state_dir) as ledger:
         assert write_outbox(issue.digest, issue.subscribers, issue.config, ledger,
                             issue.secret, NOW) == 0
@@ -493,3 +501,13 @@ def test_building_a_message_twice_gives_the_same_bytes(issue: Issue) -> None:
     ada = issue.subscribers[0]
     first = build_message(issue.digest, ada, issue.config, issue.secret)
     assert build_message(issue.digest, ada, issue.config, issue.secret) == first
+
+
+def test_only_the_outbox_type_spells_its_folders() -> None:
+    """One owner of the outbox's layout: no other module joins a folder name onto a path."""
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    folder = re.compile(r'/\s*(?:"|\')(?:tmp|new|cur|sent|failed|withdrawn)(?:"|\')|'
+                        r'"\.reason"')
+    spelt = [str(p.relative_to(package)) for p in package.rglob("*.py")
+             if folder.search(p.read_text(encoding="utf-8"))]
+    assert spelt == ["mail/outbox.py"]

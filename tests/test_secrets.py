@@ -18,7 +18,7 @@ from conftest import markdown_entry, write_entry
 from pipeline.cli.main import cli
 from pipeline.state.secret import SECRET_ENV
 
-SECRETS = {SECRET_ENV: "s3cr3t-Zebra-0451-do-not-print"}
+SECRETS = {SECRET_ENV: "s3cr3t-Zebra-0451-do-not-print-ever-again"}
 
 
 @pytest.fixture(autouse=True)

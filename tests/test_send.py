@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import email
-import sqlite3
 import time
 from datetime import UTC, datetime, timedelta
 from email import policy
@@ -30,11 +29,10 @@ from pipeline.state.subscribers import SubscriberBook
 
 def deliveries(site: Path) -> dict[str, tuple[str, int, str | None, str]]:
     """address → (state, attempts, next attempt, reply), straight from the ledger."""
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    rows = db.execute("SELECT address, state, attempts, next_attempt, reply FROM deliveries")
-    result = {a: (s, n, t, r) for a, s, n, t, r in rows}
-    db.close()
-    return result
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return {d.address: (d.state, d.attempts,
+                            d.next_attempt.isoformat() if d.next_attempt else None, d.reply)
+                for d in ledger.deliveries()}
 
 
 @pytest.mark.parametrize("pipelining", [False, True])

@@ -11,7 +11,6 @@ import logging
 import os
 import re
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -42,17 +41,15 @@ from pipeline.cli.main import cli
 from pipeline.core.deliveries import SendReport
 from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.state.ledger import LEDGER_NAME
+from pipeline.state.ledger import open_ledger
 
 PASSWORD = "Pa55-w0rd-that-must-never-show"
 
 
 def sent_states(site: Path) -> Counter[str]:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    states = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
-    db.close()
-    return states
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        assert ledger.integrity_problems() == []
+        return Counter(d.state for d in ledger.deliveries())
 
 
 def outbox(site: Path, name: str) -> set[str]:

@@ -1,5 +1,5 @@
-"""Sending's settings, an upgraded ledger, and what the
-operator sees: a progress bar on a terminal, plain lines in a log."""
+"""Sending's settings, and what the operator sees: a progress bar on a terminal, plain
+lines in a log."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import fcntl
 import os
 import pty
 import select
-import sqlite3
 import struct
 import subprocess
 import sys
@@ -29,9 +28,7 @@ from conftest import (
 from pipeline.cli.main import cli
 from pipeline.core.config import load_config
 from pipeline.core.errors import ConfigError
-from pipeline.delivery.send import send
 from pipeline.run import run
-from pipeline.state.ledger import LEDGER_NAME
 
 
 def test_every_smtp_and_dkim_problem_is_reported_at_once(site: Path) -> None:
@@ -68,28 +65,6 @@ def test_a_user_without_a_password_in_the_environment_is_a_config_error(
     result = CliRunner().invoke(cli, ["send", "--site", str(site)])
     assert result.exit_code == 78
     assert "NEWSLETTER_SMTP_PASSWORD: is empty" in result.stderr and "export" in result.stderr
-
-
-def test_a_ledger_from_before_sending_is_upgraded_and_its_outbox_sent(site: Path) -> None:
-    port = free_port()
-    use_relay(site, port)
-    write_entry(site, "a.md", markdown_entry())
-    run(site)
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)  # the previous version's schema
-    db.executescript("DROP TABLE deliveries; ALTER TABLE digests DROP COLUMN delivered; "
-                     "DELETE FROM _migrations WHERE name = 'm004_deliveries';")
-    db.close()
-    status = CliRunner().invoke(cli, ["status", "--site", str(site)])  # read-only, unmigrated
-    assert status.exit_code == 0 and "2 messages written, 0 sent" in status.stdout
-    dry = CliRunner().invoke(cli, ["send", "--site", str(site), "--dry-run"])
-    assert "2 messages are due" in dry.stdout
-    inbox = Inbox()
-    with smtp_server(inbox, port):
-        assert send(site).sent == 2
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    assert db.execute("SELECT count(*) FROM deliveries WHERE state = 'sent'").fetchone() == (2,)
-    assert db.execute("SELECT delivered FROM digests").fetchone() == (1,)
-    db.close()
 
 
 def test_a_log_gets_plain_progress_lines_and_a_summary(site: Path) -> None:

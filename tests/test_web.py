@@ -25,6 +25,8 @@ from pipeline.state.ledger import open_ledger
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.web_app import make_web_server
 
+KEY = b"test-secret-for-this-site-0123456789"  # conftest's NEWSLETTER_SECRET
+
 Answer = tuple[int, dict[str, str], str]
 
 
@@ -142,12 +144,12 @@ def test_forged_and_damaged_tokens_are_refused_and_change_nothing(published: Pat
     with open_ledger(published / ".newsletter") as ledger:
         book = SubscriberBook(ledger)
         ada, grace = book.get("ada@example.org"), book.get("grace@example.org")
-    real = subscriber_token(b"test-secret", ada.id, ada.email)
+    real = subscriber_token(KEY, ada.id, ada.email)
     forged = [
         subscriber_token(b"a guessed secret", ada.id, ada.email),
         f"{grace.id}.{real.split('.')[1]}",  # ada's MAC on grace's id
         real[:-1] + ("A" if real[-1] != "A" else "B"),
-        subscriber_token(b"test-secret", ada.id, ada.email, "confirm"),  # another purpose
+        subscriber_token(KEY, ada.id, ada.email, "confirm"),  # another purpose
         "", "1", "../../etc/passwd", "9" * 40 + ".x",
     ]
     for token in forged:
@@ -171,12 +173,12 @@ def test_after_unsubscribing_the_next_digest_skips_the_person(published: Path,
 
 def test_links_from_before_the_id_token_and_from_a_rotated_secret_still_work(
         published: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NEWSLETTER_SECRET", "the-new-secret")
-    monkeypatch.setenv("NEWSLETTER_PREVIOUS_SECRETS", "test-secret")
+    monkeypatch.setenv("NEWSLETTER_SECRET", "the-new-secret-after-a-rotation-0123456789")
+    monkeypatch.setenv("NEWSLETTER_PREVIOUS_SECRETS", "test-secret-for-this-site-0123456789")
     with serving(published) as server:
         rotated = link_in_message(published, "grace@example.org")  # made with the old secret
         assert request(server, "GET", rotated)[0] == 200
-        legacy = unsubscribe_token(b"test-secret", "ada@example.org")  # the first release's
+        legacy = unsubscribe_token(KEY, "ada@example.org")  # the first release's
         code, _, _ = request(server, "POST", f"/unsubscribe?token={legacy}",
                              b"List-Unsubscribe=One-Click")
         assert code == 200 and status_of(published, "ada@example.org") == "unsubscribed"
@@ -210,7 +212,7 @@ def test_every_value_on_a_page_is_escaped(published: Path, server: str) -> None:
         ada = book.get("ada@example.org")
         book.set_categories(ada.id, ['<script>alert("x")</script>', "Tom & Jerry"],
                             datetime.now(UTC))
-    token = subscriber_token(b"test-secret", ada.id, ada.email)
+    token = subscriber_token(KEY, ada.id, ada.email)
     _, _, page = request(server, "GET", f"/preferences?token={token}")
     assert "<script>" not in page and "&lt;script&gt;" in page
     assert "Tom &amp; Jerry" in page

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from pipeline.cli.common import EXIT_CONFIG, EXIT_OK, EXIT_REJECTED, site_option
+from pipeline.cli.common import EXIT_CONFIG, EXIT_LOCKED, EXIT_OK, EXIT_REJECTED, site_option
 from pipeline.core.errors import ConfigError
 from pipeline.core.wording import counted
 
@@ -30,8 +30,12 @@ def _site(site: Path) -> Iterator[tuple[Config, Ledger]]:
     except ConfigError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    with open_ledger(config.state_dir) as ledger:
-        yield config, ledger
+    try:
+        with open_ledger(config.state_dir) as ledger:
+            yield config, ledger
+    except ConfigError as exc:  # e.g. a weak site secret, found when a confirmation is made
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_CONFIG)
 
 
 def _address(raw: str) -> str:
@@ -128,14 +132,27 @@ def add(email: str, name: str | None, categories: str | None, site: Path) -> Non
 @click.argument("email")
 @site_option
 def remove(email: str, site: Path) -> None:
-    """Delete EMAIL from the list entirely (to stop mail but remember it, use unsubscribe)."""
-    from pipeline.state.subscribers import SubscriberBook
+    """Erase EMAIL from the whole site: the list, the ledger, the outbox, subscribers.csv
+    (to stop mail but remember it, use unsubscribe)."""
+    from pipeline.state.lock import Locked
+    from pipeline.subscribers.erasure import erase
 
     address = _address(email)
-    with _site(site) as (_, ledger):
-        gone = SubscriberBook(ledger).remove(address)
-    click.echo(f"removed {address}" if gone else f"{address} is not on the list", err=not gone)
-    sys.exit(EXIT_OK if gone else EXIT_REJECTED)
+    with _site(site) as (config, ledger):
+        try:
+            report = erase(config, ledger, address, datetime.now(UTC))
+        except Locked as exc:
+            click.echo(f"error: {exc}; nothing was erased — try again when it is done",
+                       err=True)
+            sys.exit(EXIT_LOCKED)
+    if not report.found:
+        click.echo(f"{address} is not on the list", err=True)
+        sys.exit(EXIT_REJECTED)
+    click.echo(f"removed {address}: {report.ledger_rows} ledger rows, {report.files} outbox "
+               f"files, {report.csv_rows} subscribers.csv rows")
+    if not report.wal_truncated:
+        click.echo("warning: another process was reading the ledger, so its WAL could not be "
+                   "emptied yet; the next run empties it", err=True)
 
 
 @subscribers.command("list")

@@ -52,11 +52,9 @@ def build_preview(site: Path, *, last: bool = False, now: datetime | None = None
             entries = len(digest.slugs)
         else:
             from pipeline.entries.collect import collect_articles
-            from pipeline.run import _unsent
-
             articles, entry_problems = collect_articles(config, now)
             problems += entry_problems
-            new = _unsent(articles, ledger, config)[0]
+            new = ledger.unsent(articles, config.max_articles)[0]
             if not new:
                 raise NothingToPreview(
                     "nothing new for the next digest: every published entry was in an earlier "

@@ -7,17 +7,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from pipeline.core.config import load_config
+from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.wording import counted, due_line
 from pipeline.entries.collect import collect_articles
 from pipeline.mail.compose import message_prefix
-from pipeline.mail.outbox import SENT
+from pipeline.mail.outbox import SENT, Outbox
 from pipeline.run import next_digest
+from pipeline.state.connection import ledger_files
 from pipeline.state.ledger import open_ledger
 from pipeline.state.lock import is_locked
 from pipeline.state.problems import as_dict, open_problems
 from pipeline.state.subscribers import SubscriberBook
+from pipeline.state.upkeep import kept, times_ahead
 
 
 def site_status(site: Path, now: datetime | None = None) -> list[str]:
@@ -31,7 +33,7 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
     config = load_config(site)
     upcoming: list[datetime] = []
     articles, _ = collect_articles(config, now, upcoming=upcoming)
-    outbox = config.outbox_dir
+    outbox = Outbox(config.outbox_dir)
     status: dict[str, object] = {}
     with open_ledger(config.state_dir, read_only=True) as ledger:
         last = ledger.last_run()
@@ -46,9 +48,7 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
         digest = ledger.last_digest()
         shown = None
         if digest is not None:
-            prefix = message_prefix(digest)
-            sent = sum(1 for _ in (outbox / SENT).glob(f"{prefix}*.eml")) \
-                if (outbox / SENT).is_dir() else 0
+            sent = outbox.count(SENT, message_prefix(digest))
             counts = ledger.delivery_counts(digest.id)
             shown = {"id": digest.id, "created": digest.created.isoformat(),
                      "complete": ledger.open_digest() is None, "entries": len(digest.slugs),
@@ -59,15 +59,27 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
         status["subscribers"] = dict(SubscriberBook(ledger).counts())
         _, due = next_digest(ledger, config, now)
         problems = open_problems(ledger)
+        rows = kept(ledger)
+        ahead = times_ahead(ledger, now)
     status["entries_waiting"] = sum(1 for a in articles if a.slug not in sent_slugs)
     status["waiting_for_date"] = [d.isoformat() for d in sorted(upcoming)]
     status["cadence"] = config.cadence
     status["timezone"] = config.timezone.key
     status["next_digest"] = due.isoformat() if due else None
-    status["messages_queued"] = (sum(1 for _ in (outbox / "new").glob("*.eml"))
-                                 if (outbox / "new").is_dir() else 0)
+    status["messages_queued"] = outbox.count("new")
     status["problems"] = [as_dict(p) for p in problems]
+    status["kept"] = _kept(config, outbox, rows)
+    status["clock_ahead"] = ahead
     return status
+
+
+def _kept(config: Config, outbox: Outbox, rows: dict[str, int]) -> dict[str, object]:
+    """What the site keeps about people, and its size on disk."""
+    ledger_size = sum(p.stat().st_size for p in ledger_files(config.state_dir) if p.exists())
+    return {"retention_days": config.retention_days,
+            "outbox": {state: {"messages": n, "bytes": size}
+                       for state, (n, size) in outbox.usage().items()},
+            "ledger": {**rows, "bytes": ledger_size}}
 
 
 def status_lines(status: dict[str, object]) -> list[str]:
@@ -106,12 +118,36 @@ def status_lines(status: dict[str, object]) -> list[str]:
         moment = datetime.fromisoformat(due).astimezone(ZoneInfo(str(status["timezone"])))
     lines.append(f"Next digest ({status['cadence']}): {due_line(moment, datetime.now(UTC))}")
     lines.append(f"Messages waiting in the outbox: {status['messages_queued']}")
+    lines += _kept_lines(status["kept"])
+    ahead = status["clock_ahead"]
+    assert isinstance(ahead, list)
+    lines += [f"Warning: {what}: check this machine's clock; it does not hold digests back"
+              for what in ahead]
     problems = status["problems"]
     assert isinstance(problems, list)
     if problems:
         lines.append(f"Open problems ({len(problems)}), from the last run and send:")
         lines += [f"  {Problem(**row)}" for row in problems]
     return lines
+
+
+def _kept_lines(kept_: object) -> list[str]:
+    assert isinstance(kept_, dict)
+    folders = ", ".join(f"{state}/ {counted(f['messages'], 'message')} ({_size(f['bytes'])})"
+                        for state, f in kept_["outbox"].items())
+    rows = kept_["ledger"]
+    return [f"Outbox keeps: {folders}; sent, failed and withdrawn messages for "
+            f"{kept_['retention_days']} days (retention.days)",
+            f"Ledger keeps: {counted(rows['subscribers'], 'subscriber')}, "
+            f"{counted(rows['messages'], 'message')}, "
+            f"{counted(rows['deliveries'], 'delivery detail')}, "
+            f"{counted(rows['notices'], 'confirmation')} ({_size(rows['bytes'])})"]
+
+
+def _size(n: int) -> str:
+    if n < 1024:
+        return f"{n} B"
+    return f"{n / 1024:.1f} KB" if n < 1024 ** 2 else f"{n / 1024 ** 2:.1f} MB"
 
 
 def _iso(stamp: str | None) -> str | None:

@@ -7,8 +7,9 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` through a temporary file in the same folder and a rename."""
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write `data` to `path` through a temporary file in the same folder and a rename.
+    `mode`: public files are world-readable; private ones (0o600) are the owner's alone."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -16,7 +17,7 @@ def write_atomic(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -42,7 +43,8 @@ def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
     `flush_to_disk()` once per batch before recording the batch as written.
     """
     tmp = os.path.join(tmp_dir, name)  # strings, not Paths: this runs once per message
-    with open(tmp, "wb") as f:
+    # 0600 whatever the umask: a message holds its subscriber's address and unsubscribe link.
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(data)
     os.replace(tmp, os.path.join(new_dir, name))
 

@@ -48,6 +48,7 @@ SCHEMA: dict[str, dict[str, object]] = {
     # Not under [smtp]: how many refusals a send tolerates is the job's policy, whatever the
     # backend (an SMTP relay or a provider's API) carries the mail.
     "delivery": {"fail_threshold": 5},
+    "retention": {"days": 30},
     "smtp": SMTP_SCHEMA,
     "dkim": DKIM_SCHEMA,
 }
@@ -86,6 +87,8 @@ class Config:
     # good: a hard bounce or two is normal in a large list (providers act at ~5%).
     fail_threshold: float = 5.0
     postal_address: str = ""  # the sender's, in every digest's footer (one line)
+    # Sent, withdrawn and failed messages and their delivery details are kept this long.
+    retention_days: int = 30
 
     @property
     def public_dir(self) -> Path:
@@ -280,6 +283,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         # Written over several lines in the TOML, shown on one in the footer.
         postal_address=", ".join(line.strip().rstrip(",") for line in
                                  string("email.postal_address").splitlines() if line.strip()),
+        retention_days=count("retention.days"),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")

@@ -20,7 +20,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pipeline.core.atomic import flush_folders, move, write_atomic
+from pipeline.core.atomic import flush_folders, move
 from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import ConfigError, Problem
@@ -29,7 +29,7 @@ from pipeline.delivery.pool import RelayPool
 from pipeline.delivery.signing import DkimSigner
 from pipeline.delivery.smtp import Connection, Outcome
 from pipeline.delivery.smtp_settings import PASSWORD_ENV, SmtpSettings
-from pipeline.mail.outbox import FAILED, REASON, SENT, WITHDRAWN
+from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
 from pipeline.state.secret import load_secret
@@ -38,14 +38,6 @@ log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
 MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
-
-
-class Folders:
-    def __init__(self, outbox: Path, create: bool = True) -> None:
-        self.new, self.sent, self.failed = outbox / "new", outbox / SENT, outbox / FAILED
-        self.withdrawn = outbox / WITHDRAWN
-        for folder in (self.new, self.sent, self.failed, self.withdrawn) if create else ():
-            folder.mkdir(parents=True, exist_ok=True)
 
 
 def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
@@ -61,8 +53,9 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         offset = (now - datetime.now(UTC)) if now else timedelta(0)  # tests move the clock
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
         report = SendReport(problems=list(config.warnings))
-        folders = Folders(config.outbox_dir)
-        waiting = _listing(folders.new)
+        folders = Outbox(config.outbox_dir)
+        folders.prepare_sending()
+        waiting = folders.listing()
         _adopt_confirmations(ledger, waiting, clock())
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
                                           retry_now)
@@ -95,8 +88,8 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
         settings = config.smtp
         report.problems += [replace(p, warning=True) for p in exc.problems]
     with open_ledger(config.state_dir, read_only=True) as ledger:
-        folders = Folders(config.outbox_dir, create=False)
-        due, recovered, unwanted = _queue(ledger, folders, _listing(folders.new),
+        folders = Outbox(config.outbox_dir)
+        due, recovered, unwanted = _queue(ledger, folders, folders.listing(),
                                           now or datetime.now(UTC), report, config, retry_now)
     report.recovered, report.withdrawn = len(recovered), len(unwanted)
     _cap(due, limit, settings, report)
@@ -155,11 +148,7 @@ def signer_for(settings: SmtpSettings) -> DkimSigner | None:
     return DkimSigner(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
 
 
-def _listing(folder: Path) -> set[str]:
-    return set(os.listdir(folder)) if folder.is_dir() else set()
-
-
-def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
+def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
            report: SendReport, config: Config, retry_now: bool = False
            ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
@@ -177,12 +166,8 @@ def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
                 due.append(message)
             else:
                 report.waiting += 1
-        elif (folders.sent / message.filename).exists():
-            recovered.append(_recovered(message, folders.sent, "sent"))
-        elif (folders.failed / message.filename).exists():
-            recovered.append(_recovered(message, folders.failed, "failed"))
-        elif (folders.withdrawn / message.filename).exists():
-            recovered.append(_recovered(message, folders.withdrawn, "withdrawn"))
+        elif moved := folders.where(message.filename):
+            recovered.append(_recovered(message, folders, moved))
         else:
             report.missing.append(message.filename)
     report.recovered = len(recovered)
@@ -239,7 +224,7 @@ def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -
     return None if status == PENDING else f"is {status} now"
 
 
-def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,
+def _withdraw(unwanted: list[Withdrawal], folders: Outbox, ledger: Ledger,
               report: SendReport, now: datetime) -> None:
     """Move messages no one wants any more into outbox/withdrawn/ and record why."""
     new, withdrawn = str(folders.new), str(folders.withdrawn)
@@ -283,15 +268,14 @@ def _record_outcomes(ledger: Ledger, deliveries: list[Delivery]) -> None:
         Notices(ledger).record_deliveries(notices)
 
 
-def _recovered(message: QueuedMessage, folder: Path, state: str) -> Delivery:
-    path = folder / message.filename
+def _recovered(message: QueuedMessage, folders: Outbox, state: str) -> Delivery:
+    path = folders.folder(state) / message.filename
     when = datetime.fromtimestamp(path.stat().st_ctime, UTC)  # the rename's time
     reply, bouncing = "accepted; the reply was lost when the send was killed", False
     if state == "withdrawn":
         reply = "not sent: its subscriber left the list (recorded after an interrupted send)"
     if state == "failed":
-        reason = path.with_name(path.name + REASON)
-        text = reason.read_text(encoding="utf-8") if reason.exists() else "refused"
+        text = folders.read_reason(message.filename) or "refused"
         # "marked bouncing": the note's wording before it matched the list's status
         reply, bouncing = text.splitlines()[0], "marked bounc" in text
     return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
@@ -306,7 +290,7 @@ def _cap(due: list[QueuedMessage], limit: int, settings: SmtpSettings, report: S
 
 
 def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
-           signer: DkimSigner | None, folders: Folders, ledger: Ledger, report: SendReport,
+           signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
            clock: Callable[[], datetime], progress: Progress | None) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
 
@@ -332,8 +316,7 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
         if state == "failed":
             note = ("the address is refused: subscriber marked bounced" if bouncing
                     else "the subscriber is not marked")
-            write_atomic(folders.failed / (message.filename + REASON),
-                         f"{reply}\n{note}\n".encode())
+            folders.write_reason(message.filename, f"{reply}\n{note}\n")
             move(message.filename, new, failed)
         results.put(Delivery(message, state, reply, when, attempts, next_attempt,
                              bouncing and state == "failed"))
@@ -357,7 +340,7 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
     report.stopped = report.stopped or pool.stopped
 
 
-def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders: Folders,
+def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders: Outbox,
             ledger: Ledger, report: SendReport, progress: Progress | None) -> None:
     while not results.empty():
         batch.append(results.get_nowait())

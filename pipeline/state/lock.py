@@ -10,6 +10,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.state.connection import private_dir
+
 LOCK_NAME = "run.lock"
 SEND_LOCK_NAME = "send.lock"  # sending has its own: a long, rate-limited send never blocks runs
 
@@ -21,8 +23,8 @@ class Locked(Exception):
 @contextmanager
 def site_lock(state_dir: Path, wait: float = 0.0, name: str = LOCK_NAME) -> Iterator[None]:
     """Hold the site's lock for the block; wait up to `wait` seconds for it, else raise Locked."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(state_dir / name, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(state_dir)
+    fd = os.open(state_dir / name, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         deadline = time.monotonic() + wait
         while True:

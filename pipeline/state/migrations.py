@@ -161,6 +161,23 @@ def _m007_notices(db: sqlite3.Connection) -> None:
     )
 
 
+def _m008_erasures(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- That an address was erased (a data-protection request), never the address: the
+        -- subscriber's id (NULL if it was no longer on the list), when, and how much went.
+        CREATE TABLE erasures (
+            id INTEGER PRIMARY KEY,
+            subscriber_id INTEGER,
+            erased TEXT NOT NULL,
+            ledger_rows INTEGER NOT NULL,
+            files INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
@@ -170,4 +187,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     # m005 was kept for reader pages, which needed none.
     ("m006_subscribers", _m006_subscribers),
     ("m007_notices", _m007_notices),
+    ("m008_erasures", _m008_erasures),
 ]

@@ -27,6 +27,13 @@ PAGE = 2000  # subscribers read per query while streaming the list
 
 
 @dataclass
+class Erasure:
+    subscriber_id: int | None  # None: no longer on the list (only old messages were left)
+    filenames: set[str]  # the outbox files of their messages and confirmations
+    ledger_rows: int  # rows deleted: subscribers, messages, deliveries, notices
+
+
+@dataclass
 class ImportReport:
     added: list[Subscriber] = field(default_factory=list)
     reactivated: int = 0
@@ -42,15 +49,15 @@ def _row(row: tuple) -> Subscriber:
 
 class SubscriberBook:
     def __init__(self, ledger: Ledger) -> None:
-        self.db = ledger.db
+        self._db = ledger._db  # the state package shares the ledger's connection
 
     def get(self, email: str) -> Subscriber | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?",
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE email_key = ?",
                               (email_key(email),)).fetchone()
         return _row(row) if row else None
 
     def by_id(self, subscriber_id: int) -> Subscriber | None:
-        row = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?",
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers WHERE id = ?",
                               (subscriber_id,)).fetchone()
         return _row(row) if row else None
 
@@ -65,7 +72,7 @@ class SubscriberBook:
     def _stream(self, where: str) -> Iterator[Subscriber]:
         last = 0
         while True:
-            rows = self.db.execute(f"SELECT {_COLUMNS} FROM subscribers {where} "
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM subscribers {where} "
                                    f"ORDER BY id LIMIT {PAGE}", (last,)).fetchall()
             yield from (_row(r) for r in rows)
             if len(rows) < PAGE:
@@ -75,15 +82,15 @@ class SubscriberBook:
     def statuses(self) -> dict[str, tuple[int, str]]:
         """email_key → (id, status), for the whole list (sending checks each message against
         it)."""
-        return {key: (sid, status) for key, sid, status in self.db.execute(
+        return {key: (sid, status) for key, sid, status in self._db.execute(
             "SELECT email_key, id, status FROM subscribers")}
 
     def active_segments(self) -> set[str]:
-        return {r[0] for r in self.db.execute(
+        return {r[0] for r in self._db.execute(
             "SELECT DISTINCT segment FROM subscribers WHERE status = 'active'")}
 
     def counts(self) -> dict[str, int]:
-        found = Counter(dict(self.db.execute(
+        found = Counter(dict(self._db.execute(
             "SELECT status, count(*) FROM subscribers GROUP BY status").fetchall()))
         return {status: found.get(status, 0) for status in STATUSES}
 
@@ -97,7 +104,7 @@ class SubscriberBook:
         """
         report = ImportReport()
         stamp = now.isoformat()
-        with transaction(self.db):
+        with transaction(self._db):
             for row in rows:
                 known = self.get(row.email)
                 if known is None:
@@ -121,11 +128,11 @@ class SubscriberBook:
         choice, unlike an import); (the row, whether it is new). A known address keeps its
         status: re-activation is `set_status`."""
         stamp = now.isoformat()
-        with transaction(self.db):
+        with transaction(self._db):
             known = self.get(subscriber.email)
             if known is None:
                 return self._insert(subscriber, subscriber.status, stamp), True
-            self.db.execute(
+            self._db.execute(
                 "UPDATE subscribers SET name = ?, categories = ?, segment = ?, updated = ? "
                 "WHERE id = ?", (subscriber.name or known.name,
                                  ";".join(subscriber.categories), segment_key(
@@ -137,7 +144,7 @@ class SubscriberBook:
     def set_status(self, email: str, status: str, now: datetime) -> Subscriber | None:
         """None if the address is not on the list."""
         assert status in STATUSES
-        with transaction(self.db):
+        with transaction(self._db):
             known = self.get(email)
             if known is not None:
                 self._set(known.id, status, now.isoformat())
@@ -145,28 +152,42 @@ class SubscriberBook:
 
     def set_status_by_id(self, subscriber_id: int, status: str, now: datetime) -> None:
         assert status in STATUSES
-        with transaction(self.db):
+        with transaction(self._db):
             self._set(subscriber_id, status, now.isoformat())
 
     def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime
                        ) -> None:
         chosen = parse_categories(categories)
-        with transaction(self.db):
-            self.db.execute(
+        with transaction(self._db):
+            self._db.execute(
                 "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
                 (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
 
-    def remove(self, email: str) -> bool:
-        """Forget the address altogether (a data-protection request). To stop mail but keep
-        the address from being imported again, unsubscribe it instead."""
-        with transaction(self.db):
-            cursor = self.db.execute("DELETE FROM subscribers WHERE email_key = ?",
-                                     (email_key(email),))
-        return cursor.rowcount > 0
+    def erase(self, email: str, now: datetime) -> Erasure:
+        """Delete every row that holds the address (the list, messages, deliveries, notices)
+        in one transaction, and record that an erasure happened, never the address. The
+        caller removes the files and scrubs the database (upkeep.scrub) afterwards."""
+        db, key = self._db, email_key(email)
+        db.create_function("email_key", 1, email_key, deterministic=True)
+        with transaction(db):
+            row = db.execute("SELECT id FROM subscribers WHERE email_key = ?", (key,)).fetchone()
+            names = {r[0] for r in db.execute(
+                "SELECT filename FROM messages WHERE email_key(address) = ? UNION "
+                "SELECT filename FROM notices WHERE email_key(address) = ?", (key, key))}
+            deleted = sum(db.execute(f"DELETE FROM {table} WHERE email_key(address) = ?",
+                                     (key,)).rowcount
+                          for table in ("deliveries", "messages", "notices"))
+            deleted += db.execute("DELETE FROM subscribers WHERE email_key = ?",
+                                  (key,)).rowcount
+            if deleted:
+                db.execute("INSERT INTO erasures (subscriber_id, erased, ledger_rows) "
+                           "VALUES (?, ?, ?)", (row[0] if row else None, now.isoformat(),
+                                                deleted))
+        return Erasure(row[0] if row else None, names, deleted)
 
     def _insert(self, row: Subscriber, status: str, stamp: str) -> Subscriber:
         categories = parse_categories(row.categories)
-        cursor = self.db.execute(
+        cursor = self._db.execute(
             "INSERT INTO subscribers (email, email_key, name, categories, segment, status, "
             "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (row.email, email_key(row.email), row.name, ";".join(categories),
@@ -176,5 +197,5 @@ class SubscriberBook:
                           categories=categories, status=status)
 
     def _set(self, subscriber_id: int, status: str, stamp: str) -> None:
-        self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
+        self._db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
                         (status, stamp, subscriber_id))

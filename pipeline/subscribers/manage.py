@@ -136,17 +136,18 @@ def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber]
     from email.utils import format_datetime, formataddr
 
     from pipeline.core.atomic import deliver, flush_to_disk
-    from pipeline.mail.outbox import SENT, outbox_dirs
+    from pipeline.mail.outbox import Outbox
     from pipeline.state.notices import Notices
 
-    tmp, new = outbox_dirs(config.outbox_dir)
+    outbox = Outbox(config.outbox_dir)
+    outbox.prepare_writing()
     secret = load_secret(config.state_dir)
     written = 0
     queued = []
     for subscriber in pending:
         name = confirmation_name(subscriber)
         queued.append((name, subscriber.email))
-        if (new / name).exists() or (config.outbox_dir / SENT / name).exists():
+        if outbox.written(name):
             continue
         token = subscriber_token(secret, subscriber.id, subscriber.email, "confirm")
         url = config.confirm_url.format(site_url=config.site_url, token=token)
@@ -160,8 +161,8 @@ def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber]
             f"Someone (we hope you) asked to receive {config.title} at {subscriber.email}.\n\n"
             f"To confirm, open this link and press the button:\n\n{url}\n\n"
             "If it was not you, ignore this message: you will get nothing more from us.\n")
-        deliver(tmp, new, name, message.as_bytes(policy=policy.SMTP))
+        deliver(outbox.tmp, outbox.new, name, message.as_bytes(policy=policy.SMTP))
         written += 1
-    flush_to_disk(new)  # durable before the ledger queues them for sending
+    flush_to_disk(outbox.new)  # durable before the ledger queues them for sending
     Notices(ledger).record(queued, now)
     return written
