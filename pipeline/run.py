@@ -18,6 +18,7 @@ from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, RunReport
+from pipeline.delivery.settings import unknown_tables
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
@@ -55,7 +56,8 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
-    report = RunReport(problems=[*config.warnings, *problems, *list_problems],
+    report = RunReport(problems=[*config.warnings, *unknown_tables(config), *problems,
+                                 *list_problems],
                        published=len(articles))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:
@@ -205,7 +207,8 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     now = now or datetime.now(UTC)
     config = load_config(site)
     articles, problems = collect_articles(config, now)
-    report = RunReport(problems=[*config.warnings, *problems], published=len(articles))
+    report = RunReport(problems=[*config.warnings, *unknown_tables(config), *problems],
+                       published=len(articles))
     from pipeline.entries.summarise import summarise
     from pipeline.publishing.feeds import render_feeds
 

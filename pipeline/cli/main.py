@@ -108,7 +108,8 @@ class RateType(click.ParamType):
               help="Seconds to wait for another send on the same site before giving up.")
 def send(site: Path, limit: int | None, rate: float | None, dry_run: bool, test_to: str | None,
          quiet: bool, verbose: bool, wait: float) -> None:
-    """Hand the messages in outbox/new/ to the SMTP relay (smtp.* in newsletter.toml)."""
+    """Hand the messages in outbox/new/ to the delivery backend ([delivery] in
+    newsletter.toml; the SMTP relay in [smtp] by default)."""
     _setup_logging(verbose)
     site = site.resolve()
     if test_to is not None:
@@ -137,6 +138,7 @@ def status(site: Path) -> None:
 def check(site: Path) -> None:
     """Validate the config, every entry, the subscriber list and the templates; write nothing."""
     from pipeline.core.config import load_config
+    from pipeline.delivery.settings import delivery_settings
     from pipeline.entries.collect import collect_articles
     from pipeline.entries.summarise import summarise
     from pipeline.publishing.digest import render_digest, size_problems
@@ -147,6 +149,10 @@ def check(site: Path) -> None:
         config = load_config(site)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
+    try:
+        delivery_problems = list(delivery_settings(config).warnings)
+    except ConfigError as exc:  # reported with the rest; sending is not needed to publish
+        delivery_problems = exc.problems
     now = datetime.now(UTC)
     articles, problems = collect_articles(config, now)
     try:
@@ -154,7 +160,7 @@ def check(site: Path) -> None:
                                                   config.subscribers_file.relative_to(site))
     except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
         subscriber_problems = exc.problems
-    problems = [*config.warnings, *problems, *subscriber_problems]
+    problems = [*config.warnings, *delivery_problems, *problems, *subscriber_problems]
     if articles:
         try:
             html, _ = render_digest([summarise(a) for a in articles[: config.max_articles]],
@@ -254,7 +260,7 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
           wait: float = 0.0) -> int:
     from pipeline.cli.progress import Progress, print_summary
     from pipeline.delivery.send import send as send_outbox
-    from pipeline.delivery.smtp import RelaySetupError
+    from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
 
     progress = Progress(quiet)
@@ -262,7 +268,7 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
         report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except TransportSetupError as exc:
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was sent — try again later, or pass --wait SECONDS", EXIT_LOCKED)
@@ -296,15 +302,15 @@ def _send_plan(site: Path, limit: int) -> int:
 
 def _send_test(site: Path, address: str) -> int:
     from pipeline.delivery.send import send_test
-    from pipeline.delivery.smtp import RelayDown, RelaySetupError
+    from pipeline.delivery.transport import TransportBusy, TransportDown, TransportSetupError
 
     try:
         outcome = send_test(site, address)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelaySetupError as exc:
+    except TransportSetupError as exc:
         _fail(exc, EXIT_CONFIG)
-    except RelayDown as exc:
+    except (TransportDown, TransportBusy) as exc:
         _fail(f"{exc} — try again later", EXIT_LOCKED)
     except ValueError as exc:
         _fail(exc, EXIT_REJECTED)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.errors import ConfigError, Problem
-from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 from pipeline.entries.sanitise import strip_illegal
 
 CONFIG_NAME = "newsletter.toml"
@@ -45,9 +44,10 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_height": 48,
     },
     "subscribers": {"double_opt_in": False},
-    "smtp": SMTP_SCHEMA,
-    "dkim": DKIM_SCHEMA,
 }
+# Every other table ([delivery], [dkim], a delivery backend's such as [smtp]) belongs to a
+# later stage: its raw values are kept in Config.tables and checked by the code that owns it
+# when it is used (pipeline.delivery.settings), which also warns about unknown tables.
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,6 @@ class Config:
     unsubscribe_url: str
     unsubscribe_mailto: str
     reason: str
-    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     warnings: tuple[Problem, ...] = ()
     confirm_url: str = "{site_url}confirm?token={token}"
     double_opt_in: bool = False  # new addresses stay pending until they use the confirm link
@@ -79,6 +78,10 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    # The raw values of the tables the core does not own ({table: {key: value}}), and the
+    # file's text, so that their owners can name the line of a problem.
+    tables: dict[str, dict[str, object]] = field(default_factory=dict, compare=False)
+    source: str = field(default="", repr=False, compare=False)
 
     @property
     def articles_dir(self) -> Path:
@@ -110,6 +113,11 @@ class Config:
 
     def url_for(self, slug: str) -> str:
         return self.article_url.format(site_url=self.site_url, slug=slug)
+
+    def problem(self, key: str, problem: str, hint: str, warning: bool = False) -> Problem:
+        """A problem with `key` ("table.key" or "table") of newsletter.toml, at its line."""
+        return Problem(self.site_dir / CONFIG_NAME, key, problem, hint,
+                       line=_line_of(self.source, key.split(".")[-1]), warning=warning)
 
 
 def load_config(site_dir: Path) -> Config:
@@ -155,16 +163,12 @@ def load_config(site_dir: Path) -> Config:
                 problems.append(Problem(path, f"{table}.{key}", "unknown key",
                                         f"remove it or check its spelling; known: {known}",
                                         line=_line_of(text, key), warning=True))
-    for table in raw:
-        if table not in SCHEMA:
-            problems.append(Problem(path, table, "unknown table",
-                                    f"remove it; known: {', '.join(SCHEMA)}",
-                                    line=_line_of(text, table), warning=True))
+    tables = {table: section for table, section in raw.items() if table not in SCHEMA}
     config = _build(site_dir, path, text, values, problems)
     errors = [p for p in problems if not p.warning]
     if errors or config is None:
         raise ConfigError(problems)
-    return config
+    return replace(config, tables=tables, source=text)
 
 
 def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
@@ -250,7 +254,6 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         else (f"unsubscribe@{from_address.domain}" if from_address else ""),
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
-        smtp=smtp_settings(site_dir, v, string, bad, from_address),
         warnings=tuple(p for p in problems if p.warning),
         confirm_url=string("email.confirm_url"),
         double_opt_in=v.get("subscribers.double_opt_in") is True,
