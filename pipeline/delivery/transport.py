@@ -104,6 +104,7 @@ class Entry(NamedTuple):
 # name → where it lives. A new backend is one module plus one line here.
 BACKENDS: dict[str, Entry] = {
     "smtp": Entry("pipeline.delivery.smtp", ("smtp",)),
+    "ses": Entry("pipeline.delivery.ses", ("ses",)),
 }
 
 
