@@ -16,9 +16,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 REGION = "eu-west-1"
@@ -30,6 +34,45 @@ AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN",
                  "AWS_ROLE_ARN", "AWS_ENDPOINT_URL_SESV2", "AWS_ENDPOINT_URL_SES",
                  "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
                  "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL")
+
+
+SES_CONFIG = f'\n[delivery]\nbackend = "ses"\n\n[ses]\nregion = "{REGION}"\n'
+
+
+def use_ses(site: Path) -> Path:
+    """Make the site send through SES in REGION."""
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write(SES_CONFIG)
+    return site
+
+
+def newsletter(site: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """The real command in a child process, as cron would run it."""
+    return subprocess.run([sys.executable, "-m", "pipeline", *args, "--site", str(site)],
+                          env={**env, "NEWSLETTER_SECRET": "test-secret"},
+                          capture_output=True, text=True, timeout=300)
+
+
+def emls(site: Path, folder: str) -> dict[str, bytes]:
+    """name → bytes of the messages in outbox/<folder>/."""
+    return {p.name: p.read_bytes() for p in (site / "outbox" / folder).glob("*.eml")}
+
+
+def replies(site: Path) -> dict[str, tuple[str, str]]:
+    """address → (state, reply) of each digest message, straight from the ledger."""
+    db = sqlite3.connect(site / ".newsletter" / "state.sqlite3")
+    rows = db.execute("SELECT address, state, reply FROM deliveries").fetchall()
+    db.close()
+    return {address: (state, reply) for address, state, reply in rows}
+
+
+def statuses(site: Path) -> dict[str, str]:
+    """address → status on the list, as the ledger has it."""
+    from pipeline.state.ledger import open_ledger
+    from pipeline.state.subscribers import SubscriberBook
+
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return {s.email: s.status for s in SubscriberBook(ledger).everyone()}
 
 
 def free_port() -> int:

@@ -4,7 +4,6 @@ AWS_ENDPOINT_URL, and what moto received compared byte for byte with the outbox.
 
 from __future__ import annotations
 
-import sqlite3
 import subprocess
 import sys
 import time
@@ -15,11 +14,17 @@ from pathlib import Path
 import pytest
 
 from conftest import add_subscribers, markdown_entry, write_entry
-from moto_ses import REGION, MotoSes, aws_env, free_port
-from pipeline.state.ledger import LEDGER_NAME, open_ledger
-from pipeline.state.subscribers import SubscriberBook
-
-SES_CONFIG = f'\n[delivery]\nbackend = "ses"\n\n[ses]\nregion = "{REGION}"\n'
+from moto_ses import (
+    REGION,
+    MotoSes,
+    aws_env,
+    emls,
+    free_port,
+    newsletter,
+    replies,
+    statuses,
+    use_ses,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,33 +48,8 @@ def ses(moto_server: MotoSes) -> MotoSes:
 
 @pytest.fixture
 def ses_site(site: Path) -> Path:
-    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
-        f.write(SES_CONFIG)
     write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
-    return site
-
-
-def newsletter(site: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """The real command in a child process, as cron would run it."""
-    return subprocess.run([sys.executable, "-m", "pipeline", *args, "--site", str(site)],
-                          env={**env, "NEWSLETTER_SECRET": "test-secret"},
-                          capture_output=True, text=True, timeout=300)
-
-
-def emls(site: Path, folder: str) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in (site / "outbox" / folder).glob("*.eml")}
-
-
-def replies(site: Path) -> dict[str, tuple[str, str]]:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    rows = db.execute("SELECT address, state, reply FROM deliveries").fetchall()
-    db.close()
-    return {address: (state, reply) for address, state, reply in rows}
-
-
-def statuses(site: Path) -> dict[str, str]:
-    with open_ledger(site / ".newsletter", read_only=True) as ledger:
-        return {s.email: s.status for s in SubscriberBook(ledger).everyone()}
+    return use_ses(site)
 
 
 def test_every_message_arrives_once_with_the_exact_bytes_of_its_eml(
