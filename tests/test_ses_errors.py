@@ -29,6 +29,7 @@ class FakeSes:
             "SendingEnabled": True, "ProductionAccessEnabled": True,
             "SendQuota": {"Max24HourSend": 50000.0, "MaxSendRate": 100.0,
                           "SentLast24Hours": 0.0}}
+        self.account_answer: Answer = None  # an error for GetAccount instead of the account
         self.answer: Callable[[dict[str, Any]], Answer] = lambda request: None
         self.accepted: list[tuple[str, bytes]] = []  # (recipient, raw bytes)
         self.refused: list[str] = []  # the error code of each refused call
@@ -36,7 +37,10 @@ class FakeSes:
 
     def handle(self, method: str, path: str, body: bytes) -> tuple[int, dict[str, str], bytes]:
         if method == "GET" and path == "/v2/email/account":
-            return 200, {}, json.dumps(self.account).encode()
+            if self.account_answer is None:
+                return 200, {}, json.dumps(self.account).encode()
+            status, code, message = self.account_answer
+            return status, {"x-amzn-ErrorType": code}, json.dumps({"message": message}).encode()
         if method == "POST" and path == "/v2/email/outbound-emails":
             request = json.loads(body)
             with self.lock:
@@ -182,6 +186,7 @@ def test_a_server_error_defers_the_message_for_a_later_send(
     ("AccountSuspendedException", "account is suspended"),
     ("SendingPausedException", "sending is paused"),
     ("NotFoundException", "ses.configuration_set"),
+    ("AccessDeniedException", "refused our AWS credentials"),
 ])
 def test_a_refusal_of_the_account_stops_the_send_with_everything_queued(
         written: Path, fake_ses: tuple[FakeSes, str], code: str, says: str) -> None:
@@ -215,3 +220,15 @@ def test_the_configuration_set_and_the_envelope_sender_are_passed_to_ses(
     assert {r["ConfigurationSetName"] for r in seen} == {"journal-events"}
     assert {r["FeedbackForwardingEmailAddress"] for r in seen} == {"bounces@example.org"}
     assert {r["FromEmailAddress"] for r in seen} == {"journal@example.org"}
+
+
+def test_without_leave_to_read_the_quota_the_send_goes_on_at_one_a_second(
+        written: Path, fake_ses: tuple[FakeSes, str]) -> None:
+    fake, url = fake_ses
+    fake.account_answer = (403, "AccessDeniedException", "not authorized to ses:GetAccount")
+    sent = newsletter(written, aws_env(url), "send", "--verbose")  # v1 is not offered either
+    assert sent.returncode == 0, sent.stderr
+    assert "GetAccount answered AccessDeniedException" in sent.stderr
+    assert "cannot read the SES account's send rate" in sent.stderr
+    assert "sending at 1 messages a second" in sent.stderr
+    assert len(fake.accepted) == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -44,23 +45,16 @@ CREDENTIALS = {"InvalidClientTokenId", "UnrecognizedClientException", "Signature
                "ExpiredTokenException", "MissingAuthenticationToken", "AccessDenied",
                "AccessDeniedException", "NotAuthorized", "InvalidAccessKeyId"}
 # Refusals about the account or its settings: every message would get the same.
+_PAUSED = "sending is paused for the account or the configuration set — see the SES console"
+_NO_SET = "SES does not know the configuration set in this region — check ses.configuration_set"
 ACCOUNT = {
-    "MailFromDomainNotVerifiedException": "the custom MAIL FROM domain of the sending "
-                                          "identity is not verified in SES — fix its DNS "
-                                          "records, or turn the custom MAIL FROM domain off",
-    "MailFromDomainNotVerified": "the custom MAIL FROM domain is not verified in SES",
+    "MailFromDomainNotVerifiedException": "the custom MAIL FROM domain of the sending identity "
+                                          "is not verified — fix its DNS records or turn it off",
     "AccountSuspendedException": "the SES account is suspended — see the SES console",
-    "AccountSendingPausedException": "sending is paused for the SES account — see the SES "
-                                     "console",
-    "SendingPausedException": "sending is paused for the account or the configuration set "
-                              "— see the SES console",
-    "ConfigurationSetSendingPausedException": "sending is paused for the configuration set",
-    "ConfigurationSetDoesNotExist": "the configuration set does not exist in this region — "
-                                    "check ses.configuration_set",
-    "ConfigurationSetDoesNotExistException": "the configuration set does not exist in this "
-                                             "region — check ses.configuration_set",
-    "NotFoundException": "SES does not know a resource the send names — check "
-                         "ses.configuration_set and the verified identities in ses.region",
+    "AccountSendingPausedException": _PAUSED, "SendingPausedException": _PAUSED,
+    "ConfigurationSetSendingPausedException": _PAUSED,
+    "ConfigurationSetDoesNotExist": _NO_SET, "ConfigurationSetDoesNotExistException": _NO_SET,
+    "NotFoundException": _NO_SET,
 }
 # Words in a refusal that put it on the recipient's address rather than the message.
 ADDRESS_WORDS = ("illegal address", "invalid address", "address is invalid",
@@ -83,18 +77,21 @@ def _error(exc: Exception) -> tuple[str, str, int]:
     response: dict[str, Any] = getattr(exc, "response", {}) or {}
     error = response.get("Error", {})
     status = int(response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    message = " ".join(str(error.get("Message", "")).split())
-    if message.startswith("<"):  # an XML or HTML body botocore could not parse: not useful
-        message = ""
-    return str(error.get("Code", "")), message[:300], status
+    code, message = str(error.get("Code", "")), " ".join(str(error.get("Message", "")).split())
+    if message.startswith("<"):  # a body botocore could not parse: XML (an auth error) or HTML
+        found = dict(re.findall(r"<(Code|Message)>([^<]*)</", message))
+        code, message = found.get("Code", code), found.get("Message", "")
+    return code, message[:300], status
 
 
-def _raise_if_setup(code: str, message: str, status: int, where: str) -> None:
+def _raise_if_setup(code: str, message: str, status: int, where: str,
+                    account: bool = True) -> None:
+    """SesSetupError for refused credentials and (with `account`) refusals of the account."""
+    said = f"{code or status}{': ' + message if message else ''}"
     if code in CREDENTIALS or status in (401, 403):
-        raise SesSetupError(f"{where} refused our AWS credentials ({code or status}"
-                            f"{': ' + message if message else ''}) — {CREDENTIALS_HINT}")
-    if code in ACCOUNT:
-        raise SesSetupError(f"{where}: {ACCOUNT[code]} ({code}{': ' + message if message else ''})")
+        raise SesSetupError(f"{where} refused our AWS credentials ({said}) — {CREDENTIALS_HINT}")
+    if account and code in ACCOUNT:
+        raise SesSetupError(f"{where}: {ACCOUNT[code]} ({said})")
 
 
 class Account:
@@ -179,12 +176,16 @@ class _Refused(Exception):
 
 def _call(method: Callable[[], dict[str, Any]], where: str) -> dict[str, Any]:
     from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+    from botocore.parsers import ResponseParserError
 
     try:
         return method()
+    except ResponseParserError:  # not SES answering (a proxy's page, or no such API there)
+        raise _Refused("an answer that is not SES's") from None
     except ClientError as exc:
         code, message, status = _error(exc)
-        _raise_if_setup(code, message, status, where)
+        if code not in ("AccessDenied", "AccessDeniedException"):  # no leave to read: go on
+            _raise_if_setup(code, message, status, where, account=False)
         raise _Refused(f"{code or status} {message}".strip()) from None
     except NoCredentialsError:
         raise SesSetupError(f"{where}: no AWS credentials found — {CREDENTIALS_HINT}") from None
@@ -244,10 +245,13 @@ class SesTransport:
     def _attempt(self, client: Any, request: dict[str, Any]) -> tuple[Outcome | None, str]:
         """(the outcome, "") or (None, why) when SES throttled the call."""
         from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.parsers import ResponseParserError
 
         where = self.account.where
         try:
             response = client.send_email(**request)
+        except ResponseParserError:  # an answer we cannot read: it may have been taken
+            return Outcome("deferred", f"an unreadable answer from {where}"), ""
         except ClientError as exc:
             code, message, status = _error(exc)
             if code in THROTTLING or status in (429, 503):
