@@ -212,3 +212,17 @@ def test_only_a_send_through_ses_imports_boto3(ses_site: Path) -> None:
 
     for command in (("run",), ("run",), ("send", "--dry-run"), ("check",)):
         assert not {"boto3", "botocore"} & imported(*command), command
+
+
+def test_only_the_ses_backend_imports_the_aws_sdk() -> None:
+    import ast
+
+    package = Path(__file__).resolve().parent.parent / "pipeline"
+    importers = set()
+    for path in package.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [a.name for a in node.names] if isinstance(node, ast.Import) else [])
+            if any(name.split(".")[0] in ("boto3", "botocore") for name in names):
+                importers.add(path.relative_to(package.parent).as_posix())
+    assert importers == {"pipeline/delivery/ses.py"}
