@@ -232,3 +232,26 @@ def test_without_leave_to_read_the_quota_the_send_goes_on_at_one_a_second(
     assert "cannot read the SES account's send rate" in sent.stderr
     assert "sending at 1 messages a second" in sent.stderr
     assert len(fake.accepted) == 2
+
+
+def test_throttling_that_does_not_end_stops_the_send_with_no_attempt_spent(
+        written: Path, fake_ses: tuple[FakeSes, str]) -> None:
+    fake, url = fake_ses
+    fake.answer = lambda request: (429, "TooManyRequestsException", "Maximum sending rate "
+                                   "exceeded.")
+    with (written / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write("connections = 1\n")
+    before = emls(written, "new")
+    sent = newsletter(written, aws_env(url), "send")
+    assert sent.returncode == 75, sent.stderr
+    assert "still limited after 6 pauses" in sent.stdout + sent.stderr
+    assert emls(written, "new") == before and fake.accepted == []
+    assert replies(written) == {}  # nothing recorded: no attempt spent, no retry time set
+
+
+def test_a_profile_that_is_not_there_is_a_setup_error(
+        written: Path, fake_ses: tuple[FakeSes, str]) -> None:
+    env = {**aws_env(fake_ses[1], credentials=False), "AWS_PROFILE": "no-such-profile"}
+    sent = newsletter(written, env, "send")
+    assert sent.returncode == 78, sent.stderr
+    assert "no-such-profile" in sent.stderr and len(emls(written, "new")) == 2

@@ -135,10 +135,10 @@ class Account:
         config = BotoConfig(connect_timeout=min(s.timeout, 10), read_timeout=s.timeout,
                             retries={"total_max_attempts": 1},
                             max_pool_connections=max(s.connections, 1))
-        session = boto3.session.Session(region_name=s.region)
         try:
+            session = boto3.session.Session(region_name=s.region)
             return session.client("sesv2", config=config), session
-        except Exception as exc:  # botocore: a bad endpoint URL or profile
+        except Exception as exc:  # botocore: a profile that is not there, a bad endpoint URL
             raise SesSetupError(f"cannot set up the SES client: {exc}") from None
 
     def _quota(self, client: Any, session: Any) -> tuple[float, float | None]:
