@@ -241,6 +241,7 @@ def main() -> None:
         return serve_aiosmtpd(args.aiosmtpd_server)
 
     from pipeline.core.config import load_config
+    from pipeline.delivery.settings import delivery_settings
 
     root = Path(tempfile.mkdtemp(prefix="send-bench-", dir="/dev/shm" if args.tmpfs else None))
     servers = []
@@ -249,7 +250,7 @@ def main() -> None:
         servers.append(sink)
         print(f"building {args.messages:,} messages in {root} …", flush=True)
         site = build_site(root, args.messages, port)
-        connections = load_config(site).smtp.connections
+        connections = delivery_settings(load_config(site)).settings.connections
         messages = prepared(site)
         size = statistics.mean(len(m) for _, m in messages) / 1024
         print(f"{len(messages):,} messages, {size:.1f} KB each on average; "

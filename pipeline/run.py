@@ -18,6 +18,7 @@ from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Article, RunReport
+from pipeline.delivery.settings import unknown_tables
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.publishing.feed_types import FEEDS
 from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
@@ -62,7 +63,8 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, ledger, files, upcoming)
     log.info("collected %d entries", len(articles))
-    report = RunReport(problems=[*config.warnings, *scan_problems, *problems, *list_problems],
+    report = RunReport(problems=[*config.warnings, *unknown_tables(config), *scan_problems,
+                                 *problems, *list_problems],
                        published=len(articles), upcoming=sorted(upcoming))
     report = _publish(articles, report, config, ledger, now)
     if not report.problems and not report.held_back:
@@ -216,8 +218,8 @@ def plan(site: Path, now: datetime | None = None) -> RunReport:
     config = load_config(site)
     upcoming: list[datetime] = []
     articles, problems = collect_articles(config, now, upcoming=upcoming)
-    report = RunReport(problems=[*config.warnings, *problems], published=len(articles),
-                       upcoming=sorted(upcoming))
+    report = RunReport(problems=[*config.warnings, *unknown_tables(config), *problems],
+                       published=len(articles), upcoming=sorted(upcoming))
     from pipeline.publishing.feeds import render_feeds
 
     for name, data in render_feeds(articles, config).items():

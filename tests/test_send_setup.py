@@ -28,6 +28,7 @@ from conftest import (
 from pipeline.cli.main import cli
 from pipeline.core.config import load_config
 from pipeline.core.errors import ConfigError
+from pipeline.delivery.settings import delivery_settings
 from pipeline.run import run
 
 
@@ -36,7 +37,7 @@ def test_every_smtp_and_dkim_problem_is_reported_at_once(site: Path) -> None:
         f.write('[smtp]\nhost = "smtp.example.net"\ntls = "ssl"\nrate = -1\nconnections = 0\n'
                 'colour = "blue"\n[dkim]\nselector = "s1"\n')
     with pytest.raises(ConfigError) as caught:
-        load_config(site)
+        delivery_settings(load_config(site))
     text = str(caught.value)
     for expected in ("smtp.tls: 'ssl' is not a TLS mode", "smtp.rate: must be a number of 0",
                      "smtp.connections: must be a whole number of 1",
@@ -48,14 +49,15 @@ def test_a_password_over_plain_smtp_to_another_machine_is_refused(site: Path) ->
     with (site / "newsletter.toml").open("a") as f:
         f.write('[smtp]\nhost = "smtp.example.net"\ntls = "none"\nuser = "journal"\n')
     with pytest.raises(ConfigError, match="unencrypted"):
-        load_config(site)
+        delivery_settings(load_config(site))
 
 
 def test_smtp_defaults_follow_the_tls_mode_and_the_from_address(site: Path) -> None:
     with (site / "newsletter.toml").open("a") as f:
         f.write('[smtp]\nhost = "smtp.example.net"\ntls = "implicit"\n')
-    smtp = load_config(site).smtp
-    assert (smtp.port, smtp.envelope_from, smtp.dkim_key) == (465, "journal@example.org", None)
+    delivery = delivery_settings(load_config(site))
+    smtp = delivery.transport
+    assert (smtp.port, smtp.envelope_from, delivery.dkim) == (465, "journal@example.org", None)
 
 
 def test_a_user_without_a_password_in_the_environment_is_a_config_error(

@@ -101,9 +101,9 @@ class RateType(click.ParamType):
 @cli.command()
 @site_option
 @click.option("--limit", type=click.IntRange(min=1), default=None,
-              help="Send at most N messages now (smtp.max_per_run also applies).")
+              help="Send at most N messages now (the backend's max_per_run also applies).")
 @click.option("--rate", type=RateType(), default=None,
-              help="At most R messages per second, e.g. 10/s [default: smtp.rate].")
+              help="At most R messages per second, e.g. 10/s [default: the backend's rate].")
 @click.option("--dry-run", is_flag=True, help="Show what would be sent; connect to nothing.")
 @click.option("--test", "test_to", metavar="ADDRESS",
               help="Send the latest digest to ADDRESS only, subject prefixed [TEST]; "
@@ -117,7 +117,8 @@ class RateType(click.ParamType):
 @json_option
 def send(site: Path, limit: int | None, rate: float | None, dry_run: bool, test_to: str | None,
          quiet: bool, verbose: bool, wait: float, retry_now: bool, as_json: bool) -> None:
-    """Hand the messages in outbox/new/ to the SMTP relay (smtp.* in newsletter.toml)."""
+    """Hand the messages in outbox/new/ to the delivery backend ([delivery] in
+    newsletter.toml; the SMTP relay in [smtp] by default)."""
     _setup_logging(verbose)
     site = site.resolve()
     if test_to is not None:
@@ -159,7 +160,6 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
     from pipeline.cli.progress import Progress, print_summary
     from pipeline.core.config import load_config
     from pipeline.delivery.send import send as send_outbox
-    from pipeline.delivery.smtp import RelaySetupError
     from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
     from pipeline.state.problems import note_problems
@@ -171,7 +171,7 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
                              retry_now=retry_now)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except (TransportSetupError, RelaySetupError) as exc:  # RelaySetupError: until the seam
+    except TransportSetupError as exc:
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
         _fail(f"{exc}; nothing was sent — try again later, or pass --wait SECONDS", EXIT_LOCKED)
@@ -236,18 +236,15 @@ def _send_plan(site: Path, limit: int, *, retry_now: bool = False, as_json: bool
 
 def _send_test(site: Path, address: str) -> int:
     from pipeline.delivery.send import send_test
-    from pipeline.delivery.smtp import RelayDown, RelaySetupError
-    from pipeline.delivery.transport import TransportDown, TransportSetupError
+    from pipeline.delivery.transport import TransportBusy, TransportDown, TransportSetupError
 
-    # RelayDown and RelaySetupError become TransportDown and TransportSetupError with the
-    # delivery seam; both are caught until every backend raises the new ones.
     try:
         outcome = send_test(site, address)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
-    except (TransportSetupError, RelaySetupError) as exc:
+    except TransportSetupError as exc:
         _fail(exc, EXIT_CONFIG)
-    except (TransportDown, RelayDown) as exc:
+    except (TransportDown, TransportBusy) as exc:
         _fail(f"{exc} — try again later", EXIT_UNAVAILABLE)
     except ValueError as exc:
         _fail(exc, EXIT_REJECTED)

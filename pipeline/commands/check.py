@@ -9,6 +9,7 @@ from pathlib import Path
 
 from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem, TemplateError
+from pipeline.delivery.settings import delivery_settings
 from pipeline.entries.collect import collect_articles
 from pipeline.publishing.digest import render_digest, size_problems
 from pipeline.subscribers.csv_file import load_subscribers
@@ -47,12 +48,18 @@ def check_site(site: Path, now: datetime | None = None) -> CheckReport:
 
 
 def sending_problems(config: Config) -> list[Problem]:
-    """What bulk mail needs that a site that only publishes feeds does not."""
-    problems = []
-    if config.smtp.host and not config.postal_address:
+    """The delivery tables' problems (sending is not needed to publish, so they are reported
+    with the rest), and what bulk mail needs that a site that only publishes feeds does not."""
+    try:
+        problems = list(delivery_settings(config).warnings)
+    except ConfigError as exc:
+        problems = list(exc.problems)
+    what = "smtp.host" if config.delivery_backend == "smtp" else "delivery.backend"
+    sending = what != "smtp.host" or bool(config.tables.get("smtp", {}).get("host"))
+    if sending and not config.postal_address:
         problems.append(Problem(
             config.site_dir / CONFIG_NAME, "email.postal_address",
-            "is not set, but sending is (smtp.host)",
+            f"is not set, but sending is ({what})",
             'add `postal_address = "Clinic name, street, town, postcode"` under [email]: '
             "CAN-SPAM and many national rules ask bulk mail to carry the sender's postal "
             "address in its footer", warning=True))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -12,7 +12,6 @@ from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.schedule import EXAMPLES, Schedule, ScheduleError, parse_cadence
 from pipeline.core.text import strip_illegal
-from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 
 CONFIG_NAME = "newsletter.toml"
 STATE_DIR = ".newsletter"
@@ -45,13 +44,14 @@ SCHEMA: dict[str, dict[str, object]] = {
         "postal_address": "",
     },
     "subscribers": {"double_opt_in": False},
-    # Not under [smtp]: how many refusals a send tolerates is the job's policy, whatever the
-    # backend (an SMTP relay or a provider's API) carries the mail.
-    "delivery": {"fail_threshold": 5},
+    # The job's delivery policy, whatever carries the mail: which backend (its own table, e.g.
+    # [smtp], is checked by pipeline.delivery) and how many refusals a send tolerates.
+    "delivery": {"backend": "smtp", "fail_threshold": 5},
     "retention": {"days": 30},
-    "smtp": SMTP_SCHEMA,
-    "dkim": DKIM_SCHEMA,
 }
+# Every other table ([dkim], a delivery backend's such as [smtp]) belongs to a
+# later stage: its raw values are kept in Config.tables and checked by the code that owns it
+# when it is used (pipeline.delivery.settings), which also warns about unknown tables.
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,6 @@ class Config:
     unsubscribe_url: str
     unsubscribe_mailto: str
     reason: str
-    smtp: SmtpSettings = field(default_factory=SmtpSettings)
     warnings: tuple[Problem, ...] = ()
     confirm_url: str = "{site_url}confirm?token={token}"
     double_opt_in: bool = False  # new addresses stay pending until they use the confirm link
@@ -89,6 +88,11 @@ class Config:
     postal_address: str = ""  # the sender's, in every digest's footer (one line)
     # Sent, withdrawn and failed messages and their delivery details are kept this long.
     retention_days: int = 30
+    delivery_backend: str = "smtp"  # a name in pipeline.delivery.transport.BACKENDS
+    # The raw values of the tables the core does not own ({table: {key: value}}), and the
+    # file's text, so that their owners can name the line of a problem.
+    tables: dict[str, dict[str, object]] = field(default_factory=dict, compare=False)
+    source: str = field(default="", repr=False, compare=False)
 
     @property
     def public_dir(self) -> Path:
@@ -120,6 +124,11 @@ class Config:
 
     def url_for(self, slug: str) -> str:
         return self.article_url.format(site_url=self.site_url, slug=slug)
+
+    def problem(self, key: str, problem: str, hint: str, warning: bool = False) -> Problem:
+        """A problem with `key` ("table.key" or "table") of newsletter.toml, at its line."""
+        return Problem(self.site_dir / CONFIG_NAME, key, problem, hint,
+                       line=_line_of(self.source, key.split(".")[-1]), warning=warning)
 
 
 def load_config(site_dir: Path) -> Config:
@@ -167,16 +176,12 @@ def load_config(site_dir: Path) -> Config:
                 problems.append(Problem(path, f"{table}.{key}", "unknown key",
                                         f"remove it or check its spelling; known: {known}",
                                         line=_line_of(text, key), warning=True))
-    for table in raw:
-        if table not in SCHEMA:
-            problems.append(Problem(path, table, "unknown table",
-                                    f"remove it; known: {', '.join(SCHEMA)}",
-                                    line=_line_of(text, table), warning=True))
+    tables = {table: section for table, section in raw.items() if table not in SCHEMA}
     config = _build(site_dir, path, text, values, problems)
     errors = [p for p in problems if not p.warning]
     if errors or config is None:
         raise ConfigError(problems)
-    return config
+    return replace(config, tables=tables, source=text)
 
 
 def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
@@ -270,7 +275,6 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         else (f"unsubscribe@{from_address.domain}" if from_address else ""),
         reason=string("email.reason")
         or f"You are receiving this because you subscribed to {string('site.title')}.",
-        smtp=smtp_settings(site_dir, v, string, bad, from_address),
         warnings=tuple(p for p in problems if p.warning),
         confirm_url=string("email.confirm_url"),
         double_opt_in=v.get("subscribers.double_opt_in") is True,
@@ -280,6 +284,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
         fail_threshold=percentage("delivery.fail_threshold"),
+        delivery_backend=string("delivery.backend").lower() or "smtp",
         # Written over several lines in the TOML, shown on one in the footer.
         postal_address=", ".join(line.strip().rstrip(",") for line in
                                  string("email.postal_address").splitlines() if line.strip()),

@@ -1,4 +1,5 @@
-"""A small pool of connections to the relay, working through one queue of messages.
+"""A small pool of transports (connections to the relay, or API clients), working through one
+queue of messages. It knows only the transport interface, never which backend it drives.
 
 Nothing here touches files or the ledger: the caller's `load` reads a message and its `done`
 records the outcome, both in the worker thread, so a file is moved the moment the relay
@@ -7,16 +8,19 @@ accepts it (the shortest window for sending a message twice).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
-from pipeline.delivery.smtp import Connection, Outcome, RelayDown, tls_context
-from pipeline.delivery.smtp_settings import SmtpSettings
+from pipeline.delivery.transport import Outcome, Transport, TransportBusy, TransportDown
 
+log = logging.getLogger("pipeline")
 Job = TypeVar("Job")
+MAX_PAUSES = 6  # rate-limit pauses in a row (nothing accepted between them) before stopping
+MAX_PAUSE = 600.0  # seconds: the longest single pause
 
 
 class RateLimit:
@@ -38,20 +42,24 @@ class RateLimit:
             time.sleep(slot - now)
 
 
-class RelayPool(Generic[Job]):
-    """`connections` threads, each with its own Connection, working through one queue.
+class Pool(Generic[Job]):
+    """`connections` threads, each with its own Transport, working through one queue.
 
     A thread that cannot connect hands its message back and retires, so a relay that allows
     fewer connections than configured still gets all the work; when the last one cannot
     connect, the pool stops and `stopped` says why (the rest stays queued, untried).
+    When the transport says it is busy (a relay-wide rate limit), every thread pauses and the
+    message is handed over again, its attempts not spent; the pause doubles while the limit
+    lasts, and after MAX_PAUSES in a row with nothing accepted the pool stops the same way.
     """
 
-    def __init__(self, settings: SmtpSettings, sender: str, rate: float,
-                 load: Callable[[Job], tuple[str, bytes]],
-                 done: Callable[[Job, Outcome], None]) -> None:
-        self.settings, self.sender, self.load, self.done = settings, sender, load, done
+    def __init__(self, connect: Callable[[], Transport], connections: int, sender: str,
+                 rate: float, load: Callable[[Job], tuple[Sequence[str], bytes]],
+                 done: Callable[[Job, Outcome], None], pause: float = 60.0) -> None:
+        self.connect, self.connections = connect, connections
+        self.pause, self.pauses, self.resume_at = pause, 0, 0.0
+        self.sender, self.load, self.done = sender, load, done
         self.limit = RateLimit(rate)
-        self.context = tls_context() if settings.tls != "none" else None
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.stop = threading.Event()
         self.stopped = ""  # why the pool stopped early
@@ -64,9 +72,9 @@ class RelayPool(Generic[Job]):
     def start(self, jobs: Iterable[Job]) -> None:
         for job in jobs:
             self.jobs.put(job)
-        count = min(self.settings.connections, max(1, self.jobs.qsize()))
+        count = min(self.connections, max(1, self.jobs.qsize()))
         self.alive = self.running = count
-        self.threads = [threading.Thread(target=self._work, name=f"smtp-{n}", daemon=True)
+        self.threads = [threading.Thread(target=self._work, name=f"send-{n}", daemon=True)
                         for n in range(count)]
         for thread in self.threads:
             thread.start()
@@ -82,7 +90,7 @@ class RelayPool(Generic[Job]):
             raise self.error
 
     def _work(self) -> None:
-        connection = Connection(self.settings, self.context)
+        connection = self.connect()
         job: Job | None = None
         try:
             while not self.stop.is_set():
@@ -90,12 +98,22 @@ class RelayPool(Generic[Job]):
                     job = self.jobs.get_nowait()
                 except queue.Empty:
                     return
+                self._wait_out_pause()
                 self.limit.wait()
-                recipient, data = self.load(job)
-                outcome = connection.send(self.sender, recipient, data)
+                recipients, data = self.load(job)
+                try:
+                    outcome = connection.send(self.sender, recipients, data)
+                except TransportBusy as exc:
+                    self.jobs.put(job)  # not this message's fault: no attempt spent
+                    job = None
+                    self._pause(exc)
+                    continue
+                if outcome.state == "sent" and self.pauses:
+                    with self.lock:
+                        self.pauses = 0
                 self.done(job, outcome)
                 job = None
-        except RelayDown as exc:
+        except TransportDown as exc:
             with self.lock:
                 self.alive -= 1
                 last = self.alive == 0
@@ -117,3 +135,21 @@ class RelayPool(Generic[Job]):
                 self.running -= 1
                 if self.running == 0:
                     self.finished.set()
+
+    def _pause(self, busy: TransportBusy) -> None:
+        with self.lock:
+            now = time.monotonic()
+            if now < self.resume_at:  # another thread has paused us already
+                return
+            self.pauses += 1
+            if self.pauses > MAX_PAUSES:
+                self.stopped = f"{busy} (still limited after {MAX_PAUSES} pauses)"
+                self.stop.set()
+                return
+            delay = busy.wait or min(self.pause * 2 ** (self.pauses - 1), MAX_PAUSE)
+            self.resume_at = now + delay
+        log.warning("send: %s — pausing %.0f s", busy, delay)
+
+    def _wait_out_pause(self) -> None:
+        while (left := self.resume_at - time.monotonic()) > 0 and not self.stop.is_set():
+            self.stop.wait(min(left, 0.5))

@@ -1,4 +1,5 @@
-"""`newsletter send`: drain outbox/new/ through the operator's SMTP relay, and lose nothing.
+"""`newsletter send`: drain outbox/new/ through the configured delivery backend (the operator's
+SMTP relay by default), and lose nothing.
 
 The folders say what happened first, the ledger second. The moment the relay accepts a message
 its file is renamed from new/ into sent/ (one system call, in the thread that got the reply);
@@ -21,14 +22,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pipeline.core.atomic import flush_folders, move
-from pipeline.core.config import CONFIG_NAME, Config, load_config
+from pipeline.core.config import Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
-from pipeline.core.errors import ConfigError, Problem
+from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
-from pipeline.delivery.pool import RelayPool
-from pipeline.delivery.signing import DkimSigner
-from pipeline.delivery.smtp import Connection, Outcome
-from pipeline.delivery.smtp_settings import PASSWORD_ENV, SmtpSettings
+from pipeline.delivery.pool import Pool
+from pipeline.delivery.settings import Delivery as DeliverySettings
+from pipeline.delivery.settings import delivery_settings, ready_to_send
+from pipeline.delivery.signing import DkimSettings, DkimSigner
+from pipeline.delivery.transport import Outcome, Settings
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
@@ -43,16 +45,18 @@ Progress = Callable[[SendReport], None]
 def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
          wait: float = 0.0, progress: Progress | None = None, retry_now: bool = False
          ) -> SendReport:
-    """Hand every due message to the relay; raises ConfigError, Locked or RelaySetupError.
-    `retry_now`: deferred messages are due now, whatever their retry time."""
+    """Hand every due message to the backend; raises ConfigError, Locked or
+    TransportSetupError. `retry_now`: deferred messages are due now, whatever their retry
+    time."""
     config = load_config(site)
-    settings = check_settings(config)
-    signer = signer_for(settings)
+    delivery = ready_to_send(config)
+    settings = delivery.settings
+    signer = signer_for(delivery.dkim)
     with site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
             open_ledger(config.state_dir) as ledger:
         offset = (now - datetime.now(UTC)) if now else timedelta(0)  # tests move the clock
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
-        report = SendReport(problems=list(config.warnings))
+        report = SendReport(problems=[*config.warnings, *delivery.warnings])
         folders = Outbox(config.outbox_dir)
         folders.prepare_sending()
         waiting = folders.listing()
@@ -68,7 +72,7 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
         try:
             if due:
-                _drain(due, settings, settings.rate if rate is None else rate, signer,
+                _drain(due, delivery, settings.rate if rate is None else rate, signer,
                        folders, ledger, report, clock, progress)
         finally:
             _mark_bouncing(config, ledger, report)
@@ -81,18 +85,16 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
     """What `send` would do now, sending and writing nothing: for --dry-run. Settings that
     are not enough to send yet are warnings here: a dry run connects to nothing."""
     config = load_config(site)
-    report = SendReport(problems=list(config.warnings))
-    try:
-        settings = check_settings(config)
-    except ConfigError as exc:
-        settings = config.smtp
-        report.problems += [replace(p, warning=True) for p in exc.problems]
+    delivery = delivery_settings(config)
+    report = SendReport(problems=[*config.warnings, *delivery.warnings])
+    report.problems += [replace(p, warning=True)
+                        for p in delivery.backend.check(delivery.transport, config)]
     with open_ledger(config.state_dir, read_only=True) as ledger:
         folders = Outbox(config.outbox_dir)
         due, recovered, unwanted = _queue(ledger, folders, folders.listing(),
                                           now or datetime.now(UTC), report, config, retry_now)
     report.recovered, report.withdrawn = len(recovered), len(unwanted)
-    _cap(due, limit, settings, report)
+    _cap(due, limit, delivery.settings, report)
     return report
 
 
@@ -104,7 +106,7 @@ def send_test(site: Path, address: str) -> Outcome:
     from pipeline.mail.compose import Composer
 
     config = load_config(site)
-    settings = check_settings(config)
+    delivery = ready_to_send(config)
     try:
         address = validate_email(address, check_deliverability=False).normalized
     except EmailNotValidError as exc:
@@ -117,35 +119,17 @@ def send_test(site: Path, address: str) -> Outcome:
     # providers drop a second message with an ID they have seen).
     digest = replace(digest, subject=f"[TEST] {digest.subject}", key=uuid.uuid4().hex)
     data = Composer(digest, config, load_secret(config.state_dir)).compose(Subscriber(address))
-    signer = signer_for(settings)
-    connection = Connection(settings)
+    signer = signer_for(delivery.dkim)
+    transport = delivery.backend.transports(delivery.transport)()
     try:
-        return connection.send(settings.envelope_from, address,
-                               signer.sign(data) if signer else data)
+        return transport.send(delivery.settings.envelope_from, [address],
+                              signer.sign(data) if signer else data)
     finally:
-        connection.close()
+        transport.close()
 
 
-def check_settings(config: Config) -> SmtpSettings:
-    """The SMTP settings, if they are enough to send; else ConfigError saying what to add."""
-    s, path = config.smtp, config.site_dir / CONFIG_NAME
-    problems = []
-    if not s.host:
-        problems.append(Problem(path, "smtp.host", "is not set", 'add [smtp] with host = '
-                                '"smtp.your-provider.example" (and port, tls, user)'))
-    if s.user and not os.environ.get(PASSWORD_ENV):
-        problems.append(Problem("environment", PASSWORD_ENV, f"is empty, but smtp.user is "
-                                f"{s.user!r}", f"export {PASSWORD_ENV}=… in the job's "
-                                "environment (never in newsletter.toml)"))
-    if problems:
-        raise ConfigError(problems)
-    return s
-
-
-def signer_for(settings: SmtpSettings) -> DkimSigner | None:
-    if settings.dkim_key is None:
-        return None
-    return DkimSigner(settings.dkim_selector, settings.dkim_domain, settings.dkim_key)
+def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
+    return None if dkim is None else DkimSigner(dkim.selector, dkim.domain, dkim.key)
 
 
 def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
@@ -281,7 +265,7 @@ def _recovered(message: QueuedMessage, folders: Outbox, state: str) -> Delivery:
     return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
 
 
-def _cap(due: list[QueuedMessage], limit: int, settings: SmtpSettings, report: SendReport
+def _cap(due: list[QueuedMessage], limit: int, settings: Settings, report: SendReport
          ) -> list[QueuedMessage]:
     caps = [c for c in (limit, settings.max_per_run) if c > 0]
     cap = min(caps) if caps else len(due)
@@ -289,18 +273,18 @@ def _cap(due: list[QueuedMessage], limit: int, settings: SmtpSettings, report: S
     return due[:cap]
 
 
-def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
+def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
            signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
            clock: Callable[[], datetime], progress: Progress | None) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
-
+    settings = delivery.settings
     new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
-    def load(message: QueuedMessage) -> tuple[str, bytes]:
+    def load(message: QueuedMessage) -> tuple[list[str], bytes]:
         with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
             data = f.read()
-        return message.address, signer.sign(data) if signer else data
+        return [message.address], signer.sign(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1
@@ -321,7 +305,8 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
         results.put(Delivery(message, state, reply, when, attempts, next_attempt,
                              bouncing and state == "failed"))
 
-    pool = RelayPool(settings, settings.envelope_from, rate, load, done)
+    pool = Pool(delivery.backend.transports(delivery.transport), settings.connections,
+                settings.envelope_from, rate, load, done, pause=settings.retry_after or 1.0)
     pool.start(due)
     batch: list[Delivery] = []
     try:

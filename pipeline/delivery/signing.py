@@ -6,9 +6,17 @@ messages wait in the outbox, and the signature's timestamp is the sending time.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pipeline.core.errors import ConfigError, Problem
+
+if TYPE_CHECKING:
+    from pipeline.core.config import Config
+    from pipeline.delivery.settings import Values
+
+DKIM_SCHEMA: dict[str, object] = {"selector": "", "domain": "", "private_key": ""}
 
 # Signed whether present or not: signing an absent header (Reply-To) stops one being added.
 # `from` twice: a second From added in transit breaks the signature instead of fooling readers.
@@ -17,6 +25,24 @@ SIGNED_HEADERS = (
     "from", "from", "to", "subject", "date", "message-id", "reply-to", "mime-version",
     "content-type", "list-id", "list-unsubscribe", "list-unsubscribe-post",
 )
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    selector: str
+    domain: str  # d=: the domain of email.from unless dkim.domain says otherwise
+    key: Path
+
+
+def dkim_settings(values: Values, config: Config) -> DkimSettings | None:
+    """The [dkim] table, checked: None when signing is off (neither selector nor key set)."""
+    selector, key_name = values.string("dkim.selector"), values.string("dkim.private_key")
+    domain = values.string("dkim.domain") or config.from_address.domain
+    if bool(selector) != bool(key_name):
+        values.bad("dkim.selector" if key_name else "dkim.private_key", "is missing",
+                   "DKIM needs both dkim.selector and dkim.private_key (or neither)")
+    key = values.file("dkim.private_key", "the PEM private key")
+    return DkimSettings(selector, domain, key) if selector and key else None
 
 
 class DkimSigner:

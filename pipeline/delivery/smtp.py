@@ -1,7 +1,8 @@
-"""The only code that talks SMTP: one connection to the operator's relay, reused for message
-after message (one TLS handshake and login, not one per message).
+"""The SMTP delivery backend, and the only code that talks SMTP: one connection to the
+operator's relay, reused for message after message (one TLS handshake and login, not one per
+message).
 
-Every reply is sorted into one of three outcomes: accepted ("sent"), try again later
+Every reply is sorted into one of the transport's outcomes: accepted ("sent"), try again later
 ("deferred": 4xx, a dropped connection, a timeout) or for good ("failed": 5xx for that
 recipient). Trouble with the relay itself is raised instead: RelayDown (cannot reach it: stop,
 try later) or RelaySetupError (it refuses us as configured: fix the settings).
@@ -12,26 +13,32 @@ from __future__ import annotations
 import os
 import smtplib
 import ssl
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, ClassVar
 
-from pipeline.delivery.smtp_settings import PASSWORD_ENV, SmtpSettings
+from pipeline.core.errors import Problem
+from pipeline.delivery.smtp_settings import (
+    PASSWORD_ENV,
+    SMTP_SCHEMA,
+    SmtpSettings,
+    smtp_problems,
+    smtp_settings,
+)
+from pipeline.delivery.transport import Outcome, TransportDown, TransportSetupError
+
+if TYPE_CHECKING:
+    from pipeline.core.config import Config
+    from pipeline.delivery.settings import Values
 
 # Enhanced status codes (RFC 3463) that say the mailbox itself is bad, whatever the stage.
 MAILBOX_STATUS = ("5.1.", "5.2.1")
 
 
-@dataclass(frozen=True)
-class Outcome:
-    state: str  # "sent", "deferred" or "failed"
-    reply: str  # "250 2.0.0 Ok: queued as 4B2F…", or what went wrong
-    bouncing: bool = False  # failed because the recipient's address is refused
-
-
-class RelayDown(Exception):
+class RelayDown(TransportDown):
     """The relay cannot be reached or refuses every connection: stop, try again later."""
 
 
-class RelaySetupError(Exception):
+class RelaySetupError(TransportSetupError):
     """The relay refuses us as configured (login, TLS, sender): retrying will not help."""
 
 
@@ -114,14 +121,14 @@ class Connection:
                 self.smtp.close()
             self.smtp = None
 
-    def send(self, sender: str, recipient: str, data: bytes) -> Outcome:
+    def send(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome:
         """Hand one message to the relay. Raises RelayDown or RelaySetupError."""
         for _ in range(2):
             fresh = self.smtp is None
             if fresh:
                 self.open()
             try:
-                return self._transaction(sender, recipient, data)
+                return self._transaction(sender, recipients, data)
             except _NotSent as exc:
                 self._drop()
                 if fresh:  # a new connection broke too: the relay's trouble, not the message's
@@ -135,11 +142,11 @@ class Connection:
             self.smtp.close()
             self.smtp = None
 
-    def _transaction(self, sender: str, recipient: str, data: bytes) -> Outcome:
+    def _transaction(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome:
         smtp = self.smtp
         assert smtp is not None
         option = ""
-        if not recipient.isascii():
+        if not all(r.isascii() for r in recipients):
             if not smtp.has_extn("smtputf8"):
                 return Outcome("failed", "the relay does not accept non-ASCII addresses "
                                "(no SMTPUTF8)")
@@ -147,8 +154,8 @@ class Connection:
             smtp.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
         # Not mail()/rcpt(): those re-parse each address with email.utils (~0.1 ms each,
         # holding the GIL); ours were validated when the subscriber list was read.
-        commands = [f"MAIL FROM:<{sender}>{option}\r\n", f"RCPT TO:<{recipient}>\r\n",
-                    "DATA\r\n"]
+        commands = [f"MAIL FROM:<{sender}>{option}\r\n",
+                    *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n"]
         try:
             if smtp.has_extn("pipelining"):  # RFC 2920: one round trip for all three
                 smtp.send("".join(commands))
@@ -160,7 +167,7 @@ class Connection:
                     replies.append(smtp.getreply())
                     if replies[-1][0] not in (250, 251, 354):
                         break
-            refused = self._refused(sender, replies)
+            refused = self._refused(sender, replies, len(commands))
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _NotSent(f"connection lost before the message was sent: {exc}") from None
         if refused is not None:
@@ -178,16 +185,20 @@ class Connection:
             self._drop()
         return _refusal(code, text, "end of DATA")
 
-    def _refused(self, sender: str, replies: list[tuple[int, bytes]]) -> Outcome | None:
-        """None if the relay is ready for the data (354); else the outcome, after undoing
-        what a pipelined DATA may have started."""
-        if [code for code, _ in replies] in ([250, 250, 354], [250, 251, 354]):
+    def _refused(self, sender: str, replies: list[tuple[int, bytes]], sent: int
+                 ) -> Outcome | None:
+        """None if the relay is ready for the data (354) for every recipient; else the
+        outcome, after undoing what a pipelined DATA may have started."""
+        codes = [code for code, _ in replies]
+        if (len(codes) == sent and codes[0] == 250 and codes[-1] == 354
+                and all(code in (250, 251) for code in codes[1:-1])):
             return None
         assert self.smtp is not None
-        if len(replies) == 3 and replies[2][0] == 354:  # DATA accepted without a recipient
+        if len(codes) == sent and codes[-1] == 354:  # DATA accepted, a recipient refused
             self.smtp.send(b".\r\n")
             self.smtp.getreply()
-        for (code, text), stage in zip(replies, ("MAIL", "RCPT", "DATA"), strict=False):
+        stages = ["MAIL", *["RCPT"] * (sent - 2), "DATA"]
+        for (code, text), stage in zip(replies, stages, strict=False):
             if code == 421:  # closing the connection; nothing of the message was sent
                 raise _NotSent(_reply(code, text))
             if code in (250, 251, 354):
@@ -218,3 +229,24 @@ def _dot_stuffed(data: bytes) -> bytes:
     pieces.append(view[start:])
     pieces.append(b".\r\n")
     return b"".join(pieces)
+
+
+class SmtpBackend:
+    """The SMTP relay as a delivery backend ([delivery] backend = "smtp")."""
+
+    name = "smtp"
+    schema: ClassVar[Mapping[str, Mapping[str, object]]] = {"smtp": SMTP_SCHEMA}
+
+    def settings(self, values: Values, config: Config) -> SmtpSettings:
+        return smtp_settings(values, config)
+
+    def check(self, settings: SmtpSettings, config: Config) -> list[Problem]:
+        return smtp_problems(settings, config)
+
+    def transports(self, settings: SmtpSettings) -> Callable[[], Connection]:
+        # One TLS context for the whole send: loading the CAs costs ~0.15 s of CPU.
+        context = tls_context() if settings.tls != "none" else None
+        return lambda: Connection(settings, context)
+
+
+BACKEND = SmtpBackend()

@@ -1,17 +1,21 @@
-"""The [smtp] and [dkim] settings of newsletter.toml: how `newsletter send` reaches the relay."""
+"""The [smtp] table of newsletter.toml: how `newsletter send` reaches the relay. Apart from
+smtp.py so that checking the settings does not import smtplib and ssl."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # the email package costs a no-op run ~20 ms to import
-    from pipeline.core.addresses import Mailbox
+from pipeline.core.errors import Problem
+
+if TYPE_CHECKING:
+    from pipeline.core.config import Config
+    from pipeline.delivery.settings import Values
 
 PASSWORD_ENV = "NEWSLETTER_SMTP_PASSWORD"  # the SMTP password never lives in a file we read
 TLS_MODES = {"starttls": 587, "implicit": 465, "none": 25}  # and each one's usual port
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1")
 
 SMTP_SCHEMA: dict[str, object] = {
     "host": "",
@@ -26,7 +30,6 @@ SMTP_SCHEMA: dict[str, object] = {
     "retry_after": 60,
     "max_attempts": 10,
 }
-DKIM_SCHEMA: dict[str, object] = {"selector": "", "domain": "", "private_key": ""}
 
 
 @dataclass(frozen=True)
@@ -46,54 +49,46 @@ class SmtpSettings:
     timeout: float = 60.0
     retry_after: float = 60.0  # the first retry's delay; it doubles per attempt, up to an hour
     max_attempts: int = 10
-    dkim_selector: str = ""
-    dkim_domain: str = ""
-    dkim_key: Path | None = None  # DKIM signing is on when this is set
 
 
-
-def smtp_settings(site_dir: Path, v: dict[str, object], string: Callable[[str], str],
-          bad: Callable[[str, str, str], None], from_address: Mailbox | None) -> SmtpSettings:
-    """The [smtp] and [dkim] tables, checked; problems go to `bad` with the other config's."""
-    def number(key: str, minimum: float, whole: bool = True) -> float:
-        value = v[key]
-        kinds = (int,) if whole else (int, float)
-        if isinstance(value, bool) or not isinstance(value, kinds) or value < minimum:
-            kind = "whole number" if whole else "number"
-            bad(key, f"must be a {kind} of {minimum:g} or more",
-                f"e.g. `{key.split('.')[-1]} = {SMTP_SCHEMA[key.split('.')[-1]]}`")
-            return float(minimum)
-        return value if whole else float(value)
-
-    tls = string("smtp.tls").lower()
+def smtp_settings(values: Values, config: Config) -> SmtpSettings:
+    """The [smtp] table, checked; problems go to `values.bad` with the rest of the config's."""
+    bad = values.bad
+    tls = values.string("smtp.tls").lower()
     if tls not in TLS_MODES:
         bad("smtp.tls", f"{tls!r} is not a TLS mode",
             '"starttls" (port 587), "implicit" (port 465) or "none" (a relay on this machine)')
         tls = "starttls"
-    port = int(number("smtp.port", 0)) or TLS_MODES[tls]
+    port = int(values.number("smtp.port", 0)) or TLS_MODES[tls]
     if port > 65535:
         bad("smtp.port", f"{port} is not a port", "use the relay's port, e.g. 587")
-    host, user = string("smtp.host"), string("smtp.user")
-    if tls == "none" and user and host not in ("localhost", "127.0.0.1", "::1"):
+    host, user = values.string("smtp.host"), values.string("smtp.user")
+    if tls == "none" and user and host not in LOCAL_HOSTS:
         bad("smtp.tls", '"none" would send the password unencrypted to ' + host,
             'use "starttls" or "implicit", or a relay on this machine')
-    envelope = string("smtp.envelope_from") or (from_address.addr_spec if from_address else "")
+    envelope = values.string("smtp.envelope_from") or config.from_address.addr_spec
     if envelope and (envelope.count("@") != 1 or any(c in envelope for c in " <>\r\n")):
         bad("smtp.envelope_from", f"{envelope!r} is not a bare address",
             'write it as "bounces@your.domain" (no name, no <>)')
-    selector, key_path = string("dkim.selector"), string("dkim.private_key")
-    dkim_domain = string("dkim.domain") or (from_address.domain if from_address else "")
-    if bool(selector) != bool(key_path):
-        bad("dkim.selector" if key_path else "dkim.private_key", "is missing",
-            "DKIM needs both dkim.selector and dkim.private_key (or neither)")
-    key = (site_dir / key_path) if key_path else None
-    if key is not None and not key.is_file():
-        bad("dkim.private_key", f"no file at {key}",
-            "give the path of the PEM private key, relative to the site folder")
     return SmtpSettings(
         host=host, port=port, tls=tls, user=user, envelope_from=envelope,
-        connections=int(number("smtp.connections", 1)), rate=number("smtp.rate", 0, False),
-        max_per_run=int(number("smtp.max_per_run", 0)),
-        timeout=number("smtp.timeout", 1, False), retry_after=number("smtp.retry_after", 0, False),
-        max_attempts=int(number("smtp.max_attempts", 1)),
-        dkim_selector=selector, dkim_domain=dkim_domain, dkim_key=key if selector else None)
+        connections=int(values.number("smtp.connections", 1)),
+        rate=values.number("smtp.rate", 0, False),
+        max_per_run=int(values.number("smtp.max_per_run", 0)),
+        timeout=values.number("smtp.timeout", 1, False),
+        retry_after=values.number("smtp.retry_after", 0, False),
+        max_attempts=int(values.number("smtp.max_attempts", 1)))
+
+
+def smtp_problems(settings: SmtpSettings, config: Config) -> list[Problem]:
+    """What is missing before anything can be sent through the relay."""
+    problems = []
+    if not settings.host:
+        problems.append(config.problem(
+            "smtp.host", "is not set",
+            'add [smtp] with host = "smtp.your-provider.example" (and port, tls, user)'))
+    if settings.user and not os.environ.get(PASSWORD_ENV):
+        problems.append(Problem("environment", PASSWORD_ENV, f"is empty, but smtp.user is "
+                                f"{settings.user!r}", f"export {PASSWORD_ENV}=… in the job's "
+                                "environment (never in newsletter.toml)"))
+    return problems

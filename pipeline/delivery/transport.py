@@ -1,14 +1,15 @@
 """The seam between sending and a way to deliver: one small protocol, one registry.
 
-`send` drains the outbox through a Transport and never knows which backend it talks to. A
-backend is one module that provides a `Backend` and one line in BACKENDS below; it is chosen by
+`send` drains the outbox through Transports and never knows which backend it talks to. A
+backend is one module that defines `BACKEND` plus one line in BACKENDS below; it is chosen by
 `[delivery] backend` in newsletter.toml ("smtp" by default).
 
 Every message ends in one of three outcomes: accepted ("sent"), try again later ("deferred"),
 or refused for good ("failed"; `bouncing` when the refusal says the address itself is bad).
-Trouble with the way out itself is raised instead: TransportDown (cannot reach it: stop, the
-rest stays queued, cron tries again) or TransportSetupError (it refuses us as configured:
-fix the settings).
+Trouble with the way out itself is raised instead, and no attempt of the message in hand is
+spent: TransportDown (cannot reach it: stop, the rest stays queued, cron tries again),
+TransportBusy (it limits our rate: pause the whole send, then go on) or TransportSetupError
+(it refuses us as configured: stop and fix the settings).
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from pipeline.core.errors import Problem
+
+if TYPE_CHECKING:
+    from pipeline.core.config import Config
+    from pipeline.delivery.settings import Values
 
 
 @dataclass(frozen=True)
@@ -38,7 +42,17 @@ class TransportDown(TransportError):
 
 
 class TransportSetupError(TransportError):
-    """The way out refuses us as configured (login, TLS, sender): retrying will not help."""
+    """The way out refuses us as configured (login, TLS, sender, policy, size): retrying
+    will not help until the settings (ours or the relay's) change."""
+
+
+class TransportBusy(TransportError):
+    """The way out limits our rate as a whole (not this message's fault): pause every
+    connection for about `wait` seconds, then hand the same message over again."""
+
+    def __init__(self, message: str, wait: float = 0.0) -> None:
+        super().__init__(message)
+        self.wait = wait
 
 
 class Transport(Protocol):
@@ -51,32 +65,49 @@ class Transport(Protocol):
         """Release the connection; safe to call more than once."""
 
 
+class Settings(Protocol):
+    """What `send` reads from every backend's settings (each has more of its own)."""
+
+    envelope_from: str  # where bounces go
+    connections: int  # sending threads, each with its own Transport
+    rate: float  # messages per second across all of them; 0: no limit
+    max_per_run: int  # 0: no cap
+    retry_after: float  # seconds before the first retry of a deferred message
+    max_attempts: int  # a deferred message fails after this many attempts
+
+
 class Backend(Protocol):
     """What a delivery module provides: its settings' schema and checks, and transports."""
 
     name: str
-    # newsletter.toml tables this backend reads: {table: {key: default}}, for the config's
-    # unknown-key warnings and the README's documentation test.
+    # newsletter.toml tables this backend reads: {table: {key: default}}, for the unknown-key
+    # warnings and the README's documentation test.
     schema: Mapping[str, Mapping[str, object]]
 
-    def settings(self, site_dir: Path, raw: Mapping[str, Any],
-                 bad: Callable[[str, str, str], None]) -> Any:
-        """The backend's settings from the raw config values (`"table.key": value`), checked;
-        problems go to `bad(key, problem, hint)`."""
+    def settings(self, values: Values, config: Config) -> Settings:
+        """Its settings from its tables' values, checked; every problem goes to
+        `values.bad` (all of a config's problems are reported at once)."""
 
-    def check(self, settings: Any) -> list[Problem]:
+    def check(self, settings: Any, config: Config) -> list[Problem]:
         """What is missing before anything can be sent (e.g. a password in the environment)."""
 
-    def connect(self, settings: Any) -> Transport:
-        """A new transport; it connects on first use."""
+    def transports(self, settings: Any) -> Callable[[], Transport]:
+        """A maker of transports for one send: those it makes share what one send should
+        share (a TLS context, a refused login, a rate limit). Each connects on first use."""
 
 
-# name → module that defines `BACKEND`. A new backend is one module plus one line here.
-BACKENDS: dict[str, str] = {
-    "smtp": "pipeline.delivery.smtp",
+class Entry(NamedTuple):
+    module: str  # defines BACKEND
+    tables: tuple[str, ...]  # its newsletter.toml tables, known without importing it
+
+
+# name → where it lives. A new backend is one module plus one line here.
+BACKENDS: dict[str, Entry] = {
+    "smtp": Entry("pipeline.delivery.smtp", ("smtp",)),
+    "ses": Entry("pipeline.delivery.ses", ("ses",)),
 }
 
 
 def backend(name: str) -> Backend:
-    """The backend called `name`, imported on first use (a no-op run imports none)."""
-    return importlib.import_module(BACKENDS[name]).BACKEND
+    """The backend called `name`, imported on first use (a run imports none)."""
+    return importlib.import_module(BACKENDS[name].module).BACKEND
