@@ -377,6 +377,6 @@ def _mark_bouncing(config: Config, ledger: Ledger, report: SendReport) -> None:
     addresses = {address for _, address in keys}
     book, now = SubscriberBook(ledger), datetime.now(UTC)
     for address in sorted(addresses):
-        book.set_status(address, BOUNCED, now)
+        book.set_status(address, BOUNCED, now, source="sending")
     ledger.bounces_marked(keys)
     report.bouncing = sorted(addresses)

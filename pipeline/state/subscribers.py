@@ -4,13 +4,17 @@ survive a power cut as surely as a digest does."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pipeline.core.models import Subscriber
-from pipeline.state.ledger import Ledger, transaction
+from pipeline.state import events
+from pipeline.state.ledger import Ledger, reading, transaction
 from pipeline.subscribers.rules import (
     ACTIVE,
     BOUNCED,
@@ -24,6 +28,10 @@ from pipeline.subscribers.rules import (
 
 _COLUMNS = "id, email, name, categories, status"
 PAGE = 2000  # subscribers read per query while streaming the list
+# An import commits after this much work, and pauses briefly between batches: no other writer
+# (an unsubscribe from `serve`) waits longer than about this for the lock.
+BATCH_SECONDS = 0.15
+BATCH_PAUSE = 0.005
 
 
 @dataclass
@@ -88,8 +96,11 @@ class SubscriberBook:
         return {status: found.get(status, 0) for status in STATUSES}
 
     def import_rows(self, rows: Iterable[Subscriber], now: datetime, *,
-                    reactivate: bool = False, double_opt_in: bool = False) -> ImportReport:
-        """Merge rows from a file, in one transaction (all or nothing).
+                    reactivate: bool = False, double_opt_in: bool = False,
+                    source: str = "import", detail: str = "") -> ImportReport:
+        """Merge rows from a file, in batches of about BATCH_SECONDS each (a million rows
+        never hold the write lock for long; an interrupted import is resumed by importing the
+        same file again, which changes nothing twice).
 
         New addresses are added (as pending, with double opt-in). For known ones the file can
         only take someone off the list (unsubscribed, bounced): a person who left is never
@@ -97,26 +108,44 @@ class SubscriberBook:
         """
         report = ImportReport()
         stamp = now.isoformat()
-        with transaction(self.db):
-            for row in rows:
-                known = self.get(row.email)
-                if known is None:
-                    status = PENDING if double_opt_in and row.status == ACTIVE else row.status
-                    report.added.append(self._insert(row, status, stamp))
-                elif row.status in (UNSUBSCRIBED, BOUNCED) and known.status != row.status:
-                    self._set(known.id, row.status, stamp)
-                    report.status_changed += 1
-                elif row.status == ACTIVE and known.status in (UNSUBSCRIBED, BOUNCED):
-                    if reactivate:
-                        self._set(known.id, ACTIVE, stamp)
-                        report.reactivated += 1
-                    else:
-                        report.kept_out.append(known.email)
-                else:
-                    report.unchanged += 1
+        pending = iter(rows)
+        finished = False
+        while not finished:
+            with transaction(self.db):
+                started = time.monotonic()
+                finished = True
+                for row in pending:
+                    self._import_one(row, stamp, report, reactivate, double_opt_in, source,
+                                     detail)
+                    if time.monotonic() - started > BATCH_SECONDS:
+                        finished = False
+                        break
+            if not finished:
+                time.sleep(BATCH_PAUSE)  # let a waiting writer in
         return report
 
-    def add(self, subscriber: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+    def _import_one(self, row: Subscriber, stamp: str, report: ImportReport, reactivate: bool,
+                    double_opt_in: bool, source: str, detail: str) -> None:
+        known = self.get(row.email)
+        if known is None:
+            status = PENDING if double_opt_in and row.status == ACTIVE else row.status
+            added = self._insert(row, status, stamp)
+            report.added.append(added)
+            events.record(self.db, added.id, stamp, events.STATUS, "", status, source, detail)
+        elif row.status in (UNSUBSCRIBED, BOUNCED) and known.status != row.status:
+            self._set(known.id, row.status, stamp, known.status, source, detail)
+            report.status_changed += 1
+        elif row.status == ACTIVE and known.status in (UNSUBSCRIBED, BOUNCED):
+            if reactivate:
+                self._set(known.id, ACTIVE, stamp, known.status, source, detail)
+                report.reactivated += 1
+            else:
+                report.kept_out.append(known.email)
+        else:
+            report.unchanged += 1
+
+    def add(self, subscriber: Subscriber, now: datetime, *, source: str = "cli"
+            ) -> tuple[Subscriber, bool]:
         """Add one address, or update a known one's name and categories (an operator's explicit
         choice, unlike an import); (the row, whether it is new). A known address keeps its
         status: re-activation is `set_status`."""
@@ -124,7 +153,10 @@ class SubscriberBook:
         with transaction(self.db):
             known = self.get(subscriber.email)
             if known is None:
-                return self._insert(subscriber, subscriber.status, stamp), True
+                added = self._insert(subscriber, subscriber.status, stamp)
+                events.record(self.db, added.id, stamp, events.STATUS, "", added.status, source)
+                return added, True
+            self._topics_changed(known, parse_categories(subscriber.categories), stamp, source)
             self.db.execute(
                 "UPDATE subscribers SET name = ?, categories = ?, segment = ?, updated = ? "
                 "WHERE id = ?", (subscriber.name or known.name,
@@ -134,24 +166,31 @@ class SubscriberBook:
         assert updated is not None
         return updated, False
 
-    def set_status(self, email: str, status: str, now: datetime) -> Subscriber | None:
+    def set_status(self, email: str, status: str, now: datetime, *, source: str = "cli",
+                   detail: str = "") -> Subscriber | None:
         """None if the address is not on the list."""
         assert status in STATUSES
         with transaction(self.db):
             known = self.get(email)
-            if known is not None:
-                self._set(known.id, status, now.isoformat())
+            if known is not None and known.status != status:
+                self._set(known.id, status, now.isoformat(), known.status, source, detail)
         return self.get(email) if known else None
 
-    def set_status_by_id(self, subscriber_id: int, status: str, now: datetime) -> None:
+    def set_status_by_id(self, subscriber_id: int, status: str, now: datetime, *,
+                         source: str = "cli", detail: str = "") -> None:
         assert status in STATUSES
         with transaction(self.db):
-            self._set(subscriber_id, status, now.isoformat())
+            known = self.by_id(subscriber_id)
+            if known is not None and known.status != status:
+                self._set(subscriber_id, status, now.isoformat(), known.status, source, detail)
 
-    def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime
-                       ) -> None:
+    def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime, *,
+                       source: str = "cli") -> None:
         chosen = parse_categories(categories)
         with transaction(self.db):
+            known = self.by_id(subscriber_id)
+            if known is not None:
+                self._topics_changed(known, chosen, now.isoformat(), source)
             self.db.execute(
                 "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
                 (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
@@ -175,6 +214,95 @@ class SubscriberBook:
         return Subscriber(id=cursor.lastrowid, email=row.email, name=row.name,
                           categories=categories, status=status)
 
-    def _set(self, subscriber_id: int, status: str, stamp: str) -> None:
+    def _set(self, subscriber_id: int, status: str, stamp: str, old: str, source: str,
+             detail: str = "") -> None:
         self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
                         (status, stamp, subscriber_id))
+        events.record(self.db, subscriber_id, stamp, events.STATUS, old, status, source, detail)
+
+    def _topics_changed(self, known: Subscriber, chosen: tuple[str, ...], stamp: str,
+                        source: str) -> None:
+        if known.categories != chosen:
+            events.record(self.db, known.id, stamp, events.TOPICS, ";".join(known.categories),
+                          ";".join(chosen), source)
+
+    # Reads for the web pages: one snapshot, and no write can happen in it.
+    def reading(self) -> AbstractContextManager[None]:
+        return reading(self.db)
+
+    def history(self, subscriber_id: int) -> list[events.Event]:
+        return events.history(self.db, subscriber_id)
+
+    def consents(self) -> dict[int, events.Consent]:
+        return events.consents(self.db)
+
+    def signup(self, subscriber: Subscriber, now: datetime, *, form: str,
+               every: timedelta, source: str = "signup") -> Subscriber | None:
+        """A signup through the public form, in one transaction: a new address is added as
+        pending, one that left (unsubscribed, bounced) becomes pending again, and either way
+        the consent (time, source, form) is recorded. An active or pending address keeps its
+        name and topics: a stranger's form cannot change them.
+
+        Returns the subscriber to send a confirmation to, or None: already active, or a
+        confirmation went to this address less than `every` ago (across threads, processes and
+        restarts)."""
+        stamp = now.isoformat()
+        with transaction(self.db):
+            known = self.get(subscriber.email)
+            if known is not None and known.status == ACTIVE:
+                return None
+            if known is None:
+                known = self._insert(subscriber, PENDING, stamp)
+                events.record(self.db, known.id, stamp, events.STATUS, "", PENDING, source)
+            elif known.status != PENDING:
+                self._set(known.id, PENDING, stamp, known.status, source)
+                known = Subscriber(known.email, known.name, known.categories, PENDING, known.id)
+            if not self._claim_confirmation(known.email, now, every):
+                return None
+            events.record(self.db, known.id, stamp, events.SIGNUP, "", "", source, form)
+            return known
+
+    def claim_confirmation(self, email: str, now: datetime, every: timedelta) -> bool:
+        """True (and noted) if no confirmation went to this address in the last `every`."""
+        with transaction(self.db):
+            return self._claim_confirmation(email, now, every)
+
+    def _claim_confirmation(self, email: str, now: datetime, every: timedelta) -> bool:
+        key = hashlib.sha256(email_key(email).encode()).digest()
+        cursor = self.db.execute(
+            "INSERT INTO confirmation_limits VALUES (?, ?) ON CONFLICT (address_hash) DO "
+            "UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?",
+            (key, now.isoformat(), (now - every).isoformat()))
+        return cursor.rowcount > 0
+
+    # The first release's tokens (see migration m008): indexed once per secret.
+    def legacy_index_missing(self, fingerprints: Iterable[str]) -> list[str]:
+        done = set((self.db.execute("SELECT value FROM state WHERE key = 'legacy_tokens'"
+                                    ).fetchone() or ("",))[0].split())
+        return [f for f in fingerprints if f not in done]
+
+    def store_legacy_index(self, fingerprint: str, rows: Iterable[tuple[bytes, int]],
+                           complete: bool = False) -> None:
+        """(SHA-256 of the token, subscriber id) rows made with the secret `fingerprint`."""
+        with transaction(self.db):
+            self.db.executemany("INSERT OR IGNORE INTO legacy_tokens VALUES (?, ?, ?)",
+                                [(h, sid, fingerprint) for h, sid in rows])
+            if complete:
+                row = self.db.execute(
+                    "SELECT value FROM state WHERE key = 'legacy_tokens'").fetchone()
+                done = set(row[0].split()) if row else set()
+                self.db.execute("INSERT OR REPLACE INTO state VALUES ('legacy_tokens', ?)",
+                                (" ".join(sorted(done | {fingerprint})),))
+
+    def by_legacy_token(self, token: str) -> tuple[Subscriber, str] | None:
+        """The subscriber a first-release token was made for, and its secret's fingerprint."""
+        row = self.db.execute(
+            "SELECT subscriber_id, secret FROM legacy_tokens WHERE token_hash = ?",
+            (hashlib.sha256(token.encode()).digest(),)).fetchone()
+        found = self.by_id(row[0]) if row else None
+        return (found, row[1]) if found else None
+
+    def id_pages(self, after: int, limit: int) -> list[tuple[int, str]]:
+        """(id, email) of subscribers after id `after`, in id order."""
+        return self.db.execute("SELECT id, email FROM subscribers WHERE id > ? ORDER BY id "
+                               "LIMIT ?", (after, limit)).fetchall()
