@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -44,7 +45,8 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_width": 160,
         "logo_height": 48,
     },
-    "subscribers": {"double_opt_in": False},
+    "subscribers": {"double_opt_in": False, "signup": True, "confirm_days": 7,
+                    "allowed_origins": [], "signups_per_client_hour": 20},
     "smtp": SMTP_SCHEMA,
     "dkim": DKIM_SCHEMA,
 }
@@ -79,6 +81,10 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    signup: bool = True  # `serve` offers the public signup form (GET/POST /subscribe)
+    confirm_days: int = 7  # a confirmation link works this many days after it was sent
+    allowed_origins: tuple[str, ...] = ()  # other sites whose pages may post the signup form
+    signups_per_client_hour: int = 20  # signup posts one client (IP address) may make an hour
 
     @property
     def articles_dir(self) -> Path:
@@ -260,6 +266,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
     )
+    config = _signup_settings(config, v, bad)
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")
     for key, value in (("feed.websub_hub", config.websub_hub),
@@ -287,6 +294,37 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         bad("email.unsubscribe_url", "has no {token}",
             'e.g. "{site_url}unsubscribe?token={token}"')
     return config
+
+
+def _signup_settings(config: Config, v: dict[str, object], bad: Callable[[str, str, str], None]
+                     ) -> Config:
+    from dataclasses import replace
+
+    signup = v.get("subscribers.signup")
+    if not isinstance(signup, bool):
+        bad("subscribers.signup", "must be true or false", "e.g. `signup = true`")
+    numbers = {}
+    for key, default in (("confirm_days", 7), ("signups_per_client_hour", 20)):
+        value = v.get(f"subscribers.{key}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            bad(f"subscribers.{key}", "must be a whole number of 1 or more",
+                f"e.g. `{key} = {default}`")
+            value = default
+        numbers[key] = value
+    origins = v.get("subscribers.allowed_origins")
+    found: list[str] = []
+    if not isinstance(origins, list):
+        origins = []
+        bad("subscribers.allowed_origins", "must be a list of strings",
+            'e.g. `allowed_origins = ["https://www.clinic.example"]`')
+    for origin in origins:
+        text = origin.rstrip("/") if isinstance(origin, str) else ""
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", text):
+            bad("subscribers.allowed_origins", f"{origin!r} is not an origin",
+                'write scheme and host only, e.g. "https://www.clinic.example"')
+            continue
+        found.append(text.lower())
+    return replace(config, signup=signup is not False, allowed_origins=tuple(found), **numbers)
 
 
 def _line_of(text: str, key: str) -> int:

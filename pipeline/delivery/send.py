@@ -217,7 +217,7 @@ def _still_wanted(due: list[QueuedMessage], ledger: Ledger
 def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -> str | None:
     """Why the message must not go out now, or None: a digest goes only to an active
     subscriber, a confirmation only to the pending subscriber it was made for."""
-    from pipeline.subscribers.manage import CONFIRMATION_FILE
+    from pipeline.mail.confirmation import CONFIRMATION_FILE
     from pipeline.subscribers.rules import ACTIVE, PENDING
 
     if not status:
@@ -246,9 +246,9 @@ def _withdraw(unwanted: list[Withdrawal], folders: Folders, ledger: Ledger,
 def _adopt_confirmations(ledger: Ledger, waiting: set[str], now: datetime) -> None:
     """Queue confirmation files the ledger does not know: written by a run killed before it
     recorded them, or by a version that did not queue them."""
+    from pipeline.mail.confirmation import CONFIRMATION_FILE
     from pipeline.state.notices import Notices
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.manage import CONFIRMATION_FILE
 
     found = {name: int(match[1]) for name in waiting
              if (match := CONFIRMATION_FILE.fullmatch(name))}

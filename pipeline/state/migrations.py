@@ -183,7 +183,7 @@ def _m008_subscriber_events_and_signup(db: sqlite3.Connection) -> None:
         CREATE INDEX subscriber_events_by_subscriber ON subscriber_events (subscriber_id, id);
         -- The first release's unsubscribe tokens (an HMAC of the address alone) cannot be
         -- looked up by id: serve indexes them once per secret (token_hash: SHA-256 of the
-        -- token; secret: a fingerprint of the secret that made it), so a lookup is one query.
+        -- token, secret: a fingerprint of the secret that made it), so a lookup is one query.
         CREATE TABLE legacy_tokens (
             token_hash BLOB PRIMARY KEY,
             subscriber_id INTEGER NOT NULL REFERENCES subscribers(id) ON DELETE CASCADE,

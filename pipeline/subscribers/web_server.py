@@ -1,0 +1,93 @@
+"""The HTTP server under `newsletter serve`: waitress, a production WSGI server in pure Python.
+
+Why waitress: its I/O is asynchronous and its application runs in a fixed thread pool, so a
+client that connects and sends nothing, or sends slowly, holds a socket but never a thread;
+it has a listen backlog, idle timeouts, header and body limits, and answers malformed
+requests with a 4xx itself. It runs anywhere Python does (gunicorn forks and is Unix-only,
+granian needs a Rust build), and it is one small dependency.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from pipeline.subscribers.web_requests import MAX_BODY, loggable_target
+
+access_log = logging.getLogger("pipeline.access")
+WSGIApp = Callable[[dict, Callable[..., object]], Iterable[bytes]]
+# What waitress is told (see README, `newsletter serve`): the numbers for a small VM.
+SETTINGS = {
+    "backlog": 2048,  # connections the kernel queues while every thread is busy
+    "connection_limit": 1000,  # open connections (idle ones included) before accept waits
+    "channel_timeout": 30,  # seconds an idle connection is kept
+    "cleanup_interval": 5,
+    "max_request_body_size": MAX_BODY,  # larger: 413 before the app sees it
+    "max_request_header_size": 16 * 1024,  # larger (a 64 KB request line): 431
+    "asyncore_use_poll": True,  # poll(): no select() limit of 1024 descriptors
+    "expose_tracebacks": False,
+    "ident": "newsletter",
+}
+
+
+def with_access_log(app: WSGIApp) -> WSGIApp:
+    """One line a request: method, path (token values and anything with an @ hidden),
+    status, bytes, milliseconds. No client or email address."""
+
+    def logged(environ: dict, start_response: Callable[..., object]) -> Iterable[bytes]:
+        started = time.perf_counter()
+        seen: list[str] = []
+
+        def start(status: str, headers: list[tuple[str, str]], *exc: object) -> object:
+            seen.append(status.split(" ", 1)[0])
+            return start_response(status, headers, *exc)
+
+        body = list(app(environ, start))
+        method = environ.get("REQUEST_METHOD", "")
+        if method == "HEAD":
+            body = []  # Content-Length stays that of the GET; no body
+        access_log.info('"%s %s" %s %d %.0fms', method[:10], loggable_target(environ),
+                        seen[0] if seen else "-", sum(map(len, body)),
+                        (time.perf_counter() - started) * 1000)
+        return body
+
+    return logged
+
+
+class WebServer:
+    """waitress on host:port (0: a free port), stoppable from another thread (tests)."""
+
+    def __init__(self, app: WSGIApp, host: str = "127.0.0.1", port: int = 8080,
+                 threads: int = 8, trusted_proxy: str | None = None) -> None:
+        from waitress.server import create_server
+
+        proxy = ({"trusted_proxy": trusted_proxy, "trusted_proxy_headers": {"x-forwarded-for"}}
+                 if trusted_proxy else {})
+        self.app = app
+        self.server = create_server(with_access_log(app), host=host, port=port,
+                                    threads=threads, **SETTINGS, **proxy)
+        self.server_address = (host, self.server.effective_port)
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+
+    def serve_forever(self) -> None:
+        from waitress import wasyncore
+
+        try:
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=0.2, map=self.server._map, use_poll=True, count=1)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self.server.pull_trigger()
+        self._stopped.wait(5)
+
+    def server_close(self) -> None:
+        from waitress import wasyncore
+
+        self.server.task_dispatcher.shutdown(timeout=5)
+        wasyncore.close_all(self.server._map)
