@@ -13,18 +13,23 @@ import hashlib
 import hmac
 import io
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Subscriber
+
+if TYPE_CHECKING:
+    from pipeline.state.events import Consent
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
 STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
 # Other spellings met in real files (and "bouncing", which the send branch writes).
 _STATUS_ALIASES = {"": ACTIVE, "subscribed": ACTIVE, "bouncing": BOUNCED}
 COLUMNS = ("email", "name", "categories", "status")
+# Export only (import ignores them): the consent of a signup through the public form.
+CONSENT_COLUMNS = ("consent_at", "consent_source", "consent_form", "confirmed_at")
 # A plain ASCII address (RFC 5322 dot-atom local part, LDH domain labels): the overwhelming
 # majority, accepted without email-validator's ~40 µs, which would bound a large fan-out.
 _PLAIN = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
@@ -191,13 +196,20 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
-    """Export in the import format; returns the number of rows."""
+def write_csv(out: TextIO, subscribers: Iterable[Subscriber],
+              consents: Mapping[int, Consent] | None = None) -> int:
+    """Export in the import format, with the consent columns when `consents` is given
+    (subscriber id → their signup's consent); returns the number of rows."""
     count = 0
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS + (CONSENT_COLUMNS if consents is not None else ()))
     for s in subscribers:
-        writer.writerow((s.email, s.name, ";".join(s.categories), s.status))
+        row: tuple[str, ...] = (s.email, s.name, ";".join(s.categories), s.status)
+        if consents is not None:
+            c = consents.get(s.id)
+            row += ((c.at.isoformat(), c.source, c.form,
+                     c.confirmed.isoformat() if c.confirmed else "") if c else ("",) * 4)
+        writer.writerow(row)
         count += 1
     return count
 

@@ -65,7 +65,8 @@ class Pages:
     def sample(self, name: str) -> dict[str, Any]:
         """Every variable a page may use, with a harmless value (templates are strict)."""
         return {"journal": {"title": self.config.title, "language": self.config.language,
-                            "url": self.config.site_url},"masked": "a•••@example.org", "token": "1.x", "already": False,
+                            "url": self.config.site_url},
+                "masked": "a•••@example.org", "token": "1.x", "already": False,
                 "offered": [{"name": "A", "checked": True}], "saved": False, "active": True,
                 "topics": ["A"], "message": "", "minutes": 1, "form": {}}
 

@@ -82,9 +82,14 @@ class WebServer:
             self._stopped.set()
 
     def shutdown(self) -> None:
+        """Stop serve_forever (from another thread) and wait for it."""
+        self.shutdown_soon()
+        self._stopped.wait(5)
+
+    def shutdown_soon(self) -> None:
+        """Stop serve_forever after the current loop turn (safe in a signal handler)."""
         self._stop.set()
         self.server.pull_trigger()
-        self._stopped.wait(5)
 
     def server_close(self) -> None:
         from waitress import wasyncore
