@@ -56,6 +56,24 @@ def with_access_log(app: WSGIApp) -> WSGIApp:
     return logged
 
 
+def _strict_channel() -> type:
+    """waitress's connection, with a parser that refuses an HTTP version other than 1.0 and
+    1.1 with a 400 (waitress itself would answer HTTP/9.9 as if it were 1.0)."""
+    from waitress.channel import HTTPChannel
+    from waitress.parser import HTTPRequestParser, ParsingError
+
+    class StrictParser(HTTPRequestParser):
+        def parse_header(self, header_plus: bytes) -> None:
+            super().parse_header(header_plus)
+            if self.version not in ("1.0", "1.1"):
+                raise ParsingError(f"HTTP version {self.version[:10]!r} is not supported")
+
+    class StrictChannel(HTTPChannel):
+        parser_class = StrictParser
+
+    return StrictChannel
+
+
 class WebServer:
     """waitress on host:port (0: a free port), stoppable from another thread (tests)."""
 
@@ -68,6 +86,7 @@ class WebServer:
         self.app = app
         self.server = create_server(with_access_log(app), host=host, port=port,
                                     threads=threads, **SETTINGS, **proxy)
+        self.server.channel_class = _strict_channel()
         self.server_address = (host, self.server.effective_port)
         self._stop = threading.Event()
         self._stopped = threading.Event()
