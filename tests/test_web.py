@@ -13,7 +13,6 @@ from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
-from web_client import request, serving
 
 from conftest import markdown_entry, write_entry
 from pipeline.cli.main import cli
@@ -21,6 +20,7 @@ from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.rules import subscriber_token, unsubscribe_token
+from web_client import request, serving
 
 
 @pytest.fixture
