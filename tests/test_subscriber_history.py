@@ -4,6 +4,7 @@ ledger, and `newsletter subscribers history EMAIL` shows it; no address or token
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from conftest import Inbox, invoke, markdown_entry, smtp_server, write_entry
@@ -85,3 +86,17 @@ def _csv(folder: Path, rows: str) -> Path:
     path = folder / "in.csv"
     path.write_text("email,name,categories,status\n" + rows)
     return path
+
+
+def test_remove_erases_the_trail_with_the_address(site: Path) -> None:
+    run(site)
+    with serving(site) as server:
+        request(server, "POST", "/subscribe", b"email=gone%40example.org")
+    assert history(site, "gone@example.org")[0] == ("signup", "status: (new) -> pending")
+    assert invoke("subscribers", "remove", "gone@example.org", "--site", str(site))[0] == 0
+    with open_ledger(site / ".newsletter") as ledger:
+        book = SubscriberBook(ledger)
+        assert book.claim_confirmation("gone@example.org", datetime.now(UTC),
+                                       timedelta(hours=1))  # no note of the last one kept
+    invoke("subscribers", "add", "gone@example.org", "--site", str(site))
+    assert history(site, "gone@example.org") == [("cli", "status: (new) -> active")]

@@ -43,9 +43,12 @@ def status_of(site: Path, address: str) -> str:
 ])
 def test_malformed_request_lines_get_a_400_and_no_traceback(
         server: str, line: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="pipeline.access")
     answer = raw(server, line)
     assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:80]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    logged = [r.getMessage() for r in caplog.records if r.name == "pipeline.access"]
+    assert len(logged) == 1 and logged[0].startswith('"malformed request" 400 ')
 
 
 def test_a_64_kb_request_line_is_refused_with_a_4xx(server: str) -> None:

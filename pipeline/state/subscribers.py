@@ -201,6 +201,10 @@ class SubscriberBook:
         with transaction(self.db):
             cursor = self.db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                      (email_key(email),))
+            # The trail and legacy-link index go with the row (ON DELETE CASCADE); so does
+            # the note of when the address last got a confirmation.
+            self.db.execute("DELETE FROM confirmation_limits WHERE address_hash = ?",
+                            (hashlib.sha256(email_key(email).encode()).digest(),))
         return cursor.rowcount > 0
 
     def _insert(self, row: Subscriber, status: str, stamp: str) -> Subscriber:

@@ -58,9 +58,18 @@ def with_access_log(app: WSGIApp) -> WSGIApp:
 
 def _strict_channel() -> type:
     """waitress's connection, with a parser that refuses an HTTP version other than 1.0 and
-    1.1 with a 400 (waitress itself would answer HTTP/9.9 as if it were 1.0)."""
+    1.1 with a 400 (waitress itself would answer HTTP/9.9 as if it were 1.0), and an access
+    log line for the requests waitress refuses itself (they never reach the application)."""
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser, ParsingError
+    from waitress.task import ErrorTask
+
+    class LoggedErrorTask(ErrorTask):
+        def execute(self) -> None:
+            super().execute()
+            access_log.info('"%s" %s %d 0ms (refused by the server: %s)',
+                            "malformed request", self.status.split(" ", 1)[0],
+                            self.content_length, self.request.error.reason)
 
     class StrictParser(HTTPRequestParser):
         def parse_header(self, header_plus: bytes) -> None:
@@ -70,6 +79,7 @@ def _strict_channel() -> type:
 
     class StrictChannel(HTTPChannel):
         parser_class = StrictParser
+        error_task_class = LoggedErrorTask
 
     return StrictChannel
 
