@@ -10,6 +10,7 @@ from pathlib import Path
 from conftest import Inbox, invoke, markdown_entry, smtp_server, write_entry
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
+from pipeline.state.signups import Signups
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.rules import subscriber_token
 from web_client import request, serving
@@ -95,8 +96,7 @@ def test_remove_erases_the_trail_with_the_address(site: Path) -> None:
     assert history(site, "gone@example.org")[0] == ("signup", "status: (new) -> pending")
     assert invoke("subscribers", "remove", "gone@example.org", "--site", str(site))[0] == 0
     with open_ledger(site / ".newsletter") as ledger:
-        book = SubscriberBook(ledger)
-        assert book.claim_confirmation("gone@example.org", datetime.now(UTC),
+        assert Signups(ledger).claim_confirmation("gone@example.org", datetime.now(UTC),
                                        timedelta(hours=1))  # no note of the last one kept
     invoke("subscribers", "add", "gone@example.org", "--site", str(site))
     assert history(site, "gone@example.org") == [("cli", "status: (new) -> active")]

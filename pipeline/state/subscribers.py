@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from pipeline.core.models import Subscriber
 from pipeline.state import events
@@ -202,7 +202,7 @@ class SubscriberBook:
             cursor = self.db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                      (email_key(email),))
             # The trail and legacy-link index go with the row (ON DELETE CASCADE); so does
-            # the note of when the address last got a confirmation.
+            # the note of when the address last got a confirmation (see signups.py).
             self.db.execute("DELETE FROM confirmation_limits WHERE address_hash = ?",
                             (hashlib.sha256(email_key(email).encode()).digest(),))
         return cursor.rowcount > 0
@@ -239,74 +239,3 @@ class SubscriberBook:
 
     def consents(self) -> dict[int, events.Consent]:
         return events.consents(self.db)
-
-    def signup(self, subscriber: Subscriber, now: datetime, *, form: str,
-               every: timedelta, source: str = "signup") -> Subscriber | None:
-        """A signup through the public form, in one transaction: a new address is added as
-        pending, one that left (unsubscribed, bounced) becomes pending again, and either way
-        the consent (time, source, form) is recorded. An active or pending address keeps its
-        name and topics: a stranger's form cannot change them.
-
-        Returns the subscriber to send a confirmation to, or None: already active, or a
-        confirmation went to this address less than `every` ago (across threads, processes and
-        restarts)."""
-        stamp = now.isoformat()
-        with transaction(self.db):
-            known = self.get(subscriber.email)
-            if known is not None and known.status == ACTIVE:
-                return None
-            if known is None:
-                known = self._insert(subscriber, PENDING, stamp)
-                events.record(self.db, known.id, stamp, events.STATUS, "", PENDING, source)
-            elif known.status != PENDING:
-                self._set(known.id, PENDING, stamp, known.status, source)
-                known = Subscriber(known.email, known.name, known.categories, PENDING, known.id)
-            if not self._claim_confirmation(known.email, now, every):
-                return None
-            events.record(self.db, known.id, stamp, events.SIGNUP, "", "", source, form)
-            return known
-
-    def claim_confirmation(self, email: str, now: datetime, every: timedelta) -> bool:
-        """True (and noted) if no confirmation went to this address in the last `every`."""
-        with transaction(self.db):
-            return self._claim_confirmation(email, now, every)
-
-    def _claim_confirmation(self, email: str, now: datetime, every: timedelta) -> bool:
-        key = hashlib.sha256(email_key(email).encode()).digest()
-        cursor = self.db.execute(
-            "INSERT INTO confirmation_limits VALUES (?, ?) ON CONFLICT (address_hash) DO "
-            "UPDATE SET last_sent = excluded.last_sent WHERE last_sent <= ?",
-            (key, now.isoformat(), (now - every).isoformat()))
-        return cursor.rowcount > 0
-
-    # The first release's tokens (see migration m008): indexed once per secret.
-    def legacy_index_missing(self, fingerprints: Iterable[str]) -> list[str]:
-        done = set((self.db.execute("SELECT value FROM state WHERE key = 'legacy_tokens'"
-                                    ).fetchone() or ("",))[0].split())
-        return [f for f in fingerprints if f not in done]
-
-    def store_legacy_index(self, fingerprint: str, rows: Iterable[tuple[bytes, int]],
-                           complete: bool = False) -> None:
-        """(SHA-256 of the token, subscriber id) rows made with the secret `fingerprint`."""
-        with transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO legacy_tokens VALUES (?, ?, ?)",
-                                [(h, sid, fingerprint) for h, sid in rows])
-            if complete:
-                row = self.db.execute(
-                    "SELECT value FROM state WHERE key = 'legacy_tokens'").fetchone()
-                done = set(row[0].split()) if row else set()
-                self.db.execute("INSERT OR REPLACE INTO state VALUES ('legacy_tokens', ?)",
-                                (" ".join(sorted(done | {fingerprint})),))
-
-    def by_legacy_token(self, token: str) -> tuple[Subscriber, str] | None:
-        """The subscriber a first-release token was made for, and its secret's fingerprint."""
-        row = self.db.execute(
-            "SELECT subscriber_id, secret FROM legacy_tokens WHERE token_hash = ?",
-            (hashlib.sha256(token.encode()).digest(),)).fetchone()
-        found = self.by_id(row[0]) if row else None
-        return (found, row[1]) if found else None
-
-    def id_pages(self, after: int, limit: int) -> list[tuple[int, str]]:
-        """(id, email) of subscribers after id `after`, in id order."""
-        return self.db.execute("SELECT id, email FROM subscribers WHERE id > ? ORDER BY id "
-                               "LIMIT ?", (after, limit)).fetchall()

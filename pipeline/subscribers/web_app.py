@@ -49,7 +49,7 @@ class App:
         self.pages = Pages(self.config)
         self.tokens = Tokens(load_secrets(self.config.state_dir))
         with open_ledger(self.config.state_dir) as ledger:  # migrations: once, here
-            self.tokens.index_legacy(SubscriberBook(ledger))
+            self.tokens.index_legacy(ledger)
         self._local = threading.local()
         self._categories: tuple[float, list[str]] = (-CATEGORIES_TTL, [])
         self._categories_lock = threading.Lock()

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pipeline.core.config import Config
 from pipeline.core.models import Subscriber
 from pipeline.state.ledger import Ledger
-from pipeline.state.subscribers import SubscriberBook
+from pipeline.state.signups import Signups
 from pipeline.subscribers.rules import normalise_address, parse_categories
 from pipeline.subscribers.web_pages import Page
 from pipeline.subscribers.web_requests import Form
@@ -113,7 +113,7 @@ def signup(config: Config, ledger: Ledger, form: Form, environ: dict,
     wanted = {t.casefold() for t in form.get("topics", [])[:100]}
     topics = parse_categories([t for t in offered() if t.casefold() in wanted])
     now = datetime.now(UTC)
-    who = SubscriberBook(ledger).signup(Subscriber(address, name, topics), now,
+    who = Signups(ledger).signup(Subscriber(address, name, topics), now,
                                         form=form_address(config, environ),
                                         every=CONFIRMATION_EVERY)
     if who is not None:
@@ -127,7 +127,7 @@ def resend(config: Config, ledger: Ledger, who: Subscriber) -> Page:
     from pipeline.subscribers.rules import PENDING
 
     now = datetime.now(UTC)
-    if who.status == PENDING and SubscriberBook(ledger).claim_confirmation(
+    if who.status == PENDING and Signups(ledger).claim_confirmation(
             who.email, now, CONFIRMATION_EVERY):
         send_confirmations(config, ledger, [who], now, again=True)
     return Page(200, "confirm_resent")
