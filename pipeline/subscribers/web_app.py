@@ -93,14 +93,14 @@ class App:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         form, _ = read_form(environ) if method == "POST" else ({}, False)
         token = (form.get("token") or query.get("token") or [""])[0]
-        book = SubscriberBook(self.ledger())
+        ledger = self.ledger()
         if method == "POST":
-            return handlers[path](book, token, True, form), False
-        with book.reading():
-            return handlers[path](book, token, False, form), False
+            return handlers[path](ledger, token, True, form), False
+        with SubscriberBook(ledger).reading():
+            return handlers[path](ledger, token, False, form), False
 
-    def unsubscribe(self, book: SubscriberBook, token: str, post: bool, form: Form) -> Page:
-        who = self.tokens.subscriber(book, token)
+    def unsubscribe(self, ledger: Ledger, token: str, post: bool, form: Form) -> Page:
+        who, book = self.tokens.subscriber(ledger, token), SubscriberBook(ledger)
         if post:
             one_click = form.get("List-Unsubscribe") == ["One-Click"]
             if not one_click and "confirm" not in form:
@@ -113,8 +113,8 @@ class App:
             return Page(200, "unsubscribed", masked=masked(who.email), already=True)
         return Page(200, "unsubscribe", masked=masked(who.email), token=token)
 
-    def preferences(self, book: SubscriberBook, token: str, post: bool, form: Form) -> Page:
-        who = self.tokens.subscriber(book, token)
+    def preferences(self, ledger: Ledger, token: str, post: bool, form: Form) -> Page:
+        who, book = self.tokens.subscriber(ledger, token), SubscriberBook(ledger)
         offered = self.categories(who.categories)
         if post:
             chosen = [c for c in form.get("category", []) if c in offered]
@@ -124,18 +124,19 @@ class App:
         return Page(200, "preferences", token=token, saved=post, active=who.status == ACTIVE,
                     offered=[{"name": c, "checked": c.casefold() in keys} for c in offered])
 
-    def confirm(self, book: SubscriberBook, token: str, post: bool, form: Form) -> Page:
-        who, fresh = self.tokens.confirmation(book, token, self.config.confirm_days)
+    def confirm(self, ledger: Ledger, token: str, post: bool, form: Form) -> Page:
+        who, fresh = self.tokens.confirmation(ledger, token, self.config.confirm_days)
         if who.status == ACTIVE:
             return Page(200, "confirmed", already=True, masked=masked(who.email))
         if who.status != PENDING:
             return Page(200, "confirm_left")
         if not fresh:
             if post and "resend" in form:
-                return web_signup.resend(self.config, self.ledger(), who)
+                return web_signup.resend(self.config, ledger, who)
             return Page(410, "confirm_expired", token=token)
         if post:
-            book.set_status_by_id(who.id, ACTIVE, datetime.now(UTC), source="confirmation")
+            SubscriberBook(ledger).set_status_by_id(who.id, ACTIVE, datetime.now(UTC),
+                                                    source="confirmation")
             return Page(200, "confirmed", masked=masked(who.email))
         return Page(200, "confirm", masked=masked(who.email), token=token)
 

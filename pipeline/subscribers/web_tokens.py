@@ -47,10 +47,11 @@ class Tokens:
                      len(missing))
         return len(missing)
 
-    def subscriber(self, book: SubscriberBook, token: str, purpose: str = "unsubscribe"
+    def subscriber(self, ledger: Ledger, token: str, purpose: str = "unsubscribe"
                    ) -> Subscriber:
         """The subscriber an unsubscribe/preferences (or untimed confirmation) token names;
         Page(400) for anything else."""
+        book = SubscriberBook(ledger)
         kind = link_tokens.shape(token)
         found = None
         if kind == "id":
@@ -60,7 +61,7 @@ class Tokens:
                                          purpose):
                 found = candidate
         elif kind == "legacy" and purpose == "unsubscribe":
-            hit = LegacyTokens(Ledger(book.db)).owner(token)
+            hit = LegacyTokens(ledger).owner(token)
             candidate = book.by_id(hit[0]) if hit else None
             secret = self.by_fingerprint.get(hit[1]) if hit else None
             if candidate and secret and token_matches(secret, candidate.email, token):
@@ -69,15 +70,14 @@ class Tokens:
             raise Page(400, "link_broken")
         return found
 
-    def confirmation(self, book: SubscriberBook, token: str, days: int
-                     ) -> tuple[Subscriber, bool]:
+    def confirmation(self, ledger: Ledger, token: str, days: int) -> tuple[Subscriber, bool]:
         """(the subscriber, whether the link is still valid) for a genuine confirmation token;
         Page(400) for anything else. A token from before links carried their time counts as
         expired."""
         parts = link_tokens.timed_parts(token)
         if parts is None:
-            return self.subscriber(book, token, "confirm"), False
-        who = book.by_id(parts[0])
+            return self.subscriber(ledger, token, "confirm"), False
+        who = SubscriberBook(ledger).by_id(parts[0])
         if who is None or not link_tokens.confirmation_valid(self.secrets, who.id, who.email,
                                                              token, parts[1]):
             raise Page(400, "link_broken")
