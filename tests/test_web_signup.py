@@ -78,6 +78,8 @@ def invoke(site: Path, *args: str) -> tuple[int, str]:
 def test_the_form_page_offers_address_name_topics_and_a_hidden_honeypot(server: str) -> None:
     code, headers, page = request(server, "GET", "/subscribe")
     assert code == 200 and "text/html" in headers["Content-Type"]
+    # A browser then sends its form with our Origin (no-referrer would make it `null`).
+    assert headers["Referrer-Policy"] == "same-origin"
     assert 'name="email"' in page and 'name="name"' in page
     assert re.findall(r'name="topics" value="([^"]+)"', page) == ["Heart Health", "Nutrition"]
     assert re.search(r'class="hp"[^>]*>.*name="website"', page, re.S)
@@ -87,7 +89,8 @@ def test_a_form_signup_is_pending_until_the_link_is_used_and_keeps_the_consent(
         signup_site: Path, server: str) -> None:
     code, _, page = post(server, {"email": "New.Reader@Example.org", "name": "New Reader",
                                   "topics": ["nutrition", "Bogus"]},
-                         {"Referer": "https://journal.example.org/subscribe?x=1"})
+                         {"Referer": "https://journal.example.org/subscribe?x=1",
+                          "Origin": "https://journal.example.org"})
     assert code == 200 and "Check your inbox" in page
     who = subscriber(signup_site, "new.reader@example.org")
     assert who.status == "pending" and who.categories == ("Nutrition",)

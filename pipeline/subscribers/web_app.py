@@ -145,7 +145,10 @@ class App:
         if method == "OPTIONS":
             return web_signup.preflight(self.config, origin), False
         if method in ("GET", "HEAD"):
-            return Page(200, "subscribe", topics=self.categories(())), False
+            # No token in this page's URL; and with no-referrer a browser would post its form
+            # with `Origin: null`, which the origin check refuses.
+            return Page(200, "subscribe", topics=self.categories(()),
+                        headers=[("Referrer-Policy", "same-origin")]), False
         if method != "POST":
             raise Page(405, "not_allowed", headers=[("Allow", "GET, HEAD, POST, OPTIONS")])
         cors = web_signup.cors_headers(self.config, origin)

@@ -81,4 +81,6 @@ class Pages:
                             ("X-Content-Type-Options", "nosniff"), *page.headers], body
         context = {**self.sample(page.name), **page.context}
         body = render_template(self.env, f"pages/{page.name}.html.j2", context).encode()
-        return status, [*HTML_HEADERS, *page.headers], body
+        replaced = {name.lower() for name, _ in page.headers}
+        return status, [*(h for h in HTML_HEADERS if h[0].lower() not in replaced),
+                        *page.headers], body
