@@ -51,16 +51,23 @@ class Pages:
         self.check()
 
     def check(self) -> None:
-        """Load every page now, so a broken site template stops `serve` at start, with its
-        file and line, rather than failing a visitor later."""
+        """Render every page and the confirmation message now, so a broken site template
+        stops `serve` at start, with its file and line, rather than failing a visitor later."""
+        from datetime import UTC, datetime
+
         from pipeline.core.errors import TemplateError
+        from pipeline.core.models import Subscriber
+        from pipeline.mail.confirmation import compose_confirmation
         from pipeline.publishing.digest import render_template
 
-        for name in PAGES:
-            try:
+        try:
+            for name in PAGES:
                 render_template(self.env, f"pages/{name}.html.j2", self.sample(name))
-            except TemplateError as exc:
-                raise ConfigError([exc.problem]) from None
+            compose_confirmation(self.config, Subscriber("reader@example.org", id=1),
+                                 self.config.site_url + "confirm?token=1.x",
+                                 "confirm-000001-0.eml", datetime.now(UTC))
+        except TemplateError as exc:
+            raise ConfigError([exc.problem]) from None
 
     def sample(self, name: str) -> dict[str, Any]:
         """Every variable a page may use, with a harmless value (templates are strict)."""
