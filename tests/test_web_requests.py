@@ -51,9 +51,12 @@ def test_malformed_request_lines_get_a_400_and_no_traceback(
     assert len(logged) == 1 and logged[0].startswith('"malformed request" 400 ')
 
 
-def test_a_64_kb_request_line_is_refused_with_a_4xx(server: str) -> None:
+def test_a_64_kb_request_line_is_a_400_and_too_many_headers_a_431(server: str) -> None:
     answer = raw(server, b"GET /" + b"a" * 65536 + b" HTTP/1.1\r\nHost: x\r\n\r\n")
-    assert re.match(rb"HTTP/1\.[01] 4\d\d ", answer), answer[:80]
+    assert re.match(rb"HTTP/1\.[01] 400 ", answer), answer[:80]
+    headers = b"".join(b"X-Pad-%d: %s\r\n" % (n, b"p" * 1000) for n in range(40))
+    answer = raw(server, b"GET /subscribe HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n")
+    assert re.match(rb"HTTP/1\.[01] 431 ", answer), answer[:80]
 
 
 def test_head_has_the_headers_of_get_and_no_body(site: Path, server: str) -> None:

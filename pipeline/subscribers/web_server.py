@@ -63,6 +63,7 @@ def _strict_channel() -> type:
     from waitress.channel import HTTPChannel
     from waitress.parser import HTTPRequestParser, ParsingError
     from waitress.task import ErrorTask
+    from waitress.utilities import BadRequest, RequestHeaderFieldsTooLarge
 
     class LoggedErrorTask(ErrorTask):
         def execute(self) -> None:
@@ -72,6 +73,16 @@ def _strict_channel() -> type:
                             self.content_length, self.request.error.reason)
 
     class StrictParser(HTTPRequestParser):
+        def received(self, data: bytes) -> int:
+            before = self.header_plus  # what came of the head so far (no copy)
+            consumed = super().received(data)
+            if isinstance(self.error, RequestHeaderFieldsTooLarge) and \
+                    b"\n" not in before and b"\n" not in data:
+                # A request line longer than all the headers may be is malformed: 400, as
+                # for any other broken request line (431 stays for too many headers).
+                self.error = BadRequest("the request line is too long")
+            return consumed
+
         def parse_header(self, header_plus: bytes) -> None:
             super().parse_header(header_plus)
             if self.version not in ("1.0", "1.1"):
