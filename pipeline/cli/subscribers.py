@@ -232,6 +232,9 @@ def serve(site: Path, host: str, port: int, threads: int, trusted_proxy: str | N
     from pipeline.subscribers.web_app import App
     from pipeline.subscribers.web_server import WebServer
 
+    # A burst queues requests by design (the backlog is sized for it): waitress would warn
+    # "Task queue depth is N" once a request while it drains.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     if access_log:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
