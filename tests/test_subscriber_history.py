@@ -13,7 +13,7 @@ from pipeline.state.ledger import open_ledger
 from pipeline.state.signups import Signups
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.rules import subscriber_token
-from web_client import request, serving
+from web_client import raw, request, serving
 
 
 def history(site: Path, address: str) -> list[tuple[str, str]]:
@@ -74,10 +74,22 @@ def test_no_detail_holds_an_address_or_a_token(site: Path, tmp_path: Path) -> No
     with serving(site) as server:
         request(server, "POST", "/subscribe", b"email=x%40example.org",
                 headers={"Referer": "https://journal.example.org/p/x@example.org?t=1"})
+        escape = {"Referer": "https://journal.example.org/\x1b[31mred"}
+        assert request(server, "POST", "/subscribe", b"email=e%40example.org",
+                       headers=escape)[0] == 400  # waitress refuses control characters
+        raw(server, b"POST /subscribe HTTP/1.1\r\nHost: x\r\nReferer: https://journal.example"
+            b".org/caf\xc3\xa9 x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            b"Content-Length: 21\r\nConnection: close\r\n\r\nemail=y%40example.org")
+        request(server, "POST", "/subscribe", b"email=z%40example.org",
+                headers={"Referer": "http://[::1/broken"})
         ada = token(site, "ada@example.org")
         request(server, "POST", f"/unsubscribe?token={ada}", b"List-Unsubscribe=One-Click")
     code, out, _ = invoke("subscribers", "history", "x@example.org", "--site", str(site))
-    assert code == 0 and "signup on https://journal.example.org" in out
+    assert code == 0 and "signup on https://journal.example.org\n" in out
+    out = invoke("subscribers", "history", "y@example.org", "--site", str(site))[1]
+    assert "signup on https://journal.example.org/caf%C3%83%C2%A9%20x\n" in out
+    out = invoke("subscribers", "history", "z@example.org", "--site", str(site))[1]
+    assert "signup on https://journal.example.org/subscribe\n" in out
     for address in ("x@example.org", "ada@example.org"):
         lines = invoke("subscribers", "history", address, "--site", str(site))[1].splitlines()
         assert not [line for line in lines[1:] if "@" in line or ada in line]

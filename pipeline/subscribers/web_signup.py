@@ -10,12 +10,13 @@ signups for a stranger's address sends them at most one message.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pipeline.core.config import Config
 from pipeline.core.models import Subscriber
@@ -28,6 +29,7 @@ from pipeline.subscribers.web_requests import Form
 CONFIRMATION_EVERY = timedelta(hours=1)  # per address, whatever the number of signups
 HONEYPOT = "website"  # hidden from people by the page's style; bots fill it in
 WINDOW = 3600.0  # seconds over which a client's signups are counted
+_HOST = re.compile(r"[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?")
 
 
 class ClientLimit:
@@ -83,15 +85,18 @@ def preflight(config: Config, origin: str) -> Page:
 
 def form_address(config: Config, environ: dict) -> str:
     """Where the form was: the Referer without query (browsers often send only the origin),
-    else the Origin, else our own page. Never anything holding an @ (no addresses)."""
-    own = config.site_url + "subscribe"
+    else the Origin, else our own page. Only a plain host and a percent-encoded path are kept:
+    nothing holding an @ (no addresses) and no control characters (`history` prints it)."""
     for header in ("HTTP_REFERER", "HTTP_ORIGIN"):
-        parts = urlsplit(environ.get(header, "")[:500])
-        if parts.scheme in ("http", "https") and parts.netloc:
-            found = f"{parts.scheme}://{parts.netloc}{parts.path}"
-            origin = f"{parts.scheme}://{parts.netloc}"
-            return (origin if "@" in found else found)[:300] if "@" not in origin else own
-    return own
+        try:
+            parts = urlsplit(environ.get(header, "")[:500])
+        except ValueError:  # e.g. an unclosed IPv6 bracket
+            continue
+        if parts.scheme in ("http", "https") and _HOST.fullmatch(parts.netloc):
+            path = quote(parts.path, safe="/-._~+,;=:")
+            origin = f"{parts.scheme}://{parts.netloc.lower()}"
+            return origin if "@" in parts.path else (origin + path)[:300]
+    return config.site_url + "subscribe"
 
 
 def signup(config: Config, ledger: Ledger, form: Form, environ: dict,
