@@ -198,6 +198,32 @@ def scenario_tokens(root: Path, subscribers: int) -> None:
     again = Server(site)
     again.stop()
     print(f"tokens: serve started again in {again.start_seconds:.1f} s (index already built)")
+    lookup_costs(site, {k: v.partition("token=")[2] for k, v in shapes.items() if "token=" in v})
+
+
+def lookup_costs(site: Path, tokens: dict[str, str]) -> None:
+    """The lookup alone, in this process (no HTTP): what a token of each shape costs."""
+    from pipeline.state.ledger import connect_ledger
+    from pipeline.state.secret import load_secrets
+    from pipeline.subscribers.web_pages import Page
+    from pipeline.subscribers.web_tokens import Tokens
+
+    finder, ledger = Tokens(load_secrets(site / ".newsletter")), connect_ledger(
+        site / ".newsletter")
+    for label, token in tokens.items():
+        times = []
+        for _ in range(2000):
+            began = time.perf_counter()
+            try:
+                if token.count(".") == 2:
+                    finder.confirmation(ledger, token, 7)
+                else:
+                    finder.subscriber(ledger, token)
+            except Page:
+                pass
+            times.append(time.perf_counter() - began)
+        print(f"tokens: lookup alone, {label:<26}: median {statistics.median(times) * 1e6:.0f}"
+              f" µs, p99 {percentile(times, 99) * 1e6:.0f} µs, max {max(times) * 1e6:.0f} µs")
 
 
 def scenario_import(root: Path, rows: int) -> None:

@@ -1,7 +1,7 @@
 """The index of the first release's unsubscribe tokens (table legacy_tokens, see migration
-m008): SHA-256 of the token → subscriber, per secret (by fingerprint). `serve` fills it once
-per secret; a lookup is then one query, whatever the list's size. Kept apart from
-subscribers.py for length; like it, the only code that touches these rows."""
+m008): a key from the token's SHA-256 → subscriber, per secret (by fingerprint). `serve`
+fills it once per secret; a lookup is then one query, whatever the list's size. Kept apart
+from subscribers.py for length; like it, the only code that touches these rows."""
 
 from __future__ import annotations
 
@@ -11,6 +11,10 @@ from collections.abc import Iterable
 from pipeline.state.ledger import Ledger, transaction
 
 _DONE = "legacy_tokens"  # the state row listing the fingerprints fully indexed
+
+
+def token_key(token: str) -> int:
+    return int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "big", signed=True)
 
 
 class LegacyTokens:
@@ -29,9 +33,11 @@ class LegacyTokens:
     def store(self, fingerprint: str, rows: Iterable[tuple[str, int]], complete: bool = False
               ) -> None:
         """(token, subscriber id) rows made with the secret `fingerprint`, in one short
-        transaction; `complete` marks that secret as fully indexed."""
-        hashed = sorted((hashlib.sha256(token.encode()).digest(), sid) for token, sid in rows)
-        with transaction(self.db):
+        transaction; `complete` marks that secret as fully indexed. Not synced to disk at
+        commit: a power cut loses at most the last batches and the `complete` mark with them,
+        and the next start indexes again."""
+        hashed = sorted((token_key(token), sid) for token, sid in rows)
+        with transaction(self.db, durable=False):
             self.db.executemany("INSERT OR IGNORE INTO legacy_tokens VALUES (?, ?, ?)",
                                 [(h, sid, fingerprint) for h, sid in hashed])
             if complete:
@@ -41,8 +47,8 @@ class LegacyTokens:
     def owner(self, token: str) -> tuple[int, str] | None:
         """(subscriber id, secret fingerprint) of a first-release token, if indexed."""
         return self.db.execute(
-            "SELECT subscriber_id, secret FROM legacy_tokens WHERE token_hash = ?",
-            (hashlib.sha256(token.encode()).digest(),)).fetchone()
+            "SELECT subscriber_id, secret FROM legacy_tokens WHERE token_key = ?",
+            (token_key(token),)).fetchone()
 
     def subscribers_after(self, after: int, limit: int) -> list[tuple[int, str]]:
         """(id, email) of subscribers after id `after`, in id order (what to index)."""
