@@ -27,7 +27,7 @@ class Tokens:
 
     def index_legacy(self, ledger: Ledger) -> int:
         """Index first-release tokens for each secret not indexed yet; returns how many
-        secrets were indexed. About 25 s per secret per 1,000,000 subscribers, once.
+        secrets were indexed. About 30 s per secret per 1,000,000 subscribers, once.
         Subscribers added later never got such a link (no release since makes them), so once
         is enough."""
         index = LegacyTokens(ledger)
