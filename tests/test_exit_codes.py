@@ -28,7 +28,8 @@ def newsletter(*args: str) -> subprocess.CompletedProcess[str]:
     """The installed entry point in a process of its own (main()'s last-resort handler)."""
     return subprocess.run([sys.executable, "-m", "pipeline", *args], capture_output=True,
                           text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, "NEWSLETTER_SECRET": "test-secret"})
+                          env={**os.environ,
+                               "NEWSLETTER_SECRET": "test-secret-for-this-site-0123456789"})
 
 
 def refuse(names: set[str]) -> Callable[[str], str | None]:

@@ -201,7 +201,8 @@ def test_ses_settings_are_checked_before_anything_is_sent(ses_site: Path) -> Non
 
 
 def test_only_a_send_through_ses_imports_boto3(ses_site: Path) -> None:
-    env = {**aws_env("http://127.0.0.1:9"), "NEWSLETTER_SECRET": "test-secret-for-this-site-0123456789"}
+    env = {**aws_env("http://127.0.0.1:9"),
+           "NEWSLETTER_SECRET": "test-secret-for-this-site-0123456789"}
 
     def imported(*args: str) -> set[str]:
         done = subprocess.run([sys.executable, "-X", "importtime", "-m", "pipeline", *args,

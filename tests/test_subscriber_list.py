@@ -82,9 +82,9 @@ def test_export_writes_what_import_reads(site: Path, tmp_path: Path) -> None:
     exported = tmp_path / "out.csv"
     assert invoke(site, "subscribers", "export", str(exported))[0] == 0
     assert exported.read_text(encoding="utf-8") == (
-        "email,name,categories,status\n"
-        'ada@example.org,"Ada, Countess",heart health;Sleep,active\n'
-        "grace@example.org,,,unsubscribed\n")
+        "email,name,categories,status,consent_at,consent_source,consent_form,confirmed_at\n"
+        'ada@example.org,"Ada, Countess",heart health;Sleep,active,,,,\n'
+        "grace@example.org,,,unsubscribed,,,,\n")
     other = tmp_path / "other"
     other.mkdir()
     (other / "newsletter.toml").write_text((site / "newsletter.toml").read_text())

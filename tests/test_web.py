@@ -4,11 +4,8 @@
 from __future__ import annotations
 
 import email
-import http.client
 import re
-import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from email import policy
 from pathlib import Path
@@ -23,11 +20,9 @@ from pipeline.mail.tokens import subscriber_token, unsubscribe_token
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 from pipeline.state.subscribers import SubscriberBook
-from pipeline.subscribers.web_app import make_web_server
+from web_client import request, serving
 
 KEY = b"test-secret-for-this-site-0123456789"  # conftest's NEWSLETTER_SECRET
-
-Answer = tuple[int, dict[str, str], str]
 
 
 @pytest.fixture
@@ -40,35 +35,10 @@ def published(site: Path) -> Path:
     return site
 
 
-@contextmanager
-def serving(site: Path) -> Iterator[str]:
-    """`newsletter serve` for the site on 127.0.0.1 and a free port; its host:port."""
-    httpd = make_web_server(site, "127.0.0.1", 0)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join()
-
-
 @pytest.fixture
 def server(published: Path) -> Iterator[str]:
     with serving(published) as address:
         yield address
-
-
-def request(server: str, method: str, target: str, body: bytes = b"",
-            content_type: str = "application/x-www-form-urlencoded") -> Answer:
-    connection = http.client.HTTPConnection(server, timeout=10)
-    headers = {"Content-Type": content_type} if method == "POST" else {}
-    connection.request(method, target, body=body, headers=headers)
-    response = connection.getresponse()
-    answer = (response.status, dict(response.getheaders()), response.read().decode())
-    connection.close()
-    return answer
 
 
 def link_in_message(site: Path, address: str) -> str:

@@ -82,16 +82,18 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path), required=False)
 @site_option
 def export(file: Path | None, site: Path) -> None:
-    """Write the whole list as CSV to FILE (or stdout), in the format `import` reads."""
+    """Write the whole list as CSV to FILE (or stdout), in the format `import` reads, with
+    each signup's consent (time, source, form page, confirmed) in extra columns."""
     from pipeline.state.subscribers import SubscriberBook
     from pipeline.subscribers.csv_file import write_csv
 
     with _site(site) as (_, ledger):
+        book = SubscriberBook(ledger)
         if file is None:
-            write_csv(sys.stdout, SubscriberBook(ledger).everyone())
+            write_csv(sys.stdout, book.everyone(), book.consents())
             return
         with file.open("w", encoding="utf-8", newline="") as out:
-            count = write_csv(out, SubscriberBook(ledger).everyone())
+            count = write_csv(out, book.everyone(), book.consents())
     if file:
         click.echo(f"{counted(count, 'subscriber')} written to {file}.")
 
@@ -155,6 +157,41 @@ def remove(email: str, site: Path) -> None:
                    "emptied yet; the next run empties it", err=True)
 
 
+@subscribers.command("history")
+@click.argument("email")
+@site_option
+def history(email: str, site: Path) -> None:
+    """Every status and topic change of EMAIL, oldest first: when, what, and how (one-click,
+    page, confirmation, mail request, cli, import, sending, bounce, complaint, signup)."""
+    from pipeline.state.subscribers import SubscriberBook
+
+    address = _address(email)
+    with _site(site) as (_, ledger):
+        book = SubscriberBook(ledger)
+        who = book.get(address)
+        if who is None:
+            click.echo(f"{address} is not on the list", err=True)
+            sys.exit(1)
+        events = book.history(who.id)
+        consent = book.consents().get(who.id)
+    click.echo(f"{who.email}: {who.status}"
+               + (f", topics: {'; '.join(who.categories)}" if who.categories else ""))
+    if consent is not None:
+        confirmed = (f", confirmed {consent.confirmed:%Y-%m-%d %H:%M:%S} UTC"
+                     if consent.confirmed else ", not confirmed")
+        click.echo(f"consent: {consent.at:%Y-%m-%d %H:%M:%S} UTC via {consent.source} on "
+                   f"{consent.form or 'an unknown page'}{confirmed}")
+    for event in events:
+        if event.change == "signup":
+            what = f"signup on {event.detail or 'an unknown page'}"
+        else:
+            what = (f"{event.change}: {event.old or '(new)'} -> {event.new or '(none)'}"
+                    + (f" ({event.detail})" if event.detail else ""))
+        click.echo(f"{event.at:%Y-%m-%d %H:%M:%S} UTC  {event.source:<12}  {what}")
+    if not events:
+        click.echo("no recorded changes (they are recorded from this version on)")
+
+
 @subscribers.command("list")
 @site_option
 @click.option("--json", "as_json", is_flag=True,
@@ -215,16 +252,44 @@ def unsubscribe(email: str, site: Path) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to listen on; keep loopback and put the web server in front.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
-def serve(site: Path, host: str, port: int) -> None:
-    """Serve the unsubscribe, preferences and confirmation pages."""
-    from pipeline.subscribers.web_app import make_web_server
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256),
+              help="Requests handled at once (idle and slow connections take no thread).")
+@click.option("--trusted-proxy", default=None, metavar="ADDRESS",
+              help="The proxy in front (e.g. 127.0.0.1) whose X-Forwarded-For names the "
+                   "client, for the per-client signup limit.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="One line a request on stderr (no tokens, no addresses).")
+def serve(site: Path, host: str, port: int, threads: int, trusted_proxy: str | None,
+          access_log: bool) -> None:
+    """Serve the unsubscribe, preferences, confirmation and signup pages (waitress)."""
+    import logging
+    import signal
 
+    from pipeline.core.errors import TemplateError
+    from pipeline.subscribers.web_app import App
+    from pipeline.subscribers.web_server import WebServer
+
+    # A burst queues requests by design (the backlog is sized for it): waitress would warn
+    # "Task queue depth is N" once a request while it drains.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    if access_log:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        logger = logging.getLogger("pipeline.access")
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False
     try:
-        server = make_web_server(site.resolve(), host, port)
-    except ConfigError as exc:
+        server = WebServer(App(site.resolve()), host, port, threads, trusted_proxy)
+    except (ConfigError, TemplateError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_CONFIG)
-    click.echo(f"Serving on http://{host}:{server.server_address[1]}/ (Ctrl-C stops)")
+    except OSError as exc:
+        click.echo(f"error: cannot listen on {host}:{port}: {exc.strerror}", err=True)
+        sys.exit(EXIT_REJECTED)
+    signal.signal(signal.SIGTERM, lambda *_: server.shutdown_soon())
+    click.echo(f"Serving on http://{host}:{server.server_address[1]}/ with {threads} threads "
+               "(Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

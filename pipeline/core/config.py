@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,7 +44,8 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_height": 48,
         "postal_address": "",
     },
-    "subscribers": {"double_opt_in": False},
+    "subscribers": {"double_opt_in": False, "signup": True, "confirm_days": 7,
+                    "allowed_origins": [], "signups_per_client_hour": 20},
     # The job's delivery policy, whatever carries the mail: which backend (its own table, e.g.
     # [smtp], is checked by pipeline.delivery) and how many refusals a send tolerates.
     "delivery": {"backend": "smtp", "fail_threshold": 5},
@@ -82,6 +84,10 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    signup: bool = True  # `serve` offers the public signup form (GET/POST /subscribe)
+    confirm_days: int = 7  # a confirmation link works this many days after it was sent
+    allowed_origins: tuple[str, ...] = ()  # other sites whose pages may post the signup form
+    signups_per_client_hour: int = 20  # signup posts one client (IP address) may make an hour
     # `send` exits 1 only when more than this percentage of the messages it tried failed for
     # good: a hard bounce or two is normal in a large list (providers act at ~5%).
     fail_threshold: float = 5.0
@@ -290,6 +296,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
                                  string("email.postal_address").splitlines() if line.strip()),
         retention_days=count("retention.days"),
     )
+    config = _signup_settings(config, v, bad)
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")
     for key, value in (("feed.websub_hub", config.websub_hub),
@@ -318,6 +325,37 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         bad("email.unsubscribe_url", "has no {token}",
             'e.g. "{site_url}unsubscribe?token={token}"')
     return config
+
+
+def _signup_settings(config: Config, v: dict[str, object], bad: Callable[[str, str, str], None]
+                     ) -> Config:
+    from dataclasses import replace
+
+    signup = v.get("subscribers.signup")
+    if not isinstance(signup, bool):
+        bad("subscribers.signup", "must be true or false", "e.g. `signup = true`")
+    numbers = {}
+    for key, default in (("confirm_days", 7), ("signups_per_client_hour", 20)):
+        value = v.get(f"subscribers.{key}")
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            bad(f"subscribers.{key}", "must be a whole number of 1 or more",
+                f"e.g. `{key} = {default}`")
+            value = default
+        numbers[key] = value
+    origins = v.get("subscribers.allowed_origins")
+    found: list[str] = []
+    if not isinstance(origins, list):
+        origins = []
+        bad("subscribers.allowed_origins", "must be a list of strings",
+            'e.g. `allowed_origins = ["https://www.clinic.example"]`')
+    for origin in origins:
+        text = origin.rstrip("/") if isinstance(origin, str) else ""
+        if not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:\d+)?", text):
+            bad("subscribers.allowed_origins", f"{origin!r} is not an origin",
+                'write scheme and host only, e.g. "https://www.clinic.example"')
+            continue
+        found.append(text.lower())
+    return replace(config, signup=signup is not False, allowed_origins=tuple(found), **numbers)
 
 
 def _line_of(text: str, key: str) -> int:

@@ -196,7 +196,7 @@ def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -
     """Why the message must not go out now, or None: a digest goes only to an active
     subscriber, a confirmation only to the pending subscriber it was made for."""
     from pipeline.core.models import ACTIVE, PENDING
-    from pipeline.subscribers.manage import CONFIRMATION_FILE
+    from pipeline.mail.confirmation import CONFIRMATION_FILE
 
     if not status:
         return "is no longer on the list"
@@ -224,9 +224,9 @@ def _withdraw(unwanted: list[Withdrawal], folders: Outbox, ledger: Ledger,
 def _adopt_confirmations(ledger: Ledger, waiting: set[str], now: datetime) -> None:
     """Queue confirmation files the ledger does not know: written by a run killed before it
     recorded them, or by a version that did not queue them."""
+    from pipeline.mail.confirmation import CONFIRMATION_FILE
     from pipeline.state.notices import Notices
     from pipeline.state.subscribers import SubscriberBook
-    from pipeline.subscribers.manage import CONFIRMATION_FILE
 
     found = {name: int(match[1]) for name in waiting
              if (match := CONFIRMATION_FILE.fullmatch(name))}
@@ -355,6 +355,6 @@ def _mark_bouncing(config: Config, ledger: Ledger, report: SendReport) -> None:
     addresses = {address for _, address in keys}
     book, now = SubscriberBook(ledger), datetime.now(UTC)
     for address in sorted(addresses):
-        book.set_status(address, BOUNCED, now)
+        book.set_status(address, BOUNCED, now, source="sending")
     ledger.bounces_marked(keys)
     report.bouncing = sorted(addresses)

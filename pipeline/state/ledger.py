@@ -23,7 +23,9 @@ from pipeline.state.connection import (
     LEDGER_NAME,
     connect,
     connect_read_only,
+    connect_server,
     migrate,
+    reading,
     transaction,
 )
 from pipeline.state.migrations import MIGRATIONS
@@ -31,8 +33,8 @@ from pipeline.state.migrations import MIGRATIONS
 if TYPE_CHECKING:
     from pipeline.core.deliveries import Delivery, QueuedMessage
 
-__all__ = ["LEDGER_NAME", "MIGRATIONS", "DeliveryRecord", "Ledger", "migrate", "open_ledger",
-           "transaction"]
+__all__ = ["LEDGER_NAME", "MIGRATIONS", "DeliveryRecord", "Ledger", "connect_ledger", "migrate",
+           "open_ledger", "reading", "transaction"]
 
 
 @dataclass(frozen=True)
@@ -297,3 +299,8 @@ def open_ledger(state_dir: Path, *, read_only: bool = False) -> Iterator[Ledger]
         yield Ledger(db)
     finally:
         db.close()
+
+
+def connect_ledger(state_dir: Path) -> Ledger:
+    """A connection for a long-lived server (`serve`): see connection.connect_server."""
+    return Ledger(connect_server(state_dir))

@@ -4,8 +4,11 @@ survive a power cut as surely as a digest does."""
 
 from __future__ import annotations
 
+import hashlib
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -20,10 +23,15 @@ from pipeline.core.models import (
     parse_categories,
     segment_key,
 )
-from pipeline.state.ledger import Ledger, transaction
+from pipeline.state import events
+from pipeline.state.ledger import Ledger, reading, transaction
 
 _COLUMNS = "id, email, name, categories, status"
 PAGE = 2000  # subscribers read per query while streaming the list
+# An import commits after this much work, and pauses briefly between batches: no other writer
+# (an unsubscribe from `serve`) waits longer than about this for the lock.
+BATCH_SECONDS = 0.15
+BATCH_PAUSE = 0.005
 
 
 @dataclass
@@ -95,8 +103,11 @@ class SubscriberBook:
         return {status: found.get(status, 0) for status in STATUSES}
 
     def import_rows(self, rows: Iterable[Subscriber], now: datetime, *,
-                    reactivate: bool = False, double_opt_in: bool = False) -> ImportReport:
-        """Merge rows from a file, in one transaction (all or nothing).
+                    reactivate: bool = False, double_opt_in: bool = False,
+                    source: str = "import", detail: str = "") -> ImportReport:
+        """Merge rows from a file, in batches of about BATCH_SECONDS each (a million rows
+        never hold the write lock for long; an interrupted import is resumed by importing the
+        same file again, which changes nothing twice).
 
         New addresses are added (as pending, with double opt-in). For known ones the file can
         only take someone off the list (unsubscribed, bounced): a person who left is never
@@ -104,26 +115,44 @@ class SubscriberBook:
         """
         report = ImportReport()
         stamp = now.isoformat()
-        with transaction(self._db):
-            for row in rows:
-                known = self.get(row.email)
-                if known is None:
-                    status = PENDING if double_opt_in and row.status == ACTIVE else row.status
-                    report.added.append(self._insert(row, status, stamp))
-                elif row.status in (UNSUBSCRIBED, BOUNCED) and known.status != row.status:
-                    self._set(known.id, row.status, stamp)
-                    report.status_changed += 1
-                elif row.status == ACTIVE and known.status in (UNSUBSCRIBED, BOUNCED):
-                    if reactivate:
-                        self._set(known.id, ACTIVE, stamp)
-                        report.reactivated += 1
-                    else:
-                        report.kept_out.append(known.email)
-                else:
-                    report.unchanged += 1
+        pending = iter(rows)
+        finished = False
+        while not finished:
+            with transaction(self._db):
+                started = time.monotonic()
+                finished = True
+                for row in pending:
+                    self._import_one(row, stamp, report, reactivate, double_opt_in, source,
+                                     detail)
+                    if time.monotonic() - started > BATCH_SECONDS:
+                        finished = False
+                        break
+            if not finished:
+                time.sleep(BATCH_PAUSE)  # let a waiting writer in
         return report
 
-    def add(self, subscriber: Subscriber, now: datetime) -> tuple[Subscriber, bool]:
+    def _import_one(self, row: Subscriber, stamp: str, report: ImportReport, reactivate: bool,
+                    double_opt_in: bool, source: str, detail: str) -> None:
+        known = self.get(row.email)
+        if known is None:
+            status = PENDING if double_opt_in and row.status == ACTIVE else row.status
+            added = self._insert(row, status, stamp)
+            report.added.append(added)
+            events.record(self._db, added.id, stamp, events.STATUS, "", status, source, detail)
+        elif row.status in (UNSUBSCRIBED, BOUNCED) and known.status != row.status:
+            self._set(known.id, row.status, stamp, known.status, source, detail)
+            report.status_changed += 1
+        elif row.status == ACTIVE and known.status in (UNSUBSCRIBED, BOUNCED):
+            if reactivate:
+                self._set(known.id, ACTIVE, stamp, known.status, source, detail)
+                report.reactivated += 1
+            else:
+                report.kept_out.append(known.email)
+        else:
+            report.unchanged += 1
+
+    def add(self, subscriber: Subscriber, now: datetime, *, source: str = "cli"
+            ) -> tuple[Subscriber, bool]:
         """Add one address, or update a known one's name and categories (an operator's explicit
         choice, unlike an import); (the row, whether it is new). A known address keeps its
         status: re-activation is `set_status`."""
@@ -131,7 +160,10 @@ class SubscriberBook:
         with transaction(self._db):
             known = self.get(subscriber.email)
             if known is None:
-                return self._insert(subscriber, subscriber.status, stamp), True
+                added = self._insert(subscriber, subscriber.status, stamp)
+                events.record(self._db, added.id, stamp, events.STATUS, "", added.status, source)
+                return added, True
+            self._topics_changed(known, parse_categories(subscriber.categories), stamp, source)
             self._db.execute(
                 "UPDATE subscribers SET name = ?, categories = ?, segment = ?, updated = ? "
                 "WHERE id = ?", (subscriber.name or known.name,
@@ -141,32 +173,41 @@ class SubscriberBook:
         assert updated is not None
         return updated, False
 
-    def set_status(self, email: str, status: str, now: datetime) -> Subscriber | None:
+    def set_status(self, email: str, status: str, now: datetime, *, source: str = "cli",
+                   detail: str = "") -> Subscriber | None:
         """None if the address is not on the list."""
         assert status in STATUSES
         with transaction(self._db):
             known = self.get(email)
-            if known is not None:
-                self._set(known.id, status, now.isoformat())
+            if known is not None and known.status != status:
+                self._set(known.id, status, now.isoformat(), known.status, source, detail)
         return self.get(email) if known else None
 
-    def set_status_by_id(self, subscriber_id: int, status: str, now: datetime) -> None:
+    def set_status_by_id(self, subscriber_id: int, status: str, now: datetime, *,
+                         source: str = "cli", detail: str = "") -> None:
         assert status in STATUSES
         with transaction(self._db):
-            self._set(subscriber_id, status, now.isoformat())
+            known = self.by_id(subscriber_id)
+            if known is not None and known.status != status:
+                self._set(subscriber_id, status, now.isoformat(), known.status, source, detail)
 
-    def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime
-                       ) -> None:
+    def set_categories(self, subscriber_id: int, categories: Iterable[str], now: datetime, *,
+                       source: str = "cli") -> None:
         chosen = parse_categories(categories)
         with transaction(self._db):
+            known = self.by_id(subscriber_id)
+            if known is not None:
+                self._topics_changed(known, chosen, now.isoformat(), source)
             self._db.execute(
                 "UPDATE subscribers SET categories = ?, segment = ?, updated = ? WHERE id = ?",
                 (";".join(chosen), segment_key(chosen), now.isoformat(), subscriber_id))
 
     def erase(self, email: str, now: datetime) -> Erasure:
-        """Delete every row that holds the address (the list, messages, deliveries, notices)
-        in one transaction, and record that an erasure happened, never the address. The
-        caller removes the files and scrubs the database (upkeep.scrub) afterwards."""
+        """Delete every row that holds the address (the list, messages, deliveries, notices,
+        the note of its last confirmation) in one transaction, and record that an erasure
+        happened, never the address; its audit trail and legacy-link index go with the row
+        (ON DELETE CASCADE). The caller removes the files and scrubs the database
+        (upkeep.scrub) afterwards."""
         db, key = self._db, email_key(email)
         db.create_function("email_key", 1, email_key, deterministic=True)
         with transaction(db):
@@ -179,6 +220,8 @@ class SubscriberBook:
                           for table in ("deliveries", "messages", "notices"))
             deleted += db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                   (key,)).rowcount
+            deleted += db.execute("DELETE FROM confirmation_limits WHERE address_hash = ?",
+                                  (hashlib.sha256(key.encode()).digest(),)).rowcount
             if deleted:
                 db.execute("INSERT INTO erasures (subscriber_id, erased, ledger_rows) "
                            "VALUES (?, ?, ?)", (row[0] if row else None, now.isoformat(),
@@ -196,6 +239,24 @@ class SubscriberBook:
         return Subscriber(id=cursor.lastrowid, email=row.email, name=row.name,
                           categories=categories, status=status)
 
-    def _set(self, subscriber_id: int, status: str, stamp: str) -> None:
+    def _set(self, subscriber_id: int, status: str, stamp: str, old: str, source: str,
+             detail: str = "") -> None:
         self._db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
                         (status, stamp, subscriber_id))
+        events.record(self._db, subscriber_id, stamp, events.STATUS, old, status, source, detail)
+
+    def _topics_changed(self, known: Subscriber, chosen: tuple[str, ...], stamp: str,
+                        source: str) -> None:
+        if known.categories != chosen:
+            events.record(self._db, known.id, stamp, events.TOPICS, ";".join(known.categories),
+                          ";".join(chosen), source)
+
+    # Reads for the web pages: one snapshot, and no write can happen in it.
+    def reading(self) -> AbstractContextManager[None]:
+        return reading(self._db)
+
+    def history(self, subscriber_id: int) -> list[events.Event]:
+        return events.history(self._db, subscriber_id)
+
+    def consents(self) -> dict[int, events.Consent]:
+        return events.consents(self._db)

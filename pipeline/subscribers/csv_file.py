@@ -6,9 +6,9 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from pipeline.core.addresses import normalise_address
 from pipeline.core.errors import ConfigError, Problem
@@ -23,7 +23,12 @@ from pipeline.core.models import (
 )
 from pipeline.core.text import CONTROL, ILLEGAL, strip_illegal
 
+if TYPE_CHECKING:
+    from pipeline.state.events import Consent
+
 COLUMNS = ("email", "name", "categories", "status")
+# Export only (import ignores them): the consent of a signup through the public form.
+CONSENT_COLUMNS = ("consent_at", "consent_source", "consent_form", "confirmed_at")
 # What spreadsheets take for the start of a formula (=, +, -, @; tab and CR before one).
 _FORMULA_START = frozenset("=+-@\t\r")
 # Other spellings met in real files (and "bouncing", which the send branch writes).
@@ -177,16 +182,22 @@ def _delimiter(header: str) -> str:
     return best if counts[best] else ","
 
 
-def write_csv(out: TextIO, subscribers: Iterable[Subscriber]) -> int:
-    """Export in the import format; returns the number of rows. Safe to open in a
+def write_csv(out: TextIO, subscribers: Iterable[Subscriber],
+              consents: Mapping[int, Consent] | None = None) -> int:
+    """Export in the import format, with the consent columns when `consents` is given
+    (subscriber id → their signup's consent); returns the number of rows. Safe to open in a
     spreadsheet: control characters are dropped and a cell that would start a formula gets a
     leading quote (OWASP's advice against CSV injection), which import takes off again."""
     count = 0
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(COLUMNS)
+    writer.writerow(COLUMNS + (CONSENT_COLUMNS if consents is not None else ()))
     for s in subscribers:
-        writer.writerow([_neutralised(cell) for cell in
-                         (s.email, s.name, ";".join(s.categories), s.status)])
+        row: tuple[str, ...] = (s.email, s.name, ";".join(s.categories), s.status)
+        if consents is not None:
+            c = consents.get(s.id)
+            row += ((c.at.isoformat(), c.source, c.form,
+                     c.confirmed.isoformat() if c.confirmed else "") if c else ("",) * 4)
+        writer.writerow([_neutralised(cell) for cell in row])
         count += 1
     return count
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from pipeline.core.addresses import normalise_address
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem
-from pipeline.core.models import BOUNCED, PENDING, UNSUBSCRIBED, Subscriber, email_key
-from pipeline.mail.tokens import subscriber_token
+from pipeline.core.models import BOUNCED, PENDING, UNSUBSCRIBED, Subscriber
 from pipeline.state.ledger import Ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import ImportReport, SubscriberBook
@@ -22,8 +21,6 @@ from pipeline.subscribers.csv_file import read_rows
 
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported
-# What confirmation_name() makes: the subscriber's id, then a hash of the address.
-CONFIRMATION_FILE = re.compile(r"confirm-(\d{6,})-[0-9a-f]{16}\.eml")
 # A line of a process file: `unsubscribe a@b.org`, `bounce a@b.org`, or just the address.
 _PROCESS_LINE = re.compile(r"^(?:(unsubscribe|bounce|bounced)\s+)?(\S+)$", re.I)
 
@@ -35,7 +32,7 @@ def import_file(config: Config, ledger: Ledger, path: Path, now: datetime, *,
     problems: list[Problem] = []
     report = SubscriberBook(ledger).import_rows(
         read_rows(path, problems, shown or path), now, reactivate=reactivate,
-        double_opt_in=config.double_opt_in)
+        double_opt_in=config.double_opt_in, source="import", detail=Path(shown or path).name)
     send_confirmations(config, ledger, [s for s in report.added if s.status == PENDING],
                        now)
     return report, problems
@@ -71,14 +68,15 @@ def add(config: Config, ledger: Ledger, email: str, now: datetime, *, name: str 
     if config.double_opt_in:
         subscriber = Subscriber(subscriber.email, subscriber.name, subscriber.categories,
                                 status=PENDING)
-    row, new = SubscriberBook(ledger).add(subscriber, now)
+    row, new = SubscriberBook(ledger).add(subscriber, now, source="cli")
     if new and row.status == PENDING:
         send_confirmations(config, ledger, [row], now)
     return row, new
 
 
-def unsubscribe(ledger: Ledger, email: str, now: datetime) -> Subscriber | None:
-    return SubscriberBook(ledger).set_status(email, UNSUBSCRIBED, now)
+def unsubscribe(ledger: Ledger, email: str, now: datetime, *, source: str = "cli"
+                ) -> Subscriber | None:
+    return SubscriberBook(ledger).set_status(email, UNSUBSCRIBED, now, source=source)
 
 
 @dataclass
@@ -110,7 +108,8 @@ def process_file(ledger: Ledger, path: Path, now: datetime, shown: Path | str | 
                                     "`bounce a@example.org`", line=number))
             continue
         bounce = (match.group(1) or "").lower().startswith("bounce")
-        if book.set_status(address, BOUNCED if bounce else UNSUBSCRIBED, now) is None:
+        if book.set_status(address, BOUNCED if bounce else UNSUBSCRIBED, now,
+                           source="bounce" if bounce else "mail request") is None:
             report.unknown.append(address)
         elif bounce:
             report.bounced += 1
@@ -119,25 +118,19 @@ def process_file(ledger: Ledger, path: Path, now: datetime, shown: Path | str | 
     return report, problems
 
 
-def confirmation_name(subscriber: Subscriber) -> str:
-    who = hashlib.sha256(email_key(subscriber.email).encode()).hexdigest()[:16]
-    return f"confirm-{subscriber.id:06d}-{who}.eml"
-
-
 def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber],
-                       now: datetime) -> int:
-    """Put a plain confirmation message for each pending subscriber into the outbox and queue
-    it for sending (once: the file name is fixed per subscriber); returns how many were
-    written."""
+                       now: datetime, *, again: bool = False) -> int:
+    """Put a confirmation message for each pending subscriber into the outbox and queue it
+    for sending; returns how many were written. The first one's file name is fixed per
+    subscriber (written once however often a run meets them); `again` (a signup, a link that
+    expired) makes a new one, named with its time."""
     if not pending:
         return 0
-    from email import policy
-    from email.message import EmailMessage
-    from email.utils import format_datetime, formataddr
-
     from pipeline.core.atomic import deliver, flush_to_disk
+    from pipeline.mail.confirmation import compose_confirmation, confirmation_name
     from pipeline.mail.outbox import Outbox
     from pipeline.state.notices import Notices
+    from pipeline.subscribers.link_tokens import confirmation_token
 
     outbox = Outbox(config.outbox_dir)
     outbox.prepare_writing()
@@ -145,23 +138,14 @@ def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber]
     written = 0
     queued = []
     for subscriber in pending:
-        name = confirmation_name(subscriber)
+        name = confirmation_name(subscriber, now if again else None)
         queued.append((name, subscriber.email))
         if outbox.written(name):
             continue
-        token = subscriber_token(secret, subscriber.id, subscriber.email, "confirm")
+        token = confirmation_token(secret, subscriber.id, subscriber.email, now)
         url = config.confirm_url.format(site_url=config.site_url, token=token)
-        message = EmailMessage()
-        message["From"] = str(config.from_address)
-        message["To"] = formataddr((subscriber.name, subscriber.email))
-        message["Subject"] = f"Please confirm your subscription to {config.title}"
-        message["Date"] = format_datetime(now)
-        message["Message-ID"] = f"<{name[:-4]}@{config.mail_domain}>"
-        message.set_content(
-            f"Someone (we hope you) asked to receive {config.title} at {subscriber.email}.\n\n"
-            f"To confirm, open this link and press the button:\n\n{url}\n\n"
-            "If it was not you, ignore this message: you will get nothing more from us.\n")
-        deliver(outbox.tmp, outbox.new, name, message.as_bytes(policy=policy.SMTP))
+        deliver(outbox.tmp, outbox.new, name,
+                compose_confirmation(config, subscriber, url, name, now))
         written += 1
     flush_to_disk(outbox.new)  # durable before the ledger queues them for sending
     Notices(ledger).record(queued, now)

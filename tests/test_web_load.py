@@ -1,0 +1,118 @@
+"""`newsletter serve` under a burst, with idle connections, and during a long import: loopback
+traffic only, bounded in count and time. (The timings are measured in bench/web_bench.py;
+these tests hold the behaviour: everything recorded, no connection lost, no 5xx.)"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from pipeline.core.models import Subscriber
+from pipeline.mail.tokens import subscriber_token
+from pipeline.run import run
+from pipeline.state.ledger import open_ledger
+from pipeline.state.subscribers import SubscriberBook
+from web_client import burst, one_click, request, serving
+
+
+def add_many(site: Path, count: int) -> list[str]:
+    """count active subscribers; their one-click targets."""
+    with open_ledger(site / ".newsletter") as ledger:
+        book = SubscriberBook(ledger)
+        book.import_rows((Subscriber(f"reader{n}@example.org") for n in range(count)),
+                         datetime.now(UTC))
+        key = b"test-secret-for-this-site-0123456789"  # conftest's NEWSLETTER_SECRET
+        return [f"/unsubscribe?token={subscriber_token(key, s.id, s.email)}"
+                for s in book.everyone() if s.email.startswith("reader")]
+
+
+def unsubscribed(site: Path) -> int:
+    with open_ledger(site / ".newsletter") as ledger:
+        return SubscriberBook(ledger).counts()["unsubscribed"]
+
+
+def test_500_simultaneous_one_click_posts_are_all_recorded(site: Path) -> None:
+    run(site)
+    targets = add_many(site, 500)
+    before = unsubscribed(site)
+    with serving(site) as server:
+        outcomes = burst(server, [one_click(t) for t in targets])
+    errors = [o.error for o in outcomes if o.status is None]
+    assert errors == []
+    assert sorted({o.status for o in outcomes}) == [200]
+    assert unsubscribed(site) == before + 500
+
+
+def test_idle_and_slow_connections_do_not_stop_a_get(site: Path) -> None:
+    run(site)
+    with serving(site, threads=2) as server:
+        host, port = server.rsplit(":", 1)
+        idle = [socket.create_connection((host, int(port)), timeout=5) for _ in range(50)]
+        try:
+            for sock in idle[:10]:  # half a request line, then nothing: a slow client
+                sock.sendall(b"GET /subscribe HT")
+            started = time.monotonic()
+            code, _, page = request(server, "GET", "/subscribe", timeout=10)
+            assert code == 200 and "<form" in page
+            assert time.monotonic() - started < 5  # (bench: well under 1 s)
+        finally:
+            for sock in idle:
+                sock.close()
+
+
+def test_a_one_click_post_during_a_long_import_is_recorded(site: Path, tmp_path: Path) -> None:
+    run(site)
+    target = add_many(site, 1)[0]
+    big = tmp_path / "big.csv"
+    with big.open("w") as out:
+        out.write("email,name,categories,status\n")
+        out.writelines(f"bulk{n}@example.org,,,active\n" for n in range(150_000))
+    env = {**os.environ, "NEWSLETTER_SECRET": "test-secret-for-this-site-0123456789"}
+    with serving(site) as server:
+        importer = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "subscribers", "import", str(big), "--site",
+             str(site)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            deadline = time.monotonic() + 60
+            while _count(site) < 1000 and importer.poll() is None:  # the import is running
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert importer.poll() is None, "the import finished before the POST: grow it"
+            code, _, page = request(server, "POST", target, b"List-Unsubscribe=One-Click")
+            assert code == 200 and "You are unsubscribed" in page
+            assert importer.poll() is None  # recorded while the import still runs
+        finally:
+            out, err = importer.communicate(timeout=120)
+    assert importer.returncode == 0, err
+    assert b"150000 added" in out
+    with open_ledger(site / ".newsletter") as ledger:
+        assert SubscriberBook(ledger).get("reader0@example.org").status == "unsubscribed"
+
+
+def _count(site: Path) -> int:
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return sum(SubscriberBook(ledger).counts().values())
+
+
+@pytest.mark.parametrize("token", [
+    "A" * 24,  # the first release's shape, made by no one
+    "1." + "A" * 24,  # our shape, forged
+    "1.1765000000." + "A" * 24,  # a confirmation's shape, forged
+    "x" * 5000,  # too long
+    "1.2.3.4", "%00", "%EF%BC%91." + "A" * 24,  # odd characters (a full-width 1)
+])
+def test_any_token_shape_is_refused_without_a_scan(site: Path, token: str) -> None:
+    run(site)
+    add_many(site, 2000)
+    with serving(site) as server:
+        for path in ("unsubscribe", "preferences", "confirm"):
+            code, _, page = request(server, "GET", f"/{path}?token={token}")
+            assert code == 400 and "does not work" in page
+    assert unsubscribed(site) == 1  # left@example.org, from subscribers.csv
