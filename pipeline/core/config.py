@@ -9,6 +9,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
+from pipeline.core.bounce_settings import BOUNCES_SCHEMA, BounceSettings, bounce_settings
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.delivery.smtp_settings import DKIM_SCHEMA, SMTP_SCHEMA, SmtpSettings, smtp_settings
 from pipeline.entries.sanitise import strip_illegal
@@ -43,10 +44,12 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_url": "",
         "logo_width": 160,
         "logo_height": 48,
+        "return_path": "",
     },
     "subscribers": {"double_opt_in": False},
     "smtp": SMTP_SCHEMA,
     "dkim": DKIM_SCHEMA,
+    "bounces": BOUNCES_SCHEMA,
 }
 
 
@@ -79,6 +82,8 @@ class Config:
     logo_url: str = ""  # shown atop the digest, logo_width × logo_height px
     logo_width: int = 160
     logo_height: int = 48
+    return_path: str = ""  # VERP envelope sender template, e.g. bounces+{token}@your.domain
+    bounces: BounceSettings = field(default_factory=BounceSettings)
 
     @property
     def articles_dir(self) -> Path:
@@ -259,6 +264,8 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_url=string("email.logo_url"),
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
+        return_path=string("email.return_path"),
+        bounces=bounce_settings(v, string, bad),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")

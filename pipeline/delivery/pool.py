@@ -46,10 +46,10 @@ class RelayPool(Generic[Job]):
     connect, the pool stops and `stopped` says why (the rest stays queued, untried).
     """
 
-    def __init__(self, settings: SmtpSettings, sender: str, rate: float,
-                 load: Callable[[Job], tuple[str, bytes]],
+    def __init__(self, settings: SmtpSettings, rate: float,
+                 load: Callable[[Job], tuple[str, str, bytes]],  # (sender, recipient, data)
                  done: Callable[[Job, Outcome], None]) -> None:
-        self.settings, self.sender, self.load, self.done = settings, sender, load, done
+        self.settings, self.load, self.done = settings, load, done
         self.limit = RateLimit(rate)
         self.context = tls_context() if settings.tls != "none" else None
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
@@ -91,8 +91,8 @@ class RelayPool(Generic[Job]):
                 except queue.Empty:
                     return
                 self.limit.wait()
-                recipient, data = self.load(job)
-                outcome = connection.send(self.sender, recipient, data)
+                sender, recipient, data = self.load(job)
+                outcome = connection.send(sender, recipient, data)
                 self.done(job, outcome)
                 job = None
         except RelayDown as exc:

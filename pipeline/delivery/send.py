@@ -25,6 +25,7 @@ from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Subscriber
+from pipeline.delivery.envelope import envelope_senders
 from pipeline.delivery.pool import RelayPool
 from pipeline.delivery.signing import DkimSigner
 from pipeline.delivery.smtp import Connection, Outcome
@@ -73,7 +74,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         try:
             if due:
                 _drain(due, settings, settings.rate if rate is None else rate, signer,
-                       folders, ledger, report, clock, progress)
+                       folders, ledger, report, clock, progress,
+                       envelope_senders(config, ledger))
         finally:
             _mark_bouncing(config, ledger, report)
             ledger.close_delivered_digests()
@@ -297,16 +299,17 @@ def _cap(due: list[QueuedMessage], limit: int, settings: SmtpSettings, report: S
 
 def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
            signer: DkimSigner | None, folders: Folders, ledger: Ledger, report: SendReport,
-           clock: Callable[[], datetime], progress: Progress | None) -> None:
+           clock: Callable[[], datetime], progress: Progress | None,
+           sender_for: Callable[[QueuedMessage], str]) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
 
     new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
-    def load(message: QueuedMessage) -> tuple[str, bytes]:
+    def load(message: QueuedMessage) -> tuple[str, str, bytes]:
         with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
             data = f.read()
-        return message.address, signer.sign(data) if signer else data
+        return sender_for(message), message.address, signer.sign(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1
@@ -328,7 +331,7 @@ def _drain(due: list[QueuedMessage], settings: SmtpSettings, rate: float,
         results.put(Delivery(message, state, reply, when, attempts, next_attempt,
                              bouncing and state == "failed"))
 
-    pool = RelayPool(settings, settings.envelope_from, rate, load, done)
+    pool = RelayPool(settings, rate, load, done)
     pool.start(due)
     batch: list[Delivery] = []
     try:

@@ -21,7 +21,8 @@ from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Subscriber
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
-STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
+COMPLAINED = "complained"  # issue 15: a spam complaint; never mailed again
+STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED)
 # Other spellings met in real files (and "bouncing", which the send branch writes).
 _STATUS_ALIASES = {"": ACTIVE, "subscribed": ACTIVE, "bouncing": BOUNCED}
 COLUMNS = ("email", "name", "categories", "status")

@@ -1,0 +1,109 @@
+"""The ledger's record of returning mail (bounces, complaints, provider notifications): which
+mail was handled, what it said about whom, and the status it set. Kept apart from ledger.py
+only for length: like it, the only code that touches these rows.
+
+A piece of mail is recorded in the same transaction as the status changes it makes, and before
+its file or IMAP message is moved: a second look at it (after a kill, or a second run over the
+same folder) finds its key and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+from pipeline.state.ledger import Ledger, transaction
+
+
+@dataclass(frozen=True)
+class ReturnRow:
+    """What one piece of returning mail says about one subscriber."""
+
+    subscriber_id: int
+    address: str
+    digest_id: int | None
+    kind: str  # permanent, temporary, policy or complaint
+    status_code: str = ""  # the DSN's, e.g. 5.1.1 ("" if it gave none)
+    new_status: str = ""  # the status to set, "" for none
+    only_from: tuple[str, ...] = ()  # ... and only if the subscriber's status is one of these
+    soft_limit: int = 0  # a temporary failure: set it only once this many are counted ...
+    soft_since: datetime | None = None  # ... since then (this one included)
+
+
+class ReturnsBook:
+    def __init__(self, ledger: Ledger) -> None:
+        self.db = ledger.db
+
+    def seen(self, key: str) -> str | None:
+        """The outcome recorded for this mail, or None if it was never handled."""
+        row = self.db.execute("SELECT outcome FROM returned_mail WHERE key = ?",
+                              (key,)).fetchone()
+        return row[0] if row else None
+
+    def temporary_failures(self, subscriber_id: int, since: datetime) -> int:
+        """Distinct messages that failed temporarily for this subscriber since then (several
+        "still trying" notices for one message count once)."""
+        return self.db.execute(
+            "SELECT count(DISTINCT coalesce('digest ' || digest_id, mail_key)) "
+            "FROM subscriber_returns WHERE subscriber_id = ? AND kind = 'temporary' "
+            "AND received >= ?", (subscriber_id, since.isoformat())).fetchone()[0]
+
+    def record(self, key: str, source: str, outcome: str, detail: str, now: datetime,
+               rows: Iterable[ReturnRow] = ()) -> list[tuple[ReturnRow, str]]:
+        """Record the mail and apply its rows, all in one durable transaction. Returns each row
+        with the status it changed the subscriber to ("" if none); nothing at all if this
+        mail was recorded before (then nothing is changed)."""
+        applied: list[tuple[ReturnRow, str]] = []
+        stamp = now.isoformat()
+        with transaction(self.db):
+            cursor = self.db.execute(
+                "INSERT OR IGNORE INTO returned_mail (key, received, source, outcome, detail) "
+                "VALUES (?, ?, ?, ?, ?)", (key, stamp, source, outcome, detail))
+            if cursor.rowcount == 0:
+                return []
+            for row in rows:
+                found = self.db.execute("SELECT status FROM subscribers WHERE id = ?",
+                                        (row.subscriber_id,)).fetchone()
+                previous = found[0] if found else ""
+                cursor = self.db.execute(
+                    "INSERT INTO subscriber_returns (mail_key, subscriber_id, address, "
+                    "digest_id, kind, status_code, received, previous) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (key, row.subscriber_id, row.address, row.digest_id, row.kind,
+                     row.status_code, stamp, previous))
+                due = not row.soft_limit or self.temporary_failures(
+                    row.subscriber_id, row.soft_since or now) >= row.soft_limit
+                changed = ""
+                if row.new_status and previous in row.only_from and due:
+                    # Issue 14's audit trail (subscriber_events) belongs in this transaction.
+                    self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
+                                    (row.new_status, stamp, row.subscriber_id))
+                    self.db.execute("UPDATE subscriber_returns SET changed = ? WHERE id = ?",
+                                    (row.new_status, cursor.lastrowid))
+                    changed = row.new_status
+                applied.append((row, changed))
+        return applied
+
+    def digest_rates(self, digest_id: int) -> tuple[int, int]:
+        """(addresses that bounced for good, addresses that complained) for one digest: from
+        returning mail, plus addresses the relay refused while sending it."""
+        if self.db.execute("SELECT 1 FROM sqlite_master WHERE name = 'subscriber_returns'"
+                           ).fetchone() is None:  # a read-only look before the migration
+            return 0, 0
+        bounced = self.db.execute(
+            "SELECT count(*) FROM (SELECT lower(address) FROM subscriber_returns "
+            "WHERE digest_id = ? AND kind = 'permanent' UNION "
+            "SELECT lower(address) FROM deliveries WHERE digest_id = ? AND bounce != '')",
+            (digest_id, digest_id)).fetchone()[0]
+        complained = self.db.execute(
+            "SELECT count(DISTINCT subscriber_id) FROM subscriber_returns "
+            "WHERE digest_id = ? AND kind = 'complaint'", (digest_id,)).fetchone()[0]
+        return bounced, complained
+
+    def history(self, subscriber_id: int) -> list[tuple[str, str, str, str, str]]:
+        """(received, kind, status code, previous status, status set) for one subscriber,
+        oldest first."""
+        return self.db.execute(
+            "SELECT received, kind, status_code, previous, changed FROM subscriber_returns "
+            "WHERE subscriber_id = ? ORDER BY id", (subscriber_id,)).fetchall()
