@@ -241,9 +241,10 @@ def _feeds_line(changed: list[str]) -> str:
 
 
 def _register() -> None:
+    from pipeline.cli.bounces import bounces
     from pipeline.cli.subscribers import serve, subscribers, unsubscribe
 
-    for command in (subscribers, unsubscribe, serve):
+    for command in (subscribers, unsubscribe, serve, bounces):
         cli.add_command(command)
 
 

@@ -8,7 +8,7 @@ is kept aside with the reason.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,15 +51,22 @@ class Handled:
 
 
 def handle(verdict: Verdict, config: Config, ledger: Ledger, secrets: Sequence[bytes],
-           now: datetime, source: str) -> Handled:
-    """Apply a verdict to the list and record it (once: mail seen before changes nothing)."""
+           now: datetime, source: str,
+           keep_aside: Callable[[str], object] | None = None) -> Handled:
+    """Apply a verdict to the list and record it (once: mail seen before changes nothing).
+    `keep_aside(reason)` runs before the ledger records mail that changed nothing."""
     returns = ReturnsBook(ledger)
-    if returns.seen(verdict.key) is not None:
-        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed")
+    stored = returns.seen(verdict.key)
+    if stored is not None:
+        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed",
+                       keep=stored == "kept")
     handled, rows = _decide(verdict, config, ledger, secrets, now)
+    if handled.keep and keep_aside is not None:
+        keep_aside(handled.detail)
     applied = returns.record(verdict.key, source, handled.outcome, handled.detail, now, rows)
     if not applied and rows:  # recorded meanwhile by another process (the web endpoint)
-        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed")
+        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed",
+                       keep=handled.keep)
     handled.changes = [(row.address, changed, row.status_code) for row, changed in applied
                        if changed]
     if handled.outcome == "counted" and handled.changes:
