@@ -147,8 +147,8 @@ class ImapSource:
         if kind != "OK":
             self.close()
             raise ImapRefused(f"no IMAP folder {settings.imap_folder!r} (bounces.imap_folder)")
-        self.can_move = b"MOVE" in b" ".join(
-            c if isinstance(c, bytes) else str(c).encode() for c in self.imap.capabilities)
+        _, answer = self.imap.capability()  # after login: servers tell more than at greeting
+        self.can_move = b"MOVE" in b" ".join(a for a in answer if isinstance(a, bytes)).upper()
 
     def items(self) -> Iterator[Item]:
         kind, data = self.imap.uid("SEARCH", None, "ALL")  # type: ignore[arg-type]

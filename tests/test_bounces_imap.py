@@ -1,0 +1,167 @@
+"""`newsletter bounces fetch` against a real IMAP server: Dovecot on loopback, started by the
+test with a throwaway configuration (skipped, saying so, where Dovecot is not installed)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from imap_server import PASSWORD, ImapServer, dovecot, dovecot_binary
+
+from conftest import add_subscribers, free_port, invoke
+from pipeline.state.ledger import LEDGER_NAME
+from returning import dsn, statuses, vacation
+
+pytestmark = pytest.mark.skipif(
+    dovecot_binary() is None,
+    reason="Dovecot is not installed (Debian: apt-get install dovecot-imapd): "
+           "the IMAP tests of `newsletter bounces fetch` are skipped")
+
+
+@pytest.fixture
+def imap() -> Iterator[ImapServer]:
+    with dovecot(free_port()) as server:
+        yield server
+
+
+@pytest.fixture
+def mailbox_site(site: Path, imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from pipeline.run import run
+
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[bounces]\nimap_host = "127.0.0.1"\nimap_port = {imap.port}\n'
+                'imap_tls = "none"\nimap_user = "bounces"\n')
+    monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", PASSWORD)
+    run(site)
+    return site
+
+
+def test_fetch_applies_bounces_and_moves_mail_without_deleting_it(
+        mailbox_site: Path, imap: ImapServer) -> None:
+    imap.append(dsn("journal@example.org", "ada@example.org"))
+    imap.append(vacation("journal@example.org", "grace@example.org"))
+    imap.append(dsn("journal@example.org", "stranger@example.net",
+                    message_id="<stranger@mx.example.net>"))
+    code, out, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 1  # the stranger's bounce needs a look
+    assert "1 bounced, 1 ignored, 1 kept" in out
+    assert "imap:INBOX/3: kept aside: no subscriber has the address it names" in err
+    assert statuses(mailbox_site)["ada@example.org"] == "bounced"
+    assert statuses(mailbox_site)["grace@example.org"] == "active"
+    assert imap.folder("INBOX") == []
+    assert len(imap.folder("Processed")) == 2 and len(imap.folder("Kept")) == 1
+    assert b"stranger@example.net" in imap.folder("Kept")[0]
+    # Nothing new: a second fetch does nothing; the same mail delivered again changes nothing.
+    assert invoke("bounces", "fetch", "--site", str(mailbox_site), "--quiet") == (0, "", "")
+    imap.append(dsn("journal@example.org", "ada@example.org"))
+    code, out, _ = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 0 and "1 seen before" in out
+    assert len(imap.folder("Processed")) == 3
+
+
+def test_mail_recorded_but_not_moved_is_only_moved_next_time(
+        mailbox_site: Path, imap: ImapServer) -> None:
+    """The state a kill between the ledger's record and the IMAP move leaves behind."""
+    from pipeline.core.config import load_config
+    from pipeline.state.ledger import open_ledger
+    from pipeline.state.secret import load_secrets
+    from pipeline.subscribers.returns.apply import handle
+    from pipeline.subscribers.returns.classify import classify
+
+    data = dsn("journal@example.org", "grace@example.org", status="4.2.2", action="delayed",
+               diagnostic="452 4.2.2 Mailbox full")
+    imap.append(data)
+    config = load_config(mailbox_site)
+    with open_ledger(config.state_dir) as ledger:
+        handled = handle(classify(data), config, ledger, load_secrets(config.state_dir),
+                         datetime.now(UTC), "imap")
+    assert handled.outcome == "counted"
+    code, out, _ = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 0 and "1 seen before" in out
+    assert imap.folder("INBOX") == [] and len(imap.folder("Processed")) == 1
+    db = sqlite3.connect(mailbox_site / ".newsletter" / LEDGER_NAME)
+    assert db.execute("SELECT count(*) FROM subscriber_returns").fetchone()[0] == 1
+    db.close()
+
+
+def test_a_fetch_killed_with_sigkill_loses_nothing_and_applies_nothing_twice(
+        site: Path, imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.run import run
+
+    addresses = add_subscribers(site, 60)
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write(f'\n[bounces]\nimap_host = "127.0.0.1"\nimap_port = {imap.port}\n'
+                'imap_tls = "none"\nimap_user = "bounces"\n')
+    run(site)
+    for n, address in enumerate(addresses):
+        imap.append(dsn("journal@example.org", address, message_id=f"<kill-{n}@mx.example>"))
+    env = {**os.environ, "NEWSLETTER_IMAP_PASSWORD": PASSWORD}
+    ledger = site / ".newsletter" / LEDGER_NAME
+    command = [sys.executable, "-m", "pipeline", "bounces", "fetch", "--site", str(site), "-q"]
+    process = subprocess.Popen(command, env=env)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and process.poll() is None:
+        db = sqlite3.connect(ledger, timeout=5)
+        try:
+            done = db.execute("SELECT count(*) FROM returned_mail").fetchone()[0]
+        except sqlite3.OperationalError:
+            done = 0
+        db.close()
+        if done >= 10:
+            break
+        time.sleep(0.005)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = len(imap.folder("Processed"))
+    assert 0 < killed_at < 60 or process.returncode == 0
+    assert subprocess.run(command, env=env).returncode == 0
+    assert imap.folder("INBOX") == []
+    assert len(imap.folder("Processed")) == 60  # each message once, none lost
+    db = sqlite3.connect(ledger)
+    rows = db.execute("SELECT address, count(*) FROM subscriber_returns GROUP BY address")
+    assert dict(rows) == dict.fromkeys(addresses, 1)  # applied once each
+    db.close()
+    assert all(statuses(site)[a] == "bounced" for a in addresses)
+
+
+def test_a_wrong_password_or_no_server_is_reported(mailbox_site: Path, imap: ImapServer,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", "wrong")
+    code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 78 and "refused the login of 'bounces'" in err and "wrong" not in err
+    monkeypatch.delenv("NEWSLETTER_IMAP_PASSWORD")
+    code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 78 and "NEWSLETTER_IMAP_PASSWORD: is empty" in err
+    monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", PASSWORD)
+    text = (mailbox_site / "newsletter.toml").read_text()
+    (mailbox_site / "newsletter.toml").write_text(
+        text.replace(f"imap_port = {imap.port}", f"imap_port = {free_port()}"))
+    code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 75 and "cannot reach the IMAP server" in err
+
+
+def test_an_oversize_message_is_refused_and_moved_aside(mailbox_site: Path,
+                                                        imap: ImapServer) -> None:
+    text = (mailbox_site / "newsletter.toml").read_text()
+    (mailbox_site / "newsletter.toml").write_text(text + "max_size_kb = 64\n")
+    imap.append(dsn("journal@example.org", "ada@example.org").replace(
+        b"--B0UNDARY--", b"--B0UNDARY--\r\n" + b"x" * 100_000))
+    code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 1 and "is over the limit of 65,536: refused unread" in err
+    assert statuses(mailbox_site)["ada@example.org"] == "active"
+    assert imap.folder("INBOX") == [] and len(imap.folder("Kept")) == 1
+
+
+def test_plain_imap_is_refused_for_a_remote_host(site: Path) -> None:
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[bounces]\nimap_host = "imap.example.net"\nimap_tls = "none"\n')
+    code, _, err = invoke("bounces", "fetch", "--site", str(site))
+    assert code == 78 and "bounces.imap_tls" in err and "unencrypted" in err
