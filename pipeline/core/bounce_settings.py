@@ -21,6 +21,7 @@ BOUNCES_SCHEMA: dict[str, object] = {
     "soft_limit": 3,  # temporary failures ...
     "soft_days": 14,  # ... within this many days make an address bounced
     "max_size_kb": 1024,  # larger returning mail is refused unread
+    "sns_topics": [],  # ARNs of the SNS topics whose SES notifications /ses-notifications takes
 }
 
 
@@ -36,6 +37,7 @@ class BounceSettings:
     soft_limit: int = 3
     soft_days: int = 14
     max_size: int = 1024 * 1024  # bytes
+    sns_topics: tuple[str, ...] = ()
 
 
 def check_return_path(value: str) -> str | None:
@@ -88,7 +90,15 @@ def bounce_settings(v: dict[str, object], string: Callable[[str], str],
                 'give the IMAP folder by name, e.g. "Processed"')
             name = str(BOUNCES_SCHEMA[key])
         folders[key] = name
+    topics = v.get("bounces.sns_topics", [])
+    topics = [topics] if isinstance(topics, str) else topics
+    if not isinstance(topics, list) or not all(
+            isinstance(t, str) and t.startswith("arn:aws") and ":sns:" in t for t in topics):
+        bad("bounces.sns_topics", "must be a list of SNS topic ARNs",
+            'e.g. `sns_topics = ["arn:aws:sns:eu-west-1:123456789012:ses-bounces"]`')
+        topics = []
     return BounceSettings(
+        sns_topics=tuple(topics),
         imap_host=host, imap_port=port, imap_tls=tls, imap_user=string("bounces.imap_user"),
         soft_limit=whole("bounces.soft_limit", 1), soft_days=whole("bounces.soft_days", 1),
         max_size=whole("bounces.max_size_kb", 1) * 1024, **folders)

@@ -21,6 +21,7 @@ from pipeline.core.models import Subscriber
 from pipeline.state.ledger import open_ledger
 from pipeline.state.secret import load_secrets
 from pipeline.state.subscribers import SubscriberBook
+from pipeline.subscribers.returns.sns import SES_PATH, SesNotifications
 from pipeline.subscribers.rules import (
     ACTIVE,
     PENDING,
@@ -68,9 +69,12 @@ class App:
     def __init__(self, site: Path) -> None:
         self.config: Config = load_config(site)
         self.secrets = load_secrets(self.config.state_dir)
+        self.ses_notifications = SesNotifications(self.config)
         self._categories: tuple[float, list[str]] = (-CATEGORIES_TTL, [])
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").rstrip("/") == SES_PATH:  # SES bounces and complaints
+            return self.ses_notifications(environ, start_response)
         try:
             page = self.route(environ)
         except Page as answer:

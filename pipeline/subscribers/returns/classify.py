@@ -23,7 +23,7 @@ PERMANENT, TEMPORARY, POLICY = "permanent", "temporary", "policy"
 
 _STATUS = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")
 # Our own Message-IDs (mail/compose.message_name, manage.confirmation_name).
-_OUR_DIGEST_ID = re.compile(rb"<digest-(\d{5,})-[0-9a-f]{8}-([0-9a-f]{16})@")
+OUR_DIGEST_ID = re.compile(rb"<digest-(\d{5,})-[0-9a-f]{8}-([0-9a-f]{16})@")
 # Where a returning message was delivered: one of them is our VERP address, if any.
 _DELIVERED_TO = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to",
                  "x-delivered-to", "to", "x-rcpt-to", "original-recipient")
@@ -91,7 +91,7 @@ def classify(data: bytes) -> Verdict:
         return Verdict(MALFORMED, key, reason="not a mail message (no header lines)")
     verdict = Verdict(UNRECOGNISED, key)
     verdict.sent_to = _delivered_to(message)
-    found = _OUR_DIGEST_ID.search(data)
+    found = OUR_DIGEST_ID.search(data)
     if found:
         verdict.digest_id, verdict.digest_for = int(found[1]), found[2].decode()
     try:
@@ -170,7 +170,7 @@ def _dsn(message: Message, verdict: Verdict) -> None:
         for block in _blocks(part)[1:]:
             action = str(block.get("action", "")).strip().lower()
             address = _recipient(block)
-            status = _status_of(str(block.get("status", "")))
+            status = status_of(str(block.get("status", "")))
             diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
             diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
             if action.startswith(("delivered", "relayed", "expanded")):
@@ -182,13 +182,13 @@ def _dsn(message: Message, verdict: Verdict) -> None:
                 continue  # one recipient reported twice
             named.discard(address.lower())
             default = TEMPORARY if action.startswith("delayed") else PERMANENT
-            verdict.failures.append(
-                Failure(address, _kind(status, diagnostic, default), status, diagnostic[:200]))
+            found = failure_kind(status, diagnostic, default)
+            verdict.failures.append(Failure(address, found, status, diagnostic[:200]))
     text = _text(message)
     for address in sorted(named):  # found by flufl but in no block we could read
         default = TEMPORARY if address.encode() in temporary else PERMANENT
-        status = _status_of(text)
-        verdict.failures.append(Failure(address, _kind(status, text, default), status))
+        status = status_of(text)
+        verdict.failures.append(Failure(address, failure_kind(status, text, default), status))
     if verdict.failures:
         verdict.kind, verdict.reason = BOUNCE, _reason(verdict.failures)
     elif delivered:
@@ -201,16 +201,16 @@ def _heuristic(message: Message, verdict: Verdict) -> None:
 
     temporary, permanent = all_failures(message)
     text = _text(message)
-    status = _status_of(text)
+    status = status_of(text)
     for raw in sorted(temporary | permanent):
         address = raw.decode("ascii", "replace")
         default = TEMPORARY if raw in temporary else PERMANENT
-        verdict.failures.append(Failure(address, _kind(status, text, default), status))
+        verdict.failures.append(Failure(address, failure_kind(status, text, default), status))
     if verdict.failures:
         verdict.kind, verdict.reason = BOUNCE, _reason(verdict.failures)
 
 
-def _kind(status: str, text: str, default: str) -> str:
+def failure_kind(status: str, text: str, default: str) -> str:
     """Permanent (the address is bad), temporary (try again: counted) or policy (this message
     was refused, not the address: recorded, changes nothing), by RFC 3463's status classes."""
     if _NO_SUCH_ADDRESS.search(text) and not status.startswith("4"):
@@ -318,6 +318,6 @@ def _own_parts(message: Message) -> list[Message]:
     return parts
 
 
-def _status_of(text: str) -> str:
+def status_of(text: str) -> str:
     found = _STATUS.search(text)
     return ".".join(found.groups()) if found else ""
