@@ -278,3 +278,23 @@ def test_another_bounces_run_holds_the_lock(site: Path, tmp_path: Path) -> None:
     with site_lock(site / ".newsletter", name="bounces.lock"):
         code, _, err = invoke("bounces", "process", "--site", str(site), "--quiet", str(path))
     assert code == 75 and "another run" in err
+
+
+def test_status_shows_the_last_digests_rates_and_warns(sent_with_verp, tmp_path: Path) -> None:
+    site, senders = sent_with_verp
+    code, out, _ = invoke("status", "--site", str(site))
+    assert code == 0
+    assert "Returning mail for digest #1: 0 bounced (0.00%), 0 complaints (0.00%)" in out
+    assert "warning" not in out
+    bounce = tmp_path / "b.eml"
+    bounce.write_bytes(dsn(senders["ada@example.org"], "ada@example.org"))
+    complaint = tmp_path / "c.eml"
+    complaint.write_bytes(arf("fbl@example.org", "grace@example.org",
+                              return_path=senders["grace@example.org"]))
+    assert invoke("bounces", "process", "--site", str(site), str(bounce), str(complaint))[0] == 0
+    code, out, _ = invoke("status", "--site", str(site))
+    assert code == 0
+    assert "Returning mail for digest #1: 1 bounced (50.00%), 1 complaints (50.00%)" in out
+    assert "warning: complaint rate 50.00% is at or over 0.1 %" in out
+    assert "warning: bounce rate 50.00% is at or over 2 %" in out
+    assert "1 complained" in out  # the subscribers line counts the new status

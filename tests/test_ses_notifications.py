@@ -72,7 +72,7 @@ class Loopback:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
 
     def fetch(self, url: str) -> bytes:
         """What the handler is given instead of fetch_https: the URL's path, from loopback."""
@@ -105,7 +105,7 @@ def served(site: Path, signer: Signer) -> Iterator[tuple[Path, str, Loopback]]:
     app = server.get_app()
     app.ses_notifications = sns.SesNotifications(
         app.config, sns.SignatureCheck(fetch=loopback.fetch), confirm=loopback.fetch)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
     try:
         yield site, f"http://127.0.0.1:{server.server_port}/ses-notifications", loopback
     finally:
