@@ -73,7 +73,7 @@ class App:
         self._categories: tuple[float, list[str]] = (-CATEGORIES_TTL, [])
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").rstrip("/") == SES_PATH:  # SES bounces and complaints
+        if environ.get("PATH_INFO", "").rstrip("/").endswith(SES_PATH):  # SES's notifications
             return self.ses_notifications(environ, start_response)
         try:
             page = self.route(environ)
