@@ -298,3 +298,18 @@ def test_status_shows_the_last_digests_rates_and_warns(sent_with_verp, tmp_path:
     assert "warning: complaint rate 50.00% is at or over 0.1 %" in out
     assert "warning: bounce rate 50.00% is at or over 2 %" in out
     assert "1 complained" in out  # the subscribers line counts the new status
+
+
+def test_a_redacted_complaint_is_tied_by_its_original_mail_from(sent_with_verp,
+                                                                 tmp_path: Path) -> None:
+    """Microsoft's and others' reports redact the recipient: the VERP token in the report's
+    Original-Mail-From still names the subscriber."""
+    site, senders = sent_with_verp
+    data = arf("fbl@example.org", "redacted@example.net", return_path=senders["ada@example.org"])
+    data = data.replace(f"Return-Path: <{senders['ada@example.org']}>\r\n".encode(), b"")
+    assert senders["ada@example.org"].encode() in data  # only in Original-Mail-From now
+    report = tmp_path / "jmrp.eml"
+    report.write_bytes(data)
+    code, out, _ = invoke("bounces", "process", "--site", str(site), str(report))
+    assert code == 0 and "ada@example.org: complained" in out
+    assert statuses(site)["grace@example.org"] == "active"

@@ -147,6 +147,8 @@ def _complaint(message: Message, verdict: Verdict) -> None:
     recipients = [a for _, a in getaddresses(fields.get_all("original-rcpt-to", []))]
     if not recipients and original is not None:
         recipients = [a for _, a in getaddresses(original.get_all("to", []))]
+    # Where the reported message came from: our VERP address, if it had one.
+    verdict.sent_to += [a for _, a in getaddresses(fields.get_all("original-mail-from", []))]
     if original is not None:
         verdict.sent_to += [a for _, a in getaddresses(original.get_all("return-path", []))]
     verdict.kind = COMPLAINT
