@@ -26,7 +26,7 @@ state_dir = {root}/state
 log_path = {root}/dovecot.log
 protocols = imap
 listen = 127.0.0.1
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain
 first_valid_uid = {uid}
@@ -46,7 +46,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = 127.0.0.1
+    port = {tls_port}
   }}
 }}
 service stats {{
@@ -101,8 +102,9 @@ class ImapServer:
 
 
 @contextmanager
-def dovecot(port: int) -> Iterator[ImapServer]:
-    """Dovecot on 127.0.0.1:port until the block ends."""
+def dovecot(port: int, tls: tuple[Path, Path, int] | None = None) -> Iterator[ImapServer]:
+    """Dovecot on 127.0.0.1:port until the block ends; with tls (certificate, key, port) it
+    also offers STARTTLS on port and implicit TLS on that port."""
     binary = dovecot_binary()
     assert binary is not None
     root = Path(tempfile.mkdtemp(prefix="newsletter-dovecot-"))
@@ -116,8 +118,12 @@ def dovecot(port: int) -> Iterator[ImapServer]:
         name = pwd.getpwuid(uid).pw_name
         users = f"default_login_user = {name}\ndefault_internal_user = {name}"
     (root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n")
-    (root / "dovecot.conf").write_text(CONFIG.format(root=root, port=port, uid=uid, gid=gid,
-                                                     users=users))
+    ssl = "ssl = no"
+    if tls is not None:
+        ssl = f"ssl = yes\nssl_cert = <{tls[0]}\nssl_key = <{tls[1]}"
+    (root / "dovecot.conf").write_text(CONFIG.format(
+        root=root, port=port, uid=uid, gid=gid, users=users, ssl=ssl,
+        tls_port=tls[2] if tls else 0))
     process = subprocess.Popen([binary, "-F", "-c", str(root / "dovecot.conf")],
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -165,3 +165,64 @@ def test_plain_imap_is_refused_for_a_remote_host(site: Path) -> None:
         f.write('\n[bounces]\nimap_host = "imap.example.net"\nimap_tls = "none"\n')
     code, _, err = invoke("bounces", "fetch", "--site", str(site))
     assert code == 78 and "bounces.imap_tls" in err and "unencrypted" in err
+
+
+def _certificates(folder: Path) -> tuple[Path, Path, Path]:
+    """A test CA and a certificate it signed for 127.0.0.1: (ca, certificate, key) files."""
+    import ipaddress
+    from datetime import timedelta
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(text: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    now = datetime.now(UTC)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(name("Test CA")).issuer_name(name("Test CA"))
+          .public_key(ca_key.public_key()).serial_number(1)
+          .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
+          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+          .sign(ca_key, hashes.SHA256()))
+    cert = (x509.CertificateBuilder().subject_name(name("127.0.0.1")).issuer_name(ca.subject)
+            .public_key(key.public_key()).serial_number(2)
+            .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=2))
+            .add_extension(x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    paths = folder / "ca.pem", folder / "imap-cert.pem", folder / "imap-key.pem"
+    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                           serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    paths[2].chmod(0o600)
+    return paths
+
+
+@pytest.mark.parametrize("mode", ["implicit", "starttls"])
+def test_fetch_over_tls_checks_the_servers_certificate(site: Path, tmp_path: Path, mode: str,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.run import run
+
+    ca, cert, key = _certificates(tmp_path)
+    port, tls_port = free_port(), free_port()
+    monkeypatch.setenv("NEWSLETTER_IMAP_PASSWORD", PASSWORD)
+    run(site)
+    settings = (f'\n[bounces]\nimap_host = "127.0.0.1"\nimap_tls = "{mode}"\n'
+                f'imap_port = {tls_port if mode == "implicit" else port}\n'
+                'imap_user = "bounces"\n')
+    text = (site / "newsletter.toml").read_text() + settings
+    with dovecot(port, tls=(cert, key, tls_port)) as server:
+        server.append(dsn("journal@example.org", "ada@example.org"))
+        (site / "newsletter.toml").write_text(text)
+        code, _, err = invoke("bounces", "fetch", "--site", str(site))
+        assert code == 78 and "certificate we do not trust" in err  # not the system's CAs
+        assert statuses(site)["ada@example.org"] == "active"
+        (site / "newsletter.toml").write_text(text + f'imap_ca_file = "{ca}"\n')
+        code, out, err = invoke("bounces", "fetch", "--site", str(site))
+        assert (code, err) == (0, "") and "1 bounced" in out
+        assert statuses(site)["ada@example.org"] == "bounced"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 IMAP_PASSWORD_ENV = "NEWSLETTER_IMAP_PASSWORD"  # never in a file we read
 IMAP_TLS_MODES = {"implicit": 993, "starttls": 143, "none": 143}
@@ -15,6 +16,7 @@ BOUNCES_SCHEMA: dict[str, object] = {
     "imap_port": 0,  # 0: the usual port for imap_tls
     "imap_tls": "implicit",
     "imap_user": "",
+    "imap_ca_file": "",  # a PEM file of CAs to trust besides the system's (an internal CA)
     "imap_folder": "INBOX",
     "processed_folder": "Processed",  # where fetched mail goes once it is recorded
     "kept_folder": "Kept",  # mail that changed nothing and needs a look
@@ -31,6 +33,7 @@ class BounceSettings:
     imap_port: int = 993
     imap_tls: str = "implicit"
     imap_user: str = ""
+    imap_ca_file: Path | None = None
     imap_folder: str = "INBOX"
     processed_folder: str = "Processed"
     kept_folder: str = "Kept"
@@ -56,7 +59,7 @@ def check_return_path(value: str) -> str | None:
     return None
 
 
-def bounce_settings(v: dict[str, object], string: Callable[[str], str],
+def bounce_settings(site_dir: Path, v: dict[str, object], string: Callable[[str], str],
                     bad: Callable[[str, str, str], None]) -> BounceSettings:
     """The [bounces] table and email.return_path, checked; problems go to `bad`."""
     def whole(key: str, minimum: int) -> int:
@@ -97,8 +100,13 @@ def bounce_settings(v: dict[str, object], string: Callable[[str], str],
         bad("bounces.sns_topics", "must be a list of SNS topic ARNs",
             'e.g. `sns_topics = ["arn:aws:sns:eu-west-1:123456789012:ses-bounces"]`')
         topics = []
+    ca_name = string("bounces.imap_ca_file")
+    ca_file = (site_dir / ca_name) if ca_name else None
+    if ca_file is not None and not ca_file.is_file():
+        bad("bounces.imap_ca_file", f"no file at {ca_file}",
+            "give the path of a PEM file of CA certificates, relative to the site folder")
     return BounceSettings(
-        sns_topics=tuple(topics),
+        sns_topics=tuple(topics), imap_ca_file=ca_file,
         imap_host=host, imap_port=port, imap_tls=tls, imap_user=string("bounces.imap_user"),
         soft_limit=whole("bounces.soft_limit", 1), soft_days=whole("bounces.soft_days", 1),
         max_size=whole("bounces.max_size_kb", 1) * 1024, **folders)

@@ -265,7 +265,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         logo_width=count("email.logo_width"),
         logo_height=count("email.logo_height"),
         return_path=string("email.return_path"),
-        bounces=bounce_settings(v, string, bad),
+        bounces=bounce_settings(site_dir, v, string, bad),
     )
     if not isinstance(v.get("subscribers.double_opt_in"), bool):
         bad("subscribers.double_opt_in", "must be true or false", "e.g. `double_opt_in = true`")

@@ -122,16 +122,23 @@ class ImapSource:
         self.settings = settings
         password = os.environ.get(IMAP_PASSWORD_ENV, "")
         host, port = settings.imap_host, settings.imap_port
+        context = ssl.create_default_context()  # the system's CAs, host names checked
+        if settings.imap_ca_file is not None:
+            context.load_verify_locations(cafile=settings.imap_ca_file)
         try:
             if settings.imap_tls == "implicit":
                 self.imap: imaplib.IMAP4 = imaplib.IMAP4_SSL(
-                    host, port, ssl_context=ssl.create_default_context(), timeout=timeout)
+                    host, port, ssl_context=context, timeout=timeout)
             else:
                 self.imap = imaplib.IMAP4(host, port, timeout=timeout)
                 if settings.imap_tls == "starttls":
-                    self.imap.starttls(ssl.create_default_context())
+                    self.imap.starttls(context)
                 elif host not in LOOPBACK:  # the config check says so too; never send it plain
-                    raise SourceError(f"bounces.imap_tls is \"none\" for {host}")
+                    raise ImapRefused(f"bounces.imap_tls is \"none\" for {host}")
+        except ssl.SSLCertVerificationError as exc:
+            raise ImapRefused(f"the IMAP server {host}:{port} has a certificate we do not "
+                              f"trust ({exc.verify_message}): check bounces.imap_host, or "
+                              "name your CA in bounces.imap_ca_file") from None
         except (OSError, imaplib.IMAP4.error) as exc:
             raise ImapDown(f"cannot reach the IMAP server {host}:{port} ({exc})") from None
         try:
