@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pipeline.subscribers.returns.classify import BOUNCE, classify
 
@@ -48,3 +50,14 @@ def test_the_outcomes_cover_every_kind() -> None:
     kinds = {outcome for _, outcome, _ in EXPECTED}
     assert {"permanent", "temporary", "policy", "complaint", "auto-reply", "delivered",
             "unrecognised"} <= kinds
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=3000), st.sampled_from(sorted(p.name for p in
+                                                         (CORPUS / "flufl").glob("*.eml"))))
+def test_damaged_bounces_never_crash_the_classifier(noise: bytes, name: str) -> None:
+    """Real bounces with bytes overwritten or cut: always a verdict, never an exception."""
+    data = (CORPUS / "flufl" / name).read_bytes()
+    at = len(noise) % max(len(data), 1)
+    verdict = classify(data[:at] + noise + data[at + len(noise):])
+    assert verdict.kind and verdict.key

@@ -239,12 +239,25 @@ def test_a_malformed_message_is_reported_and_changes_nothing(site: Path,
     broken.write_bytes(b"Content-Type: multipart/report; report-type=delivery-status; "
                        b"boundary=\"x\"\r\nFrom: MAILER-DAEMON@x.org\r\n\r\n--x\r\n"
                        b"Content-Type: message/delivery-status\r\n\r\n\xff\xfe\r\n--x")
+    nested = tmp_path / "nested.eml"  # MIME parts nested thousands deep
+    nested.write_bytes(b"From: MAILER-DAEMON@x.org\r\n" + b"".join(
+        b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (n, n)
+        for n in range(3000)))
+    odd = tmp_path / "odd.eml"  # trips one of flufl.bounce's detectors
+    odd.write_bytes(b"Subject: " + b"a" * 5000 + b"\r\n\r\nbody\r\n")
+    good = tmp_path / "good.eml"
+    good.write_bytes(dsn("journal@example.org", "grace@example.org"))
     before = statuses(site)
-    code, _, err = invoke("bounces", "process", "--site", str(site), str(junk), str(broken))
+    code, out, err = invoke("bounces", "process", "--site", str(site), str(junk), str(broken),
+                            str(nested), str(odd), str(good))
     assert code == 1
     assert "junk.eml: kept aside: not a mail message" in err
     assert "broken.eml: kept aside:" in err
-    assert statuses(site) == before
+    assert "nested.eml: kept aside: not a readable mail message (RecursionError)" in err
+    assert "odd.eml: kept aside: could not be read as a bounce" in err
+    assert "Traceback" not in err
+    assert "1 bounced, 4 kept" in out  # the rest of the run goes on
+    assert statuses(site) == {**before, "grace@example.org": "bounced"}
 
 
 def test_a_50_mb_message_is_refused_before_it_is_read(site: Path, tmp_path: Path,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
@@ -46,6 +47,10 @@ _AUTO_SUBJECT = re.compile(
     r"|r[ée]ponse automatique|risposta automatica|respuesta autom[aá]tica|fuera de la oficina"
     r"|please confirm|confirm your (message|email)|verify your (message|email)|"
     r"your (email|message) requires verification|sender verification)", re.I)
+# flufl.bounce logs a traceback when one of its detectors trips over odd mail; the verdict
+# says what went wrong instead, and cron's mail stays quiet.
+logging.getLogger("flufl.bounce").addHandler(logging.NullHandler())
+logging.getLogger("flufl.bounce").propagate = False
 _DAEMON = re.compile(r"^(mailer-daemon|postmaster|mail delivery|mdaemon|mail administrator)",
                      re.I)
 
@@ -85,7 +90,11 @@ def classify(data: bytes) -> Verdict:
     """What this returning mail says (never raises for bad input: a verdict says so)."""
     if b":" not in data[:2000]:
         return Verdict(MALFORMED, mail_key(data), reason="not a mail message (no header lines)")
-    message = email.message_from_bytes(data)
+    try:
+        message = email.message_from_bytes(data)
+    except (RecursionError, Exception) as exc:  # MIME nested thousands deep, and the like
+        return Verdict(MALFORMED, mail_key(data),
+                       reason=f"not a readable mail message ({type(exc).__name__})")
     key = mail_key(data, message)
     if not message.keys():
         return Verdict(MALFORMED, key, reason="not a mail message (no header lines)")
@@ -165,7 +174,7 @@ def _dsn(message: Message, verdict: Verdict) -> None:
 
     temporary, permanent = all_failures(message)
     named = {a.decode("ascii", "replace").lower() for a in temporary | permanent}
-    delivered = False
+    delivered, seen = False, set()
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
@@ -180,8 +189,9 @@ def _dsn(message: Message, verdict: Verdict) -> None:
                 continue
             if not address or not action.startswith(("fail", "error", "delayed")):
                 continue
-            if address.lower() in {f.address.lower() for f in verdict.failures}:
+            if address.lower() in seen:
                 continue  # one recipient reported twice
+            seen.add(address.lower())
             named.discard(address.lower())
             default = TEMPORARY if action.startswith("delayed") else PERMANENT
             found = failure_kind(status, diagnostic, default)
