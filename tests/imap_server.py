@@ -76,11 +76,21 @@ class ImapServer:
         client.login(USER, PASSWORD)
         return client
 
-    def append(self, data: bytes, folder: str = "INBOX") -> None:
+    def append(self, *messages: bytes, folder: str = "INBOX") -> None:
         client = self.client()
         try:
-            kind, answer = client.append(f'"{folder}"', None, None, data)
-            assert kind == "OK", answer
+            for data in messages:
+                kind, answer = client.append(f'"{folder}"', None, None, data)
+                assert kind == "OK", answer
+        finally:
+            client.logout()
+
+    def count(self, name: str) -> int:
+        """How many messages a folder holds (0 if it does not exist)."""
+        client = self.client()
+        try:
+            kind, data = client.select(f'"{name}"', readonly=True)
+            return int(data[0]) if kind == "OK" else 0
         finally:
             client.logout()
 

@@ -31,6 +31,17 @@ class ReturnRow:
     soft_since: datetime | None = None  # ... since then (this one included)
 
 
+@dataclass(frozen=True)
+class MailRecord:
+    """One piece of returning mail to record, with what it says about subscribers."""
+
+    key: str
+    source: str
+    outcome: str
+    detail: str
+    rows: tuple[ReturnRow, ...] = ()
+
+
 class ReturnsBook:
     def __init__(self, ledger: Ledger) -> None:
         self.db = ledger.db
@@ -50,40 +61,50 @@ class ReturnsBook:
             "AND received >= ?", (subscriber_id, since.isoformat())).fetchone()[0]
 
     def record(self, key: str, source: str, outcome: str, detail: str, now: datetime,
-               rows: Iterable[ReturnRow] = ()) -> list[tuple[ReturnRow, str]]:
-        """Record the mail and apply its rows, all in one durable transaction. Returns each row
-        with the status it changed the subscriber to ("" if none); nothing at all if this
-        mail was recorded before (then nothing is changed)."""
-        applied: list[tuple[ReturnRow, str]] = []
+               rows: Iterable[ReturnRow] = ()) -> list[tuple[ReturnRow, str]] | None:
+        """Record one piece of mail and apply its rows: see record_many."""
+        return self.record_many([MailRecord(key, source, outcome, detail, tuple(rows))], now)[0]
+
+    def record_many(self, records: Iterable[MailRecord], now: datetime
+                    ) -> list[list[tuple[ReturnRow, str]] | None]:
+        """Record pieces of mail and apply their rows, all in one durable transaction (one
+        sync for a batch, not one per message). For each: its rows with the status each set
+        ("" if none), or None if that mail was recorded before (then it changes nothing)."""
+        results: list[list[tuple[ReturnRow, str]] | None] = []
         stamp = now.isoformat()
         with transaction(self.db):
-            cursor = self.db.execute(
-                "INSERT OR IGNORE INTO returned_mail (key, received, source, outcome, detail) "
-                "VALUES (?, ?, ?, ?, ?)", (key, stamp, source, outcome, detail))
-            if cursor.rowcount == 0:
-                return []
-            for row in rows:
-                found = self.db.execute("SELECT status FROM subscribers WHERE id = ?",
-                                        (row.subscriber_id,)).fetchone()
-                previous = found[0] if found else ""
+            for record in records:
                 cursor = self.db.execute(
-                    "INSERT INTO subscriber_returns (mail_key, subscriber_id, address, "
-                    "digest_id, kind, status_code, received, previous) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    (key, row.subscriber_id, row.address, row.digest_id, row.kind,
-                     row.status_code, stamp, previous))
-                due = not row.soft_limit or self.temporary_failures(
-                    row.subscriber_id, row.soft_since or now) >= row.soft_limit
-                changed = ""
-                if row.new_status and previous in row.only_from and due:
-                    # Issue 14's audit trail (subscriber_events) belongs in this transaction.
-                    self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
-                                    (row.new_status, stamp, row.subscriber_id))
-                    self.db.execute("UPDATE subscriber_returns SET changed = ? WHERE id = ?",
-                                    (row.new_status, cursor.lastrowid))
-                    changed = row.new_status
-                applied.append((row, changed))
-        return applied
+                    "INSERT OR IGNORE INTO returned_mail (key, received, source, outcome, "
+                    "detail) VALUES (?, ?, ?, ?, ?)",
+                    (record.key, stamp, record.source, record.outcome, record.detail))
+                if cursor.rowcount == 0:
+                    results.append(None)
+                    continue
+                results.append([(row, self._apply(record.key, row, stamp, now))
+                                for row in record.rows])
+        return results
+
+    def _apply(self, key: str, row: ReturnRow, stamp: str, now: datetime) -> str:
+        found = self.db.execute("SELECT status FROM subscribers WHERE id = ?",
+                                (row.subscriber_id,)).fetchone()
+        previous = found[0] if found else ""
+        cursor = self.db.execute(
+            "INSERT INTO subscriber_returns (mail_key, subscriber_id, address, digest_id, "
+            "kind, status_code, received, previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (key, row.subscriber_id, row.address, row.digest_id, row.kind, row.status_code,
+             stamp, previous))
+        due = not row.soft_limit or self.temporary_failures(
+            row.subscriber_id, row.soft_since or now) >= row.soft_limit
+        if not (row.new_status and previous in row.only_from and due):
+            return ""
+        # Issue 14's audit trail (subscriber_events, source bounce or complaint) belongs here,
+        # in this transaction.
+        self.db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
+                        (row.new_status, stamp, row.subscriber_id))
+        self.db.execute("UPDATE subscriber_returns SET changed = ? WHERE id = ?",
+                        (row.new_status, cursor.lastrowid))
+        return row.new_status
 
     def digest_rates(self, digest_id: int) -> tuple[int, int]:
         """(addresses that bounced for good, addresses that complained) for one digest: from

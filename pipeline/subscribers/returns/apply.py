@@ -16,7 +16,7 @@ from pipeline.core.config import Config
 from pipeline.core.models import Subscriber
 from pipeline.mail.return_path import claimed, verify
 from pipeline.state.ledger import Ledger
-from pipeline.state.returns import ReturnRow, ReturnsBook
+from pipeline.state.returns import MailRecord, ReturnRow, ReturnsBook
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers.returns.classify import (
     AUTO_REPLY,
@@ -51,29 +51,47 @@ class Handled:
 
 
 def handle(verdict: Verdict, config: Config, ledger: Ledger, secrets: Sequence[bytes],
-           now: datetime, source: str,
-           keep_aside: Callable[[str], object] | None = None) -> Handled:
-    """Apply a verdict to the list and record it (once: mail seen before changes nothing).
-    `keep_aside(reason)` runs before the ledger records mail that changed nothing."""
+           now: datetime, source: str) -> Handled:
+    """Apply one verdict to the list and record it (see handle_all)."""
+    return handle_all([(verdict, source)], config, ledger, secrets, now)[0]
+
+
+def handle_all(verdicts: Sequence[tuple[Verdict, str]], config: Config, ledger: Ledger,
+               secrets: Sequence[bytes], now: datetime,
+               keep_aside: Callable[[Verdict, str], object] | None = None) -> list[Handled]:
+    """Apply verdicts (each with its source) to the list and record them, in one transaction;
+    mail seen before changes nothing. `keep_aside(verdict, reason)` runs before the ledger
+    records mail that changed nothing."""
     returns = ReturnsBook(ledger)
-    stored = returns.seen(verdict.key)
-    if stored is not None:
-        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed",
-                       keep=stored == "kept")
-    handled, rows = _decide(verdict, config, ledger, secrets, now)
-    if handled.keep and keep_aside is not None:
-        keep_aside(handled.detail)
-    applied = returns.record(verdict.key, source, handled.outcome, handled.detail, now, rows)
-    if not applied and rows:  # recorded meanwhile by another process (the web endpoint)
-        return Handled(verdict.key, "seen before", "recorded earlier; nothing changed",
-                       keep=handled.keep)
-    handled.changes = [(row.address, changed, row.status_code) for row, changed in applied
-                       if changed]
-    if handled.outcome == "counted" and handled.changes:
-        handled.outcome = "bounced"
-        handled.detail += (f"; {config.bounces.soft_limit} temporary failures within "
-                           f"{config.bounces.soft_days} days")
-    return handled
+    results: list[Handled] = []
+    pending: list[tuple[int, Handled, list[ReturnRow]]] = []
+    records: list[MailRecord] = []
+    for verdict, source in verdicts:
+        stored = returns.seen(verdict.key)
+        if stored is not None or any(r.key == verdict.key for r in records):
+            results.append(Handled(verdict.key, "seen before",
+                                   "recorded earlier; nothing changed", keep=stored == "kept"))
+            continue
+        handled, rows = _decide(verdict, config, ledger, secrets, now)
+        if handled.keep and keep_aside is not None:
+            keep_aside(verdict, handled.detail)
+        pending.append((len(results), handled, rows))
+        records.append(MailRecord(verdict.key, source, handled.outcome, handled.detail,
+                                  tuple(rows)))
+        results.append(handled)
+    for (at, handled, _), applied in zip(pending, returns.record_many(records, now),
+                                         strict=True):
+        if applied is None:  # recorded meanwhile by another process (the web endpoint)
+            results[at] = Handled(handled.key, "seen before",
+                                  "recorded earlier; nothing changed", keep=handled.keep)
+            continue
+        handled.changes = [(row.address, changed, row.status_code)
+                           for row, changed in applied if changed]
+        if handled.outcome == "counted" and handled.changes:
+            handled.outcome = "bounced"
+            handled.detail += (f"; {config.bounces.soft_limit} temporary failures within "
+                               f"{config.bounces.soft_days} days")
+    return results
 
 
 def _decide(verdict: Verdict, config: Config, ledger: Ledger, secrets: Sequence[bytes],

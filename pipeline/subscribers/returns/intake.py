@@ -1,10 +1,11 @@
 """`newsletter bounces process` and `fetch`: read returning mail, classify it, apply it, and
-move it out of the way, one message at a time, under the site's bounces lock.
+move it out of the way, in batches, under the site's bounces lock.
 
 The order makes a kill -9 harmless: (1) a message over the size limit is refused before it is
 read; (2) one the ledger already knows changes nothing and is only moved; (3) a message to keep
 aside is copied into returns/kept/ with its reason; (4) the ledger records the message and the
-status changes it makes, in one transaction; (5) only then is it moved (Maildir new/ → cur/,
+status changes it makes, in one transaction (with up to BATCH others); (5) only then is it
+moved (Maildir new/ → cur/,
 IMAP → the processed or kept folder). A kill before (4) leaves it to be read again; after (4),
 it is only moved next time.
 """
@@ -27,13 +28,15 @@ from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
 from pipeline.state.returns import ReturnsBook
 from pipeline.state.secret import load_secrets
-from pipeline.subscribers.returns.apply import handle
-from pipeline.subscribers.returns.classify import classify, mail_key
+from pipeline.subscribers.returns.apply import handle_all
+from pipeline.subscribers.returns.classify import Verdict, classify, mail_key
 from pipeline.subscribers.returns.sources import ImapSource, Item, SourceError, local_items
 
 log = logging.getLogger("pipeline")
 LOCK_NAME = "bounces.lock"  # its own: reading a mailbox never holds up a run or a send
 KEPT_DIR = Path("returns") / "kept"  # under the site: mail kept aside, each with a .reason
+BATCH = 200  # messages recorded in one transaction (one sync), then moved ...
+BATCH_BYTES = 16 * 1024 * 1024  # ... or fewer, when they are large
 
 
 @dataclass
@@ -83,8 +86,8 @@ def _take(items: Iterable[Item], source: str, config: Config, ledger: Ledger,
     secrets = load_secrets(config.state_dir)
     returns = ReturnsBook(ledger)
     limit = config.bounces.max_size
+    batch: list[tuple[Item, Verdict, str, bytes]] = []
     for item in items:
-        kind = _source_kind(item.name) if local else source
         if item.size > limit:
             report.problems.append(Problem(
                 item.name, "size", f"{item.size:,} bytes is over the limit of {limit:,}: "
@@ -106,17 +109,32 @@ def _take(items: Iterable[Item], source: str, config: Config, ledger: Ledger,
             report.outcomes["seen before"] += 1
             item.settle(stored == "kept")
             continue
-        when = now or datetime.now(UTC)
         verdict = classify(data)
         verdict.key = key
-        # Kept aside (a copy with its reason) before the ledger records it: a kill in between
-        # leaves the copy, and the next look writes the same copy again.
-        aside = (lambda reason, k=key, d=data: keep_aside(config, k, d, reason)) if local \
-            else None
-        handled = handle(verdict, config, ledger, secrets, when, kind, aside)
+        batch.append((item, verdict, _source_kind(item.name) if local else source, data))
+        if len(batch) >= BATCH or sum(len(b[3]) for b in batch) >= BATCH_BYTES:
+            _apply(batch, config, ledger, secrets, now, report, local)
+            batch = []
+    _apply(batch, config, ledger, secrets, now, report, local)
+
+
+def _apply(batch: list[tuple[Item, Verdict, str, bytes]], config: Config, ledger: Ledger,
+           secrets: Sequence[bytes], now: datetime | None, report: IntakeReport,
+           local: bool) -> None:
+    """Record a batch in one transaction, then move its mail (see the module's order)."""
+    if not batch:
+        return
+    data_of = {verdict.key: data for _, verdict, _, data in batch}
+
+    def aside(verdict: Verdict, reason: str) -> None:
+        keep_aside(config, verdict.key, data_of[verdict.key], reason)
+
+    results = handle_all([(verdict, kind) for _, verdict, kind, _ in batch], config, ledger,
+                         secrets, now or datetime.now(UTC), aside if local else None)
+    for (item, _, _, _), handled in zip(batch, results, strict=True):
         report.outcomes[handled.outcome] += 1
         report.changes += handled.changes
-        if handled.keep:
+        if handled.keep and not handled.seen_before:
             report.kept.append((item.name, handled.detail))
         for address, status, code in handled.changes:
             log.info("bounces: %s is %s now (%s)", address, status, code or "no status code")

@@ -158,16 +158,18 @@ class ImapSource:
         self.can_move = b"MOVE" in b" ".join(a for a in answer if isinstance(a, bytes)).upper()
 
     def items(self) -> Iterator[Item]:
-        kind, data = self.imap.uid("SEARCH", None, "ALL")  # type: ignore[arg-type]
-        uids = data[0].split() if kind == "OK" and data and data[0] else []
-        for uid in uids:
-            kind, data = self.imap.uid("FETCH", uid.decode(), "(RFC822.SIZE)")
-            found = re.search(rb"RFC822\.SIZE (\d+)", data[0] if data and
-                              isinstance(data[0], bytes) else b"")
-            if kind != "OK" or found is None:
-                continue  # gone meanwhile
-            yield Item(f"imap:{self.settings.imap_folder}/{uid.decode()}", int(found[1]),
-                       self._reader(uid.decode()), self._mover(uid.decode()))
+        """Every message in the folder, sizes first (one command), bodies when read."""
+        kind, data = self.imap.uid("FETCH", "1:*", "(RFC822.SIZE)")
+        sizes = {}
+        for line in data if kind == "OK" else ():
+            found = re.search(rb"UID (\d+).*RFC822\.SIZE (\d+)|RFC822\.SIZE (\d+).*UID (\d+)",
+                              line if isinstance(line, bytes) else b"")
+            if found:
+                uid, size = (found[1], found[2]) if found[1] else (found[4], found[3])
+                sizes[int(uid)] = int(size)
+        for uid, size in sorted(sizes.items()):
+            yield Item(f"imap:{self.settings.imap_folder}/{uid}", size,
+                       self._reader(str(uid)), self._mover(str(uid)))
 
     def _reader(self, uid: str) -> Callable[[], bytes]:
         def read() -> bytes:
