@@ -326,3 +326,27 @@ def test_a_redacted_complaint_is_tied_by_its_original_mail_from(sent_with_verp,
     code, out, _ = invoke("bounces", "process", "--site", str(site), str(report))
     assert code == 0 and "ada@example.org: complained" in out
     assert statuses(site)["grace@example.org"] == "active"
+
+
+def test_a_bounced_confirmation_marks_the_pending_address(site: Path, port: int,
+                                                          tmp_path: Path) -> None:
+    from conftest import use_relay
+    from pipeline.delivery.send import send
+    from pipeline.run import run
+
+    use_relay(site, port)
+    use_verp(site)
+    run(site)
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text() + "\n[subscribers]\ndouble_opt_in = true\n")
+    assert invoke("subscribers", "add", "new@example.org", "--site", str(site))[0] == 0
+    inbox = EnvelopeInbox()
+    with smtp_server(inbox, port):
+        assert send(site).sent == 1
+    sender = inbox.senders["new@example.org"]
+    assert sender.startswith(f"bounces+c0-{subscriber_id(site, 'new@example.org')}-")
+    bounce = tmp_path / "confirm-bounce.eml"
+    bounce.write_bytes(dsn(sender, "new@example.org"))
+    code, out, _ = invoke("bounces", "process", "--site", str(site), str(bounce))
+    assert code == 0 and "new@example.org: bounced (5.1.1)" in out
+    assert statuses(site)["new@example.org"] == "bounced"
