@@ -350,3 +350,15 @@ def test_a_bounced_confirmation_marks_the_pending_address(site: Path, port: int,
     code, out, _ = invoke("bounces", "process", "--site", str(site), str(bounce))
     assert code == 0 and "new@example.org: bounced (5.1.1)" in out
     assert statuses(site)["new@example.org"] == "bounced"
+
+
+def test_with_verp_on_a_bounce_without_a_token_changes_nothing(sent_with_verp,
+                                                              tmp_path: Path) -> None:
+    """Anyone can mail the bounce address a DSN naming a subscriber: with VERP on, only a
+    bounce that carries a valid token changes the list."""
+    site, _ = sent_with_verp
+    fake = tmp_path / "fake.eml"
+    fake.write_bytes(dsn("bounces@example.org", "ada@example.org"))
+    code, _, err = invoke("bounces", "process", "--site", str(site), str(fake))
+    assert code == 1 and "a bounce without a return-path token" in err
+    assert statuses(site)["ada@example.org"] == "active"

@@ -113,6 +113,11 @@ def _decide(verdict: Verdict, config: Config, ledger: Ledger, secrets: Sequence[
         subscriber, digest_id = found
         worst = max(verdict.failures, key=lambda f: _SEVERITY[f.kind])
         targets.append((subscriber, worst, digest_id))
+    elif verdict.kind == BOUNCE and config.return_path and not verdict.from_provider:
+        # A bounce goes to the envelope sender (RFC 5321), and ours carry a token: one
+        # without is forged, from a broken mail system, or for mail sent before the setting.
+        return Handled(key, "kept", "a bounce without a return-path token, while "
+                       "email.return_path is set; nothing changed", keep=True), []
     else:
         unknown = []
         for failure in verdict.failures:

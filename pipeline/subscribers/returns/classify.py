@@ -73,6 +73,7 @@ class Verdict:
     digest_id: int | None = None  # the digest it answers, from our Message-ID in it
     digest_for: str = ""  # ... and the hash of the address that digest message went to
     reason: str = ""
+    from_provider: bool = False  # a notification the sending provider signed (SES via SNS)
 
 
 def mail_key(data: bytes, message: Message | None = None) -> str:

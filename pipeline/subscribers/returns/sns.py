@@ -135,7 +135,8 @@ def ses_verdict(notification: dict[str, Any], key: str) -> Verdict:
     """An SES Bounce or Complaint notification (or event) as returning mail's verdict."""
     kind = str(notification.get("notificationType") or notification.get("eventType") or "")
     mail = notification.get("mail") if isinstance(notification.get("mail"), dict) else {}
-    verdict = Verdict(UNRECOGNISED, key, reason=f"an SES {kind or 'unknown'} notification")
+    verdict = Verdict(UNRECOGNISED, key, reason=f"an SES {kind or 'unknown'} notification",
+                      from_provider=True)  # the signature and topic were checked
     verdict.sent_to = [str(a) for a in (mail.get("source"),) if isinstance(a, str)]
     headers = mail.get("commonHeaders") if isinstance(mail.get("commonHeaders"), dict) else {}
     found = OUR_DIGEST_ID.search(str(headers.get("messageId", "")).encode())
