@@ -33,10 +33,22 @@ _NO_SUCH_ADDRESS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient|account|address)"
     r"|(mailbox|account|user|address|recipient) (does not|doesn'?t) exist"
     r"|recipient not found|address not found|mailbox not found|invalid (recipient|mailbox)"
-    r"|account (has been |is )?disabled|host or domain name not found|domain not found", re.I)
+    r"|account (has been |is )?disabled|host or domain name not found|domain not found"
+    r"|not listed in (the )?(domino )?directory", re.I)
 _MAILBOX_FULL = re.compile(r"mailbox (is )?full|over ?quota|quota exceeded|exceed(s|ed)? "
                            r"(the |its |storage )*(quota|allocation)|insufficient (system )?"
                            r"storage|mailbox size limit", re.I)
+# Texts that say the message (or its sender) was refused, not the address.
+# Header lines quoted from the returned message ("X-Spam-Status:", a subject about viruses)
+# say nothing about why it was refused.
+_QUOTED_HEADER = re.compile(
+    r"(?im)^[ \t>]*(x-[\w-]+|subject|received|from|to|cc|date|message-id|content-[\w-]+"
+    r"|mime-version|return-path|dkim-signature|authentication-results|arc-[\w-]+"
+    r"|list-[\w-]+|thread-[\w-]+|references|in-reply-to):.*(\n[ \t]+.*)*")
+_REFUSED_MESSAGE = re.compile(
+    r"spam|junk mail|unsolicited|blocked|block ?list|black ?list|\brbl\b"
+    r"|spamhaus|reputation|policy|dmarc|\bspf\b|dkim|content (was )?rejected|virus|malware"
+    r"|message (is )?too (big|large)|size limit", re.I)
 # RFC 3834 and the usual de-facto headers and subjects of automatic replies, vacation notices
 # and challenge-response systems.
 _AUTO_HEADERS = ("x-autoreply", "x-autorespond", "x-autoresponder", "x-vacation",
@@ -225,23 +237,25 @@ def _heuristic(message: Message, verdict: Verdict) -> None:
 
 def failure_kind(status: str, text: str, default: str) -> str:
     """Permanent (the address is bad), temporary (try again: counted) or policy (this message
-    was refused, not the address: recorded, changes nothing), by RFC 3463's status classes."""
+    was refused, not the address: recorded, changes nothing), by RFC 3463's status classes;
+    the text decides where the code is missing or generic (x.0.0)."""
     if _NO_SUCH_ADDRESS.search(text) and not status.startswith("4"):
         return PERMANENT
     if _MAILBOX_FULL.search(text) or status in ("5.2.2", "4.2.2"):
         return TEMPORARY
-    if not status:
-        return default
-    klass, subject, _ = status.split(".")
+    klass, subject, _ = status.split(".") if status else ("", "", "")
     if klass == "4":
         return TEMPORARY
+    if subject in ("", "0"):
+        refused = _REFUSED_MESSAGE.search(_QUOTED_HEADER.sub("", text))
+        return POLICY if refused else default
     if subject == "1" or status in ("5.2.1", "5.4.1", "5.4.4", "5.4.310"):
         return PERMANENT  # addressing; mailbox disabled; no such domain (and Exchange's)
     if subject in ("3", "5", "6", "7") or status == "5.2.3":
         return POLICY  # the receiving system, the protocol, the content, security or policy
     if subject == "4":
         return TEMPORARY  # routing trouble other than a missing domain
-    return PERMANENT if default == PERMANENT else default
+    return default
 
 
 def _reason(failures: list[Failure]) -> str:
