@@ -111,7 +111,8 @@ def _decide(verdict: Verdict, config: Config, ledger: Ledger, secrets: Sequence[
                            "damaged, or made for an address since removed); nothing changed",
                            keep=True), []
         subscriber, digest_id = found
-        worst = max(verdict.failures, key=lambda f: _SEVERITY[f.kind])
+        worst = max(verdict.failures, key=lambda f: _SEVERITY[f.kind],
+                    default=Failure(subscriber.email, PERMANENT))
         targets.append((subscriber, worst, digest_id))
     elif verdict.kind == BOUNCE and config.return_path and not verdict.from_provider:
         # A bounce goes to the envelope sender (RFC 5321), and ours carry a token: one
