@@ -228,3 +228,24 @@ def test_fetch_over_tls_checks_the_servers_certificate(site: Path, tmp_path: Pat
         code, out, err = invoke("bounces", "fetch", "--site", str(site))
         assert (code, err) == (0, "") and "1 bounced" in out
         assert statuses(site)["ada@example.org"] == "bounced"
+
+
+def test_a_server_that_goes_away_mid_fetch_is_a_temporary_failure(
+        mailbox_site: Path, imap: ImapServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.subscribers.returns import sources
+
+    imap.append(dsn("journal@example.org", "ada@example.org"))
+    real = sources.ImapSource.items
+
+    def items_then_server_gone(self: sources.ImapSource) -> Iterator[sources.Item]:
+        listed = list(real(self))
+        self.imap.shutdown()  # the connection drops after the listing, before any body
+        yield from listed
+
+    monkeypatch.setattr(sources.ImapSource, "items", items_then_server_gone)
+    code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 75 and "the IMAP connection broke" in err
+    assert statuses(mailbox_site)["ada@example.org"] == "active"
+    monkeypatch.setattr(sources.ImapSource, "items", real)
+    code, out, _ = invoke("bounces", "fetch", "--site", str(mailbox_site))
+    assert code == 0 and "1 bounced" in out

@@ -30,7 +30,13 @@ from pipeline.state.returns import ReturnsBook
 from pipeline.state.secret import load_secrets
 from pipeline.subscribers.returns.apply import handle_all
 from pipeline.subscribers.returns.classify import Verdict, classify, mail_key
-from pipeline.subscribers.returns.sources import ImapSource, Item, SourceError, local_items
+from pipeline.subscribers.returns.sources import (
+    ImapDown,
+    ImapSource,
+    Item,
+    SourceError,
+    local_items,
+)
 
 log = logging.getLogger("pipeline")
 LOCK_NAME = "bounces.lock"  # its own: reading a mailbox never holds up a run or a send
@@ -73,9 +79,14 @@ def fetch(site: Path, now: datetime | None = None, wait: float = 0.0) -> IntakeR
     report = IntakeReport(problems=list(config.warnings))
     with site_lock(config.state_dir, wait, LOCK_NAME), \
             open_ledger(config.state_dir) as ledger:
+        import imaplib
+
         source = ImapSource(config.bounces)
         try:
             _take(source.items(), "imap", config, ledger, report, now, local=False)
+        except (OSError, imaplib.IMAP4.error) as exc:  # the connection broke half-way
+            raise ImapDown(f"the IMAP connection broke ({exc}); what was recorded stays "
+                           "recorded, the rest is read again next time") from None
         finally:
             source.close()
     return report
