@@ -362,3 +362,16 @@ def test_with_verp_on_a_bounce_without_a_token_changes_nothing(sent_with_verp,
     code, _, err = invoke("bounces", "process", "--site", str(site), str(fake))
     assert code == 1 and "a bounce without a return-path token" in err
     assert statuses(site)["ada@example.org"] == "active"
+
+
+def test_untrusted_text_in_a_bounce_never_reaches_the_terminal(site: Path,
+                                                                tmp_path: Path) -> None:
+    from pipeline.run import run
+
+    run(site)
+    path = tmp_path / "escape.eml"
+    path.write_bytes(dsn("journal@example.org", "ada\x1b]0;owned\x07@example.org"))
+    code, out, err = invoke("bounces", "process", "--site", str(site), str(path))
+    assert code == 1 and "kept aside" in err
+    assert "\x1b" not in out + err and "\x07" not in out + err
+    assert statuses(site)["ada@example.org"] == "active"
