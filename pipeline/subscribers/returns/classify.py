@@ -22,7 +22,7 @@ BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, UNRECOGNISED, MALFORMED = (
     "bounce", "complaint", "auto-reply", "delivered", "unrecognised", "malformed")
 PERMANENT, TEMPORARY, POLICY = "permanent", "temporary", "policy"
 
-_PRINTABLE = re.compile(r"[!-~]{0,254}")  # an address as reports may show it: printable ASCII
+PRINTABLE = re.compile(r"[!-~]{0,254}")  # an address as reports may show it: printable ASCII
 _STATUS = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")
 # Our own Message-IDs (mail/compose.message_name, manage.confirmation_name).
 OUR_DIGEST_ID = re.compile(rb"<digest-(\d{5,})-[0-9a-f]{8}-([0-9a-f]{16})@")
@@ -120,7 +120,7 @@ def classify(data: bytes) -> Verdict:
     try:
         _classify(message, verdict)
         # Addresses go into reports and cron's mail: nothing unprintable, nothing overlong.
-        verdict.failures = [f for f in verdict.failures if _PRINTABLE.fullmatch(f.address)]
+        verdict.failures = [f for f in verdict.failures if PRINTABLE.fullmatch(f.address)]
         if verdict.kind in (BOUNCE, COMPLAINT) and not verdict.failures:
             verdict.kind = UNRECOGNISED
             verdict.reason = "names no address that could be a subscriber's"

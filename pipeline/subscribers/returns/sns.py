@@ -31,6 +31,7 @@ from pipeline.subscribers.returns.classify import (
     COMPLAINT,
     DELIVERED,
     OUR_DIGEST_ID,
+    PRINTABLE,
     PERMANENT,
     POLICY,
     TEMPORARY,
@@ -170,6 +171,7 @@ def ses_verdict(notification: dict[str, Any], key: str) -> Verdict:
         verdict.kind, verdict.reason = COMPLAINT, f"an SES complaint ({feedback})"
     elif kind == "Delivery":
         verdict.kind = DELIVERED
+    verdict.failures = [f for f in verdict.failures if PRINTABLE.fullmatch(f.address)]
     if verdict.kind in (BOUNCE, COMPLAINT) and not verdict.failures:
         verdict.kind = UNRECOGNISED
     return verdict
