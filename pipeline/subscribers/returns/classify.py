@@ -15,20 +15,26 @@ import logging
 import re
 from dataclasses import dataclass, field
 from email.message import Message
-from email.parser import HeaderParser
 from email.utils import getaddresses, parseaddr
+
+from pipeline.subscribers.returns.parts import (
+    STATUS,
+    delivered_to,
+    find_part,
+    header_blocks,
+    original_headers,
+    own_text,
+    recipient_of,
+    status_of,
+)
 
 BOUNCE, COMPLAINT, AUTO_REPLY, DELIVERED, UNRECOGNISED, MALFORMED = (
     "bounce", "complaint", "auto-reply", "delivered", "unrecognised", "malformed")
 PERMANENT, TEMPORARY, POLICY = "permanent", "temporary", "policy"
 
 PRINTABLE = re.compile(r"[!-~]{0,254}")  # an address as reports may show it: printable ASCII
-_STATUS = re.compile(r"\b([45])\.(\d{1,3})\.(\d{1,3})\b")
 # Our own Message-IDs (mail/compose.message_name, manage.confirmation_name).
 OUR_DIGEST_ID = re.compile(rb"<digest-(\d{5,})-[0-9a-f]{8}-([0-9a-f]{16})@")
-# Where a returning message was delivered: one of them is our VERP address, if any.
-_DELIVERED_TO = ("delivered-to", "x-original-to", "envelope-to", "x-envelope-to",
-                 "x-delivered-to", "to", "x-rcpt-to", "original-recipient")
 # Texts that say the address itself does not exist, whatever the status code.
 _NO_SUCH_ADDRESS = re.compile(
     r"user unknown|unknown user|no such (user|mailbox|recipient|account|address)"
@@ -113,7 +119,7 @@ def classify(data: bytes) -> Verdict:
     if not message.keys():
         return Verdict(MALFORMED, key, reason="not a mail message (no header lines)")
     verdict = Verdict(UNRECOGNISED, key)
-    verdict.sent_to = _delivered_to(message)
+    verdict.sent_to = delivered_to(message)
     found = OUR_DIGEST_ID.search(data)
     if found:
         verdict.digest_id, verdict.digest_for = int(found[1]), found[2].decode()
@@ -133,17 +139,17 @@ def classify(data: bytes) -> Verdict:
 def _classify(message: Message, verdict: Verdict) -> None:
     report_type = (message.get_param("report-type") or "").lower() \
         if message.get_content_type() == "multipart/report" else ""
-    if report_type == "feedback-report" or _part(message, "message/feedback-report"):
+    if report_type == "feedback-report" or find_part(message, "message/feedback-report"):
         _complaint(message, verdict)
-    elif report_type == "delivery-status" or _part(message, "message/delivery-status"):
+    elif report_type == "delivery-status" or find_part(message, "message/delivery-status"):
         _dsn(message, verdict)
         if not verdict.failures and verdict.kind != DELIVERED:
             _heuristic(message, verdict)
     elif _auto_reply(message):
         # A mail system's bounce may carry RFC 3834 headers too: believe it when it says why.
         _heuristic(message, verdict)
-        text = _text(message)
-        if not (verdict.failures and (_STATUS.search(text) or _NO_SUCH_ADDRESS.search(text)
+        text = own_text(message)
+        if not (verdict.failures and (STATUS.search(text) or _NO_SUCH_ADDRESS.search(text)
                                       or _MAILBOX_FULL.search(text))):
             verdict.kind, verdict.failures = AUTO_REPLY, []
             verdict.reason = "an automatic reply (RFC 3834 headers or its subject)"
@@ -155,23 +161,18 @@ def _classify(message: Message, verdict: Verdict) -> None:
         verdict.reason = "not a bounce, complaint or automatic reply that we recognise"
 
 
-def _part(message: Message, content_type: str) -> Message | None:
-    for part in message.walk():
-        if part.get_content_type() == content_type:
-            return part
-    return None
 
 
 def _complaint(message: Message, verdict: Verdict) -> None:
     """RFC 5965: the machine-readable part names the feedback type and, often, the original
     recipient; the returned original (or its headers) holds our return path and Message-ID."""
-    report = _part(message, "message/feedback-report")
-    fields = _blocks(report)[0] if report is not None and _blocks(report) else Message()
+    report = find_part(message, "message/feedback-report")
+    fields = header_blocks(report)[0] if report is not None and header_blocks(report) else Message()
     feedback = str(fields.get("feedback-type", "abuse")).strip().lower()
     if feedback not in ("abuse", "fraud", "other"):  # not-spam, virus, auth-failure: no opinion
         verdict.kind, verdict.reason = UNRECOGNISED, f"a feedback report of type {feedback!r}"
         return
-    original = _original_headers(message)
+    original = original_headers(message)
     recipients = [a for _, a in getaddresses(fields.get_all("original-rcpt-to", []))]
     if not recipients and original is not None:
         recipients = [a for _, a in getaddresses(original.get_all("to", []))]
@@ -197,9 +198,9 @@ def _dsn(message: Message, verdict: Verdict) -> None:
     for part in message.walk():
         if part.get_content_type() != "message/delivery-status":
             continue
-        for block in _blocks(part)[1:]:
+        for block in header_blocks(part)[1:]:
             action = str(block.get("action", "")).strip().lower()
-            address = _recipient(block)
+            address = recipient_of(block)
             status = status_of(str(block.get("status", "")))
             diagnostic = " ".join(str(block.get("diagnostic-code", "")).split())
             diagnostic = diagnostic.partition(";")[2].strip() or diagnostic
@@ -215,7 +216,7 @@ def _dsn(message: Message, verdict: Verdict) -> None:
             default = TEMPORARY if action.startswith("delayed") else PERMANENT
             found = failure_kind(status, diagnostic, default)
             verdict.failures.append(Failure(address, found, status, diagnostic[:200]))
-    text = _text(message)
+    text = own_text(message)
     for address in sorted(named):  # found by flufl but in no block we could read
         default = TEMPORARY if address.encode() in temporary else PERMANENT
         status = status_of(text)
@@ -231,7 +232,7 @@ def _heuristic(message: Message, verdict: Verdict) -> None:
     from flufl.bounce import all_failures
 
     temporary, permanent = all_failures(message)
-    text = _text(message)
+    text = own_text(message)
     status = status_of(text)
     for raw in sorted(temporary | permanent):
         address = raw.decode("ascii", "replace")
@@ -281,76 +282,14 @@ def _auto_reply(message: Message) -> bool:
             or bool(_AUTO_SUBJECT.search(str(message.get("subject", "")))))
 
 
-def _blocks(part: Message) -> list[Message]:
-    """The header blocks of a message/delivery-status or message/feedback-report part."""
-    payload = part.get_payload()
-    if isinstance(payload, list):
-        return [p for p in payload if isinstance(p, Message)]
-    if isinstance(payload, str):  # not parsed as blocks: parse them ourselves
-        return [HeaderParser().parsestr(b.strip() + "\n") for b in re.split(r"\n\s*\n", payload)
-                if b.strip()]
-    return []
 
 
-def _recipient(block: Message) -> str:
-    for name in ("original-recipient", "final-recipient", "x-actual-recipient"):
-        value = str(block.get(name, ""))
-        kind, _, address = value.partition(";")
-        if address and kind.strip().lower() == "rfc822":
-            address = parseaddr(address.strip())[1] or address.strip().strip("<>")
-            if "@" in address:
-                return address
-    return ""
 
 
-def _original_headers(message: Message) -> Message | None:
-    for part in message.walk():
-        kind = part.get_content_type()
-        if kind == "message/rfc822":
-            inner = part.get_payload()
-            if isinstance(inner, list) and inner:
-                return inner[0]
-        elif kind == "text/rfc822-headers":
-            text = part.get_payload(decode=True) or b""
-            return HeaderParser().parsestr(text.decode("utf-8", "replace"))
-    return None
 
 
-def _delivered_to(message: Message) -> list[str]:
-    found = []
-    for name in _DELIVERED_TO:
-        for _, address in getaddresses([str(v) for v in message.get_all(name, [])]):
-            if "@" in address:
-                found.append(address)
-    return list(dict.fromkeys(found))
 
 
-def _text(message: Message) -> str:
-    """The bounce's own text parts (not the returned original), for status codes."""
-    texts = []
-    for part in _own_parts(message):
-        if part.get_content_maintype() == "text" and part.get_content_type() != \
-                "text/rfc822-headers":
-            payload = part.get_payload(decode=True) or b""
-            try:
-                texts.append(payload.decode(part.get_content_charset() or "latin-1", "replace"))
-            except LookupError:  # a charset Python does not know
-                texts.append(payload.decode("latin-1"))
-    return "\n".join(texts)[:200_000]
 
 
-def _own_parts(message: Message) -> list[Message]:
-    if message.get_content_type() == "message/rfc822":
-        return []
-    if not message.is_multipart():
-        return [message]
-    parts: list[Message] = []
-    for part in message.get_payload():
-        if isinstance(part, Message):
-            parts += _own_parts(part)
-    return parts
 
-
-def status_of(text: str) -> str:
-    found = _STATUS.search(text)
-    return ".".join(found.groups()) if found else ""

@@ -39,8 +39,8 @@ from pipeline.subscribers.returns.classify import (
     Failure,
     Verdict,
     failure_kind,
-    status_of,
 )
+from pipeline.subscribers.returns.parts import status_of
 
 log = logging.getLogger("pipeline")
 SES_PATH = "/ses-notifications"
