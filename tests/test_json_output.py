@@ -69,8 +69,10 @@ def test_status_json(site: Path) -> None:
                                   "detail": STR})
     check_keys(data["last_digest"], {"id": INT, "created": STR, "complete": BOOL,  # type: ignore[arg-type]
                                      "entries": INT, "messages_written": INT, "sent": INT,
-                                     "deferred": INT, "failed": INT, "withdrawn": INT})
-    assert data["subscribers"] == {"active": 2, "pending": 0, "unsubscribed": 1, "bounced": 0}
+                                     "deferred": INT, "failed": INT, "withdrawn": INT,
+                                     "returning_mail": (DICT, NONE)})
+    assert data["subscribers"] == {"active": 2, "pending": 0, "unsubscribed": 1, "bounced": 0,
+                                  "complained": 0}
     assert [instant(d).date().isoformat() for d in data["waiting_for_date"]] == ["2099-12-09"]  # type: ignore[union-attr]
     assert data["messages_queued"] == 2 and data["cadence"] == "every run"
     check_problems(data["problems"])
@@ -156,7 +158,8 @@ def test_subscribers_list_json(site: Path) -> None:
     assert code == 0
     check_keys(data, {"schema": STR, "counts": DICT, "total": INT})
     assert data["schema"] == "newsletter.subscribers.list/1"
-    assert data["counts"] == {"active": 2, "pending": 0, "unsubscribed": 1, "bounced": 0}
+    assert data["counts"] == {"active": 2, "pending": 0, "unsubscribed": 1, "bounced": 0,
+                                  "complained": 0}
     assert data["total"] == 3
 
 

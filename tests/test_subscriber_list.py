@@ -100,7 +100,7 @@ def test_list_counts_each_status_and_remove_forgets(site: Path) -> None:
     code, out, _ = invoke(site, "subscribers", "list")
     assert code == 0
     assert out.splitlines() == ["active: 2", "pending: 0", "unsubscribed: 1", "bounced: 0",
-                                "total: 3"]
+                                "complained: 0", "total: 3"]
     assert invoke(site, "subscribers", "remove", "c@example.org")[0] == 0
     assert invoke(site, "subscribers", "remove", "c@example.org")[0] == 1
     assert invoke(site, "unsubscribe", "nobody@example.org")[0] == 1

@@ -141,12 +141,13 @@ def _feeds_line(changed: list[str]) -> str:
 
 
 def _register() -> None:
+    from pipeline.cli.bounces import bounces
     from pipeline.cli.ledger_commands import backup, restore
     from pipeline.cli.site_commands import check, init, preview, status
     from pipeline.cli.subscribers import serve, subscribers, unsubscribe
 
     for command in (status, check, init, preview, subscribers, unsubscribe, serve, backup,
-                    restore):
+                    restore, bounces):
         cli.add_command(command)
 
 

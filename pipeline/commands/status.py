@@ -15,9 +15,10 @@ from pipeline.mail.compose import message_prefix
 from pipeline.mail.outbox import SENT, Outbox
 from pipeline.run import next_digest
 from pipeline.state.connection import ledger_files
-from pipeline.state.ledger import open_ledger
+from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import is_locked
 from pipeline.state.problems import as_dict, open_problems
+from pipeline.state.returns import ReturnsBook
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.state.upkeep import kept, times_ahead
 
@@ -53,7 +54,8 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
             shown = {"id": digest.id, "created": digest.created.isoformat(),
                      "complete": ledger.open_digest() is None, "entries": len(digest.slugs),
                      "messages_written": ledger.message_count(digest.id), "sent": sent,
-                     **{k: counts.get(k, 0) for k in ("deferred", "failed", "withdrawn")}}
+                     **{k: counts.get(k, 0) for k in ("deferred", "failed", "withdrawn")},
+                     "returning_mail": _returning_mail(ledger, digest.id, counts)}
         status["last_digest"] = shown
         sent_slugs = ledger.sent_slugs()
         status["subscribers"] = dict(SubscriberBook(ledger).counts())
@@ -103,6 +105,7 @@ def status_lines(status: dict[str, object]) -> list[str]:
             f"{digest['sent']} sent"
             + "".join(f", {digest[k]} {k}" for k in ("deferred", "failed", "withdrawn")
                       if digest[k]))
+        lines += returning_mail_lines(digest["id"], digest["returning_mail"])
     counts = status["subscribers"]
     assert isinstance(counts, dict)
     lines.append("Subscribers: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
@@ -142,6 +145,38 @@ def _kept_lines(kept_: object) -> list[str]:
             f"{counted(rows['messages'], 'message')}, "
             f"{counted(rows['deliveries'], 'delivery detail')}, "
             f"{counted(rows['notices'], 'confirmation')} ({_size(rows['bytes'])})"]
+
+
+COMPLAINT_WARNING = 0.001  # mailbox providers act at 0.3 %; warn well before it
+BOUNCE_WARNING = 0.02
+
+
+def _returning_mail(ledger: Ledger, digest_id: int, counts: dict[str, int]
+                    ) -> dict[str, object] | None:
+    """The digest's bounces and complaints, of the messages handed to the relay."""
+    handed = counts.get("sent", 0) + counts.get("failed", 0)
+    if not handed:
+        return None
+    bounced, complained = ReturnsBook(ledger).digest_rates(digest_id)
+    return {"handed_over": handed, "bounced": bounced, "complained": complained,
+            "bounce_rate": bounced / handed, "complaint_rate": complained / handed}
+
+
+def returning_mail_lines(digest_id: object, found: object) -> list[str]:
+    """The rates, with a warning when they near what mailbox providers tolerate."""
+    if not isinstance(found, dict):
+        return []
+    bounce, complaint = float(found["bounce_rate"]), float(found["complaint_rate"])
+    lines = [f"Returning mail for digest #{digest_id}: {found['bounced']} bounced "
+             f"({bounce:.2%}), {counted(int(found['complained']), 'complaint')} "
+             f"({complaint:.2%})"]
+    if complaint >= COMPLAINT_WARNING:
+        lines.append(f"warning: complaint rate {complaint:.2%} is at or over 0.1 % — "
+                     "providers start filtering at 0.3 %: check who is on the list and why")
+    if bounce >= BOUNCE_WARNING:
+        lines.append(f"warning: bounce rate {bounce:.2%} is at or over 2 % — "
+                     "clean the list (`newsletter bounces fetch`) before the next digest")
+    return lines
 
 
 def _size(n: int) -> str:

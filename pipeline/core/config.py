@@ -10,6 +10,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.core.addresses import Mailbox, parse_address
+from pipeline.core.bounce_settings import BOUNCES_SCHEMA, BounceSettings, bounce_settings
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.schedule import EXAMPLES, Schedule, ScheduleError, parse_cadence
 from pipeline.core.text import strip_illegal
@@ -43,6 +44,7 @@ SCHEMA: dict[str, dict[str, object]] = {
         "logo_width": 160,
         "logo_height": 48,
         "postal_address": "",
+        "return_path": "",
     },
     "subscribers": {"double_opt_in": False, "signup": True, "confirm_days": 7,
                     "allowed_origins": [], "signups_per_client_hour": 20},
@@ -50,6 +52,7 @@ SCHEMA: dict[str, dict[str, object]] = {
     # [smtp], is checked by pipeline.delivery) and how many refusals a send tolerates.
     "delivery": {"backend": "smtp", "fail_threshold": 5},
     "retention": {"days": 30},
+    "bounces": BOUNCES_SCHEMA,
 }
 # Every other table ([dkim], a delivery backend's such as [smtp]) belongs to a
 # later stage: its raw values are kept in Config.tables and checked by the code that owns it
@@ -95,6 +98,8 @@ class Config:
     # Sent, withdrawn and failed messages and their delivery details are kept this long.
     retention_days: int = 30
     delivery_backend: str = "smtp"  # a name in pipeline.delivery.transport.BACKENDS
+    return_path: str = ""  # VERP envelope sender template, e.g. bounces+{token}@your.domain
+    bounces: BounceSettings = field(default_factory=BounceSettings)
     # The raw values of the tables the core does not own ({table: {key: value}}), and the
     # file's text, so that their owners can name the line of a problem.
     tables: dict[str, dict[str, object]] = field(default_factory=dict, compare=False)
@@ -295,6 +300,8 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         postal_address=", ".join(line.strip().rstrip(",") for line in
                                  string("email.postal_address").splitlines() if line.strip()),
         retention_days=count("retention.days"),
+        return_path=string("email.return_path"),
+        bounces=bounce_settings(site_dir, v, string, bad),
     )
     config = _signup_settings(config, v, bad)
     if not isinstance(v.get("subscribers.double_opt_in"), bool):

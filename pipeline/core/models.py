@@ -91,7 +91,8 @@ class Article:
 
 
 ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED = "active", "pending", "unsubscribed", "bounced"
-STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED)
+COMPLAINED = "complained"  # a spam complaint (feedback loop, SES): never mailed again
+STATUSES = (ACTIVE, PENDING, UNSUBSCRIBED, BOUNCED, COMPLAINED)
 OPTED_OUT = (UNSUBSCRIBED, BOUNCED)  # statuses only the person (or their mailbox) can undo
 _CATEGORY_SPLIT = re.compile(r"[;,|]")
 

@@ -53,12 +53,12 @@ class Pool(Generic[Job]):
     lasts, and after MAX_PAUSES in a row with nothing accepted the pool stops the same way.
     """
 
-    def __init__(self, connect: Callable[[], Transport], connections: int, sender: str,
-                 rate: float, load: Callable[[Job], tuple[Sequence[str], bytes]],
+    def __init__(self, connect: Callable[[], Transport], connections: int, rate: float,
+                 load: Callable[[Job], tuple[str, Sequence[str], bytes]],  # sender, to, data
                  done: Callable[[Job, Outcome], None], pause: float = 60.0) -> None:
         self.connect, self.connections = connect, connections
         self.pause, self.pauses, self.resume_at = pause, 0, 0.0
-        self.sender, self.load, self.done = sender, load, done
+        self.load, self.done = load, done
         self.limit = RateLimit(rate)
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
         self.stop = threading.Event()
@@ -100,9 +100,9 @@ class Pool(Generic[Job]):
                     return
                 self._wait_out_pause()
                 self.limit.wait()
-                recipients, data = self.load(job)
+                sender, recipients, data = self.load(job)
                 try:
-                    outcome = connection.send(self.sender, recipients, data)
+                    outcome = connection.send(sender, recipients, data)
                 except TransportBusy as exc:
                     self.jobs.put(job)  # not this message's fault: no attempt spent
                     job = None

@@ -26,6 +26,7 @@ from pipeline.core.config import Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
+from pipeline.delivery.envelope import envelope_senders
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import delivery_settings, ready_to_send
@@ -73,7 +74,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         try:
             if due:
                 _drain(due, delivery, settings.rate if rate is None else rate, signer,
-                       folders, ledger, report, clock, progress)
+                       folders, ledger, report, clock, progress,
+                       envelope_senders(config, ledger, settings.envelope_from))
         finally:
             _mark_bouncing(config, ledger, report)
             ledger.close_delivered_digests()
@@ -275,16 +277,17 @@ def _cap(due: list[QueuedMessage], limit: int, settings: Settings, report: SendR
 
 def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
            signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
-           clock: Callable[[], datetime], progress: Progress | None) -> None:
+           clock: Callable[[], datetime], progress: Progress | None,
+           sender_for: Callable[[QueuedMessage], str]) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
     settings = delivery.settings
     new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
-    def load(message: QueuedMessage) -> tuple[list[str], bytes]:
+    def load(message: QueuedMessage) -> tuple[str, list[str], bytes]:
         with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
             data = f.read()
-        return [message.address], signer.sign(data) if signer else data
+        return sender_for(message), [message.address], signer.sign(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1
@@ -306,7 +309,7 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
                              bouncing and state == "failed"))
 
     pool = Pool(delivery.backend.transports(delivery.transport), settings.connections,
-                settings.envelope_from, rate, load, done, pause=settings.retry_after or 1.0)
+                rate, load, done, pause=settings.retry_after or 1.0)
     pool.start(due)
     batch: list[Delivery] = []
     try:

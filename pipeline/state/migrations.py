@@ -220,6 +220,42 @@ def _m009_subscriber_events_and_signup(db: sqlite3.Connection) -> None:
     )
 
 
+def _m010_returned_mail(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        -- Every piece of returning mail (or provider notification) handled, by its key (the
+        -- Message-ID, else a hash of its bytes, or the provider's notification id): written in
+        -- the transaction that applies it, before the mail is moved, so a second look at the
+        -- same mail changes nothing.
+        CREATE TABLE returned_mail (
+            key TEXT PRIMARY KEY,
+            received TEXT NOT NULL,
+            source TEXT NOT NULL,       -- maildir, mbox, eml, imap or ses
+            outcome TEXT NOT NULL,      -- bounced, counted, complained, ignored, kept, refused
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        -- What returning mail said about one subscriber, and the status it set (changed, empty
+        -- if none): the audit trail of bounces and complaints, with the DSN status code.
+        CREATE TABLE subscriber_returns (
+            id INTEGER PRIMARY KEY,
+            mail_key TEXT NOT NULL REFERENCES returned_mail(key),
+            subscriber_id INTEGER NOT NULL,
+            address TEXT NOT NULL,
+            digest_id INTEGER,          -- the digest it answers, when known
+            kind TEXT NOT NULL,         -- permanent, temporary, policy or complaint
+            status_code TEXT NOT NULL DEFAULT '',
+            received TEXT NOT NULL,
+            previous TEXT NOT NULL DEFAULT '',
+            changed TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX subscriber_returns_by_subscriber
+            ON subscriber_returns (subscriber_id, kind, received);
+        CREATE INDEX subscriber_returns_by_digest ON subscriber_returns (digest_id, kind)
+        """,
+    )
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
@@ -231,4 +267,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m007_notices", _m007_notices),
     ("m008_erasures", _m008_erasures),
     ("m009_subscriber_events_and_signup", _m009_subscriber_events_and_signup),
+    ("m010_returned_mail", _m010_returned_mail),
 ]

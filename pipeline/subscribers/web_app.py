@@ -25,6 +25,7 @@ from pipeline.state.ledger import Ledger, connect_ledger, open_ledger
 from pipeline.state.secret import load_secrets
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.subscribers import web_signup
+from pipeline.subscribers.returns.sns import SES_PATH, SesNotifications
 from pipeline.subscribers.web_pages import Page, Pages
 from pipeline.subscribers.web_requests import Form, loggable_target, read_form
 from pipeline.subscribers.web_tokens import Tokens
@@ -48,6 +49,7 @@ class App:
         self.config: Config = load_config(site)
         self.pages = Pages(self.config)
         self.tokens = Tokens(load_secrets(self.config.state_dir))
+        self.ses_notifications = SesNotifications(self.config)
         with open_ledger(self.config.state_dir) as ledger:  # migrations: once, here
             self.tokens.index_legacy(ledger)
         self._local = threading.local()
@@ -59,6 +61,8 @@ class App:
         self.client_limit = web_signup.ClientLimit(self.config.signups_per_client_hour)
 
     def __call__(self, environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").rstrip("/").endswith(SES_PATH):  # SES's notifications
+            return self.ses_notifications(environ, start_response)
         as_json = False
         try:
             page, as_json = self.route(environ)
