@@ -151,7 +151,7 @@ def internal_ca(folder: Path, host: str = "127.0.0.1") -> tuple[Path, ssl.SSLCon
 def test_smtp_ca_file_trusts_an_internal_ca(site: Path, monkeypatch: pytest.MonkeyPatch
                                             ) -> None:
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    ca_file, context = internal_ca(site)
+    _, context = internal_ca(site)
     port = free_port()
     sending_site(site, port, tls="starttls", ca_file="ca.pem")
     monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)
@@ -180,7 +180,7 @@ def test_an_untrusted_internal_ca_points_at_smtp_ca_file(site: Path,
 def test_a_certificate_for_another_name_points_at_smtp_host(site: Path,
                                                             monkeypatch: pytest.MonkeyPatch
                                                             ) -> None:
-    ca_file, context = internal_ca(site, host="relay.clinic.example")
+    _, context = internal_ca(site, host="relay.clinic.example")
     port = free_port()
     sending_site(site, port, tls="starttls", ca_file="ca.pem")
     monkeypatch.setenv("NEWSLETTER_SMTP_PASSWORD", PASSWORD)

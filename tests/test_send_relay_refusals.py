@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiosmtpd.smtp import Envelope, Session
+from test_send import deliveries, statuses
 
 from conftest import (
     Inbox,
@@ -25,7 +26,6 @@ from pipeline.delivery.pool import refusal_key
 from pipeline.delivery.send import send
 from pipeline.delivery.smtp_replies import RelayBusy, RelaySetupError, refusal
 from pipeline.run import run
-from test_send import deliveries, statuses
 
 COUNT = 20
 
