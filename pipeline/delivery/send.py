@@ -129,7 +129,7 @@ def send_test(site: Path, address: str) -> Outcome:
 
 
 def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
-    return None if dkim is None else DkimSigner(dkim.selector, dkim.domain, dkim.key)
+    return None if dkim is None else DkimSigner(dkim)
 
 
 def _listing(folder: Path) -> set[str]:
