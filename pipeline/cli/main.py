@@ -18,6 +18,7 @@ from pipeline.core.models import RunReport
 EXIT_OK = 0
 EXIT_REJECTED = 1  # the run finished, but some entries (or subscriber rows) were left out
 EXIT_SOFTWARE = 70  # unexpected failure
+EXIT_CANTCREAT = 73  # send cannot move or record messages (outbox not writable, disk full)
 EXIT_LOCKED = 75  # another run holds the site (EX_TEMPFAIL: cron may simply try again)
 EXIT_CONFIG = 78  # configuration or template error: nothing was done
 
@@ -259,7 +260,9 @@ _register()
 def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool = False,
           wait: float = 0.0) -> int:
     from pipeline.cli.progress import Progress, print_summary
+    from pipeline.delivery.folders import OutboxError
     from pipeline.delivery.send import send as send_outbox
+    from pipeline.delivery.stopping import Stopped
     from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
 
@@ -268,6 +271,11 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
         report = send_outbox(site, limit=limit, rate=rate, wait=wait, progress=progress.update)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
+    except Stopped as exc:
+        _fail(f"stopped by {exc} before any message was handed over; everything stays "
+              "queued", 128 + exc.signum)
+    except OutboxError as exc:
+        _fail(exc, EXIT_CANTCREAT)
     except TransportSetupError as exc:
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
@@ -276,6 +284,8 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
         progress.close()
     _print_problems(report.problems)
     print_summary(report, quiet)
+    if report.signal:
+        return 128 + report.signal  # as a shell reports a process the signal ended
     if report.stopped:
         return EXIT_LOCKED  # the relay could not be reached: EX_TEMPFAIL, cron tries again
     return EXIT_REJECTED if report.failed or report.missing else EXIT_OK

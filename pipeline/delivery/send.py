@@ -26,12 +26,14 @@ from pipeline.core.config import Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
+from pipeline.delivery.folders import Folders, OutboxError, check_writable, seen_by_a_reader
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import ready_to_send
 from pipeline.delivery.signing import DkimSettings, DkimSigner
+from pipeline.delivery.stopping import Stopped, stop_on_signals
 from pipeline.delivery.transport import Outcome, Settings
-from pipeline.mail.outbox import FAILED, REASON, SENT, WITHDRAWN
+from pipeline.mail.outbox import REASON
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
 from pipeline.state.secret import load_secret
@@ -42,23 +44,16 @@ MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no furthe
 Progress = Callable[[SendReport], None]
 
 
-class Folders:
-    def __init__(self, outbox: Path, create: bool = True) -> None:
-        self.new, self.sent, self.failed = outbox / "new", outbox / SENT, outbox / FAILED
-        self.withdrawn = outbox / WITHDRAWN
-        for folder in (self.new, self.sent, self.failed, self.withdrawn) if create else ():
-            folder.mkdir(parents=True, exist_ok=True)
-
-
 def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
          wait: float = 0.0, progress: Progress | None = None) -> SendReport:
-    """Hand every due message to the backend; raises ConfigError, Locked or
-    TransportSetupError."""
+    """Hand every due message to the backend; raises ConfigError, Locked, OutboxError,
+    TransportSetupError, or Stopped (SIGINT, SIGTERM or SIGHUP before sending began: a
+    signal during sending ends it cleanly, and the report says which)."""
     config = load_config(site)
     delivery = ready_to_send(config)
     settings = delivery.settings
     signer = signer_for(delivery.dkim)
-    with site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
+    with stop_on_signals(), site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
             open_ledger(config.state_dir) as ledger:
         offset = (now - datetime.now(UTC)) if now else timedelta(0)  # tests move the clock
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
@@ -66,7 +61,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         folders = Folders(config.outbox_dir)
         waiting = _listing(folders.new)
         _adopt_confirmations(ledger, waiting, clock())
-        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config)
+        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
+                                          take_back=True)
         if recovered:  # a killed send moved these but never recorded them
             _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
@@ -74,6 +70,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
             _withdraw(unwanted, folders, ledger, report, clock())
         due = _cap(due, limit, settings, report)
         log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
+        if due:
+            check_writable(folders, config.state_dir, len(due))
         try:
             if due:
                 _drain(due, delivery, settings.rate if rate is None else rate, signer,
@@ -137,18 +135,25 @@ def _listing(folder: Path) -> set[str]:
 
 
 def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
-           report: SendReport, config: Config
+           report: SendReport, config: Config, take_back: bool = False
            ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
     subscriber no longer wants them), from the ledger's queue checked against the folders;
-    `waiting` lists outbox/new/."""
+    `waiting` lists outbox/new/. A queued message that a mail client moved (to cur/, or
+    renamed with flags) counts as waiting; with `take_back` it is moved back into new/."""
     from pipeline.state.notices import Notices
 
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()
+    seen = seen_by_a_reader(folders)
     for message in ledger.queued_messages() + Notices(ledger).queued():
         known.add(message.filename)
+        if message.filename not in waiting and message.filename in seen:
+            if take_back:
+                os.rename(seen[message.filename], folders.new / message.filename)
+                report.taken_back += 1
+            waiting.add(message.filename)
         if message.filename in waiting:
             if message.next_attempt is None or message.next_attempt <= now:
                 due.append(message)
@@ -163,6 +168,10 @@ def _queue(ledger: Ledger, folders: Folders, waiting: set[str], now: datetime,
         else:
             report.missing.append(message.filename)
     report.recovered = len(recovered)
+    if report.taken_back:
+        flush_folders(folders.new, folders.cur)
+        log.warning("send: %d messages a mail client had moved (Maildir cur/ or flags) were "
+                    "put back into outbox/new", report.taken_back)
     unknown = sum(1 for name in waiting if name.endswith(".eml") and name not in known)
     if unknown and not is_locked(config.state_dir):  # else a run may be writing them now
         report.problems.append(Problem(
@@ -298,7 +307,15 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         when, attempts = clock(), message.attempts + 1
         state, reply, next_attempt = outcome.state, outcome.reply, None
         if state == "sent":
-            move(message.filename, new, sent)
+            try:
+                move(message.filename, new, sent)
+            except OSError as exc:  # record it all the same: it must never go out twice
+                results.put(Delivery(message, state, reply, when, attempts))
+                raise OutboxError(
+                    f"the relay accepted {message.filename} but it cannot be moved into "
+                    f"outbox/sent/ ({exc.strerror}): it is recorded as sent and will not be "
+                    "sent again (move it into outbox/sent/ by hand); nothing more is sent "
+                    "— make the outbox writable") from None
         elif state == "deferred" and attempts >= settings.max_attempts:
             state, reply = "failed", f"gave up after {attempts} attempts: {reply}"
         elif state == "deferred":
@@ -322,11 +339,13 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         # Wake up a few times a second, not once per message: the workers need the GIL more.
         while not pool.wait(RECORD_EVERY):
             _record(batch, results, folders, ledger, report, progress)
-    except KeyboardInterrupt:  # finish the messages in flight and record them, then stop
+    except KeyboardInterrupt as exc:  # finish the messages in flight, record them, stop
         pool.stop.set()
-        report.stopped = "interrupted"
+        report.signal = exc.signum if isinstance(exc, Stopped) else 0
+        report.stopped = f"stopped by {exc}" if report.signal else "interrupted"
         pool.join()
-        raise
+        if not report.signal:
+            raise
     finally:
         _record(batch, results, folders, ledger, report, progress)
         report.left += len(due) - (report.sent + report.deferred + report.failed)
