@@ -58,7 +58,7 @@ def test_a_signal_mid_send_finishes_what_is_in_flight_and_leaves_no_duplicate(
         while len(inbox.received) < 80 and time.monotonic() < deadline:
             time.sleep(0.01)
         sender.send_signal(stop)
-        out, err = sender.communicate(timeout=60)
+        _, err = sender.communicate(timeout=60)
         stopped_at = len(inbox.received)
         assert 0 < stopped_at < 300, "the signal must land mid-send"
         # every message the server accepted was moved and recorded before the process ended
