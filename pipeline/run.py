@@ -18,7 +18,7 @@ from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, FEED_FILES, Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, RunReport
-from pipeline.delivery.settings import unknown_tables
+from pipeline.delivery.transport import unknown_tables
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
