@@ -1,12 +1,17 @@
-"""DKIM signing of outgoing messages (RFC 6376, relaxed/relaxed), with RSA-SHA256 or
-Ed25519-SHA256 (RFC 8463) or both at once, when [dkim] names a selector and a private key.
+"""DKIM signing of outgoing messages (RFC 6376), with RSA-SHA256 or Ed25519-SHA256 (RFC 8463)
+or both at once, when [dkim] names a selector and a private key.
 
 Messages are signed when they are sent, not when they are written: a key can be rotated while
 messages wait in the outbox, and the signature's timestamp is the sending time. The key
-operations are the `cryptography` package's (OpenSSL); the canonicalisation is done here
-with C-speed bytes methods, only as far as our own messages need (CRLF line ends, headers
-that the composer wrote), which is what makes a signed send about as fast as an unsigned one:
-dkimpy's pure-Python RSA signed ~130 messages a second.
+operations are the `cryptography` package's (OpenSSL, without the GIL); the canonicalisation
+is done here with C-speed bytes methods, only as far as our own messages need.
+
+Canonicalisation is relaxed for the headers (relays refold them) and simple for the body, as
+Amazon SES signs: our bodies are quoted-printable or base64 with CRLF lines of at most 76
+characters, which relays pass on unchanged, and the simple form needs no pass over the body
+but the hash's. Relaxed body canonicalisation costs two scans of a 60 KB body in Python
+(~0.1 ms, holding the GIL: half the time an unsigned message takes) and would bring a signed
+send down to ~0.6 of the unsigned rate.
 """
 
 from __future__ import annotations
@@ -95,7 +100,7 @@ class _Signature:
             self.algorithm, self.key = "ed25519-sha256", key
         else:
             raise _bad_key(path, key_name, f"a {type(key).__name__} cannot sign DKIM")
-        self.head = (f"DKIM-Signature: v=1; a={self.algorithm}; c=relaxed/relaxed; "
+        self.head = (f"DKIM-Signature: v=1; a={self.algorithm}; c=relaxed/simple; "
                      f"d={domain}; s={selector};\r\n\th={_H_TAG};\r\n\tt=").encode()
 
     def sign(self, signed_headers: bytes, body_hash: bytes, now: int) -> bytes:
@@ -136,7 +141,10 @@ class DkimSigner:
     def sign(self, message: bytes) -> bytes:
         """The message with its DKIM-Signature header(s) in front."""
         end = message.find(b"\r\n\r\n")
-        head, body = (message, b"") if end < 0 else (message[:end + 2], message[end + 4:])
+        if end < 0:
+            head, body = message, memoryview(b"")
+        else:
+            head, body = message[:end + 2], memoryview(message)[end + 4:]
         bh = body_hash(body)
         signed = signed_headers(head)
         now = int(time.time())
@@ -171,24 +179,15 @@ def signed_headers(head: bytes) -> bytes:
     return b"".join(parts)
 
 
-def relaxed_body(body: bytes) -> bytes:
-    """The body in relaxed canonical form (RFC 6376 3.4.4): runs of spaces and tabs made one
-    space, none at a line's end, no empty lines at the end; without the CRLF that follows
-    the last line (body_hash adds it, and saves copying the body once more)."""
-    body = _one_space(body)
-    if b" \r\n" in body:
-        body = body.replace(b" \r\n", b"\r\n")
-    if body.endswith(b" "):
-        body = body[:-1]
-    return body.rstrip(b"\r\n")
-
-
-def body_hash(body: bytes) -> bytes:
-    """bh=: base64 of the SHA-256 of the relaxed body (hashlib lets go of the GIL)."""
-    canonical = relaxed_body(body)
-    digest = hashlib.sha256(canonical)
-    if canonical:
-        digest.update(b"\r\n")
+def body_hash(body: bytes | memoryview) -> bytes:
+    """bh=: base64 of the SHA-256 of the body in simple canonical form (RFC 6376 3.4.3): as
+    it is, but ending in exactly one CRLF. Hashed in place (no copy of the body), and hashlib
+    lets go of the GIL while it hashes."""
+    end = len(body)
+    while end >= 2 and body[end - 2:end] == b"\r\n":
+        end -= 2
+    digest = hashlib.sha256(memoryview(body)[:end])
+    digest.update(b"\r\n")
     return base64.b64encode(digest.digest())
 
 
