@@ -60,6 +60,8 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         report = SendReport(problems=[*config.warnings, *delivery.warnings])
         folders = Folders(config.outbox_dir)
         waiting = _listing(folders.new)
+        if waiting or _listing(folders.cur):  # before anything is moved or handed over
+            check_writable(folders, config.state_dir, len(waiting) + len(_listing(folders.cur)))
         _adopt_confirmations(ledger, waiting, clock())
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
                                           take_back=True)
@@ -70,8 +72,6 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
             _withdraw(unwanted, folders, ledger, report, clock())
         due = _cap(due, limit, settings, report)
         log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
-        if due:
-            check_writable(folders, config.state_dir, len(due))
         try:
             if due:
                 _drain(due, delivery, settings.rate if rate is None else rate, signer,
