@@ -2,7 +2,7 @@
 
     .venv/bin/python bench/send_bench.py                 # 10,000 messages, 5 runs, on disk
     .venv/bin/python bench/send_bench.py --tmpfs         # the same outbox in /dev/shm
-    .venv/bin/python bench/send_bench.py --dkim 300      # also: DKIM-signed, 300 messages
+    .venv/bin/python bench/send_bench.py --signed rsa,ed25519,both  # also: DKIM-signed sends
     .venv/bin/python bench/send_bench.py --aiosmtpd 2000 # also: the same against aiosmtpd
 
 A site with N subscribers is built in a temporary folder and `newsletter run` fills its
@@ -159,17 +159,13 @@ def prepared(site: Path) -> list[tuple[str, bytes]]:
 
 # --- our sender -----------------------------------------------------------------------------
 
-def build_site(root: Path, count: int, port: int, dkim: bool = False) -> Path:
+def build_site(root: Path, count: int, port: int) -> Path:
     from pipeline.run import run
 
-    site = root / f"site-{count}{'-dkim' if dkim else ''}"
+    site = root / f"site-{count}"
     shutil.copytree(REPO / "articles", site / "articles")
     toml = (REPO / "newsletter.toml").read_text()
     toml += f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n'
-    if dkim:
-        subprocess.run(["openssl", "genrsa", "-out", str(site / "dkim.pem"), "2048"],
-                       check=True, capture_output=True)
-        toml += '\n[dkim]\nselector = "bench"\nprivate_key = "dkim.pem"\n'
     (site / "newsletter.toml").write_text(toml)
     rows = [f"reader{n:05d}@example.org,Reader {n},,active" for n in range(count)]
     (site / "subscribers.csv").write_text("email,name,categories,status\n" + "\n".join(rows))
@@ -192,6 +188,35 @@ def reset(site: Path) -> None:
     for suffix in ("-wal", "-shm"):
         (state / f"state.sqlite3{suffix}").unlink(missing_ok=True)
     shutil.copy(state / "pristine.sqlite3", state / "state.sqlite3")
+
+
+KEY_FILES = {"rsa": "dkim-rsa.pem", "ed25519": "dkim-ed25519.pem"}
+SIGNINGS = {"rsa": ("rsa",), "ed25519": ("ed25519",), "both": ("rsa", "ed25519")}
+
+
+def make_keys(site: Path) -> None:
+    """An RSA-2048 and an Ed25519 private key for DKIM, in the site folder."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    keys = {"rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048),
+            "ed25519": ed25519.Ed25519PrivateKey.generate()}
+    for kind, key in keys.items():
+        (site / KEY_FILES[kind]).write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption()))
+
+
+def set_signing(site: Path, signing: str) -> None:
+    """[dkim] for `signing` ("none", "rsa", "ed25519" or "both") at the end of the config."""
+    toml = site / "newsletter.toml"
+    text = toml.read_text().split("\n[dkim]\n")[0]
+    lines = []
+    for n, kind in enumerate(SIGNINGS.get(signing, ())):
+        prefix = "second_" if n else ""
+        lines += [f'{prefix}selector = "bench-{kind}"', f'{prefix}private_key = '
+                  f'"{KEY_FILES[kind]}"']
+    toml.write_text(text + ("\n[dkim]\n" + "\n".join(lines) + "\n" if lines else ""))
 
 
 def ours(site: Path) -> float:
@@ -228,8 +253,9 @@ def main() -> None:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--tmpfs", action="store_true", help="keep the site in /dev/shm")
-    parser.add_argument("--dkim", type=int, default=0, metavar="N",
-                        help="also time N DKIM-signed messages")
+    parser.add_argument("--signed", default="", metavar="KINDS",
+                        help="also time DKIM-signed sends of the same messages, each run "
+                             "beside an unsigned one: any of rsa,ed25519,both")
     parser.add_argument("--aiosmtpd", type=int, default=0, metavar="N",
                         help="also time N messages against aiosmtpd")
     parser.add_argument("--sink-server", type=int, help=argparse.SUPPRESS)
@@ -277,13 +303,22 @@ def main() -> None:
                 reset(small)
                 runs.append(ours(small))
             figures("newsletter send (aiosmtpd)", len(few), runs)
-        if args.dkim:
-            signed = build_site(root, args.dkim, port, dkim=True)
-            runs = []
-            for _ in range(3):
-                reset(signed)
-                runs.append(ours(signed))
-            figures("newsletter send, DKIM (sink)", args.dkim, runs)
+        if args.signed:
+            kinds = args.signed.split(",")
+            make_keys(site)
+            times: dict[str, list[float]] = {kind: [] for kind in ["none", *kinds]}
+            for _ in range(args.runs):  # interleaved, so that they share the machine's noise
+                for kind in times:
+                    set_signing(site, kind)
+                    reset(site)
+                    quiet_disk()
+                    times[kind].append(ours(site))
+            set_signing(site, "none")
+            plain = figures("newsletter send, unsigned (sink)", len(messages), times["none"])
+            for kind in kinds:
+                rate = figures(f"newsletter send, DKIM {kind} (sink)", len(messages),
+                               times[kind])
+                print(f"{'  signed / unsigned':<34} {rate / plain:8.2f}x", flush=True)
     finally:
         for server in servers:
             server.kill()

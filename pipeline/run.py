@@ -18,7 +18,7 @@ from pipeline import __version__
 from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Article, RunReport
-from pipeline.delivery.settings import unknown_tables
+from pipeline.delivery.transport import unknown_tables
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.publishing.feed_types import FEEDS
 from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger

@@ -149,7 +149,8 @@ def secret_path(site: Path, email: str) -> str:
     db = sqlite3.connect(site / ".newsletter" / "state.sqlite3")
     sid = db.execute("SELECT id FROM subscribers WHERE email = ?", (email,)).fetchone()[0]
     db.close()
-    return return_path("bounces+{token}@example.org", b"test-secret-for-this-site-0123456789", 1, sid, email)
+    key = b"test-secret-for-this-site-0123456789"  # conftest's NEWSLETTER_SECRET
+    return return_path("bounces+{token}@example.org", key, 1, sid, email)
 
 
 def test_the_subscription_is_confirmed_once_the_signature_verifies(served, signer) -> None:

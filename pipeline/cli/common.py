@@ -16,6 +16,7 @@ EXIT_OK = 0
 EXIT_REJECTED = 1  # the run finished, but some entries (or subscriber rows) were left out
 EXIT_UNAVAILABLE = 69  # the relay or provider cannot be reached (EX_UNAVAILABLE): mail waits
 EXIT_SOFTWARE = 70  # unexpected failure
+EXIT_CANTCREAT = 73  # send cannot move or record messages (outbox not writable, disk full)
 EXIT_LOCKED = 75  # another run holds the site (EX_TEMPFAIL: cron may simply try again)
 EXIT_CONFIG = 78  # configuration or template error: nothing was done
 

@@ -12,6 +12,7 @@ import click
 
 from pipeline import __version__
 from pipeline.cli.common import (  # the exit codes are documented in the README
+    EXIT_CANTCREAT,
     EXIT_CONFIG,
     EXIT_LOCKED,
     EXIT_OK,
@@ -160,7 +161,9 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
     """Send, print the outcome (or put it in `json_out`) and return the exit code."""
     from pipeline.cli.progress import Progress, print_summary
     from pipeline.core.config import load_config
+    from pipeline.delivery.folders import OutboxError
     from pipeline.delivery.send import send as send_outbox
+    from pipeline.delivery.stopping import Stopped
     from pipeline.delivery.transport import TransportSetupError
     from pipeline.state.lock import Locked
     from pipeline.state.problems import note_problems
@@ -172,6 +175,11 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
                              retry_now=retry_now)
     except ConfigError as exc:
         _fail(exc, EXIT_CONFIG)
+    except Stopped as exc:
+        _fail(f"stopped by {exc} before any message was handed over; everything stays "
+              "queued", 128 + exc.signum)
+    except OutboxError as exc:
+        _fail(exc, EXIT_CANTCREAT)
     except TransportSetupError as exc:
         _fail(f"{exc}; the messages not yet sent stay queued in outbox/new", EXIT_CONFIG)
     except Locked as exc:
@@ -189,6 +197,8 @@ def _send(site: Path, *, limit: int = 0, rate: float | None = None, quiet: bool 
                    err=True)
     if json_out is not None:
         json_out.update(send_json(report, dry_run=False, fail_threshold=config.fail_threshold))
+    if report.signal:
+        return 128 + report.signal  # as a shell reports a process the signal ended
     if report.stopped:
         return EXIT_UNAVAILABLE  # the relay or provider cannot be reached: the rest waits
     return EXIT_REJECTED if over or report.missing else EXIT_OK

@@ -49,4 +49,6 @@ class SendReport:
     failures: list[tuple[str, str]] = field(default_factory=list)  # (address, reply) this run
     bouncing: list[str] = field(default_factory=list)  # marked in the subscriber list
     stopped: str = ""  # why the run stopped before trying every due message
+    signal: int = 0  # the signal (SIGINT, SIGTERM, SIGHUP) that stopped it, if one did
+    taken_back: int = 0  # queued messages a mail client had moved out of new/, moved back
     problems: list[Problem] = field(default_factory=list)

@@ -10,17 +10,31 @@ from __future__ import annotations
 
 import logging
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Generic, TypeVar
 
-from pipeline.delivery.transport import Outcome, Transport, TransportBusy, TransportDown
+from pipeline.delivery.transport import (
+    Outcome,
+    Transport,
+    TransportBusy,
+    TransportDown,
+    TransportSetupError,
+)
 
 log = logging.getLogger("pipeline")
 Job = TypeVar("Job")
 MAX_PAUSES = 6  # rate-limit pauses in a row (nothing accepted between them) before stopping
 MAX_PAUSE = 600.0  # seconds: the longest single pause
+SAME_IN_A_ROW = 3  # the same refusal for this many messages in a row: the relay's, not theirs
+_VARYING = re.compile(r"<[^>]*>|\S+@\S+|\b(?=[0-9A-Za-z]*\d)[0-9A-Za-z]{6,}\b")
+
+
+def refusal_key(reply: str) -> str:
+    """A refusal without what varies per message (addresses, queue ids)."""
+    return _VARYING.sub("…", reply)
 
 
 class RateLimit:
@@ -51,6 +65,9 @@ class Pool(Generic[Job]):
     When the transport says it is busy (a relay-wide rate limit), every thread pauses and the
     message is handed over again, its attempts not spent; the pause doubles while the limit
     lasts, and after MAX_PAUSES in a row with nothing accepted the pool stops the same way.
+    A refusal that does not blame the address is held back until the next outcome shows it
+    was this message's: the same refusal for SAME_IN_A_ROW messages in a row is the relay's
+    policy, and stops the pool as a setup error with those messages still queued.
     """
 
     def __init__(self, connect: Callable[[], Transport], connections: int, rate: float,
@@ -58,6 +75,8 @@ class Pool(Generic[Job]):
                  done: Callable[[Job, Outcome], None], pause: float = 60.0) -> None:
         self.connect, self.connections = connect, connections
         self.pause, self.pauses, self.resume_at = pause, 0, 0.0
+        self.held: list[tuple[Job, Outcome]] = []  # refusals not yet blamed on the message
+        self.held_key = ""
         self.load, self.done = load, done
         self.limit = RateLimit(rate)
         self.jobs: queue.SimpleQueue[Job] = queue.SimpleQueue()
@@ -111,7 +130,7 @@ class Pool(Generic[Job]):
                 if outcome.state == "sent" and self.pauses:
                     with self.lock:
                         self.pauses = 0
-                self.done(job, outcome)
+                self._settle(job, outcome)
                 job = None
         except TransportDown as exc:
             with self.lock:
@@ -133,8 +152,39 @@ class Pool(Generic[Job]):
             connection.close()
             with self.lock:
                 self.running -= 1
-                if self.running == 0:
-                    self.finished.set()
+                last_out = self.running == 0
+                held = self.held if last_out and self.error is None else []
+                self.held = [] if held else self.held
+            for held_job, outcome in held:  # the send ended: they were the messages' own
+                self.done(held_job, outcome)
+            if last_out:
+                self.finished.set()
+
+    def _settle(self, job: Job, outcome: Outcome) -> None:
+        """Record an outcome, or hold back a refusal that may be the relay's (see above)."""
+        holdable = outcome.state == "failed" and not outcome.bouncing
+        key = refusal_key(outcome.reply) if holdable else ""
+        with self.lock:
+            if self.error is not None:  # stopped for a setup error: the held stay queued
+                if holdable:
+                    return
+                release: list[tuple[Job, Outcome]] = []
+            elif holdable and key == self.held_key:
+                self.held.append((job, outcome))
+                if len(self.held) >= SAME_IN_A_ROW:
+                    raise TransportSetupError(
+                        f"{len(self.held)} messages in a row were refused with the same reply "
+                        f"({outcome.reply}): that is the relay's doing, not the recipients' — "
+                        "check the relay's settings for this host; no subscriber was marked")
+                return
+            else:
+                release, self.held, self.held_key = self.held, [], key
+                if holdable:
+                    self.held.append((job, outcome))
+        for held_job, held_outcome in release:
+            self.done(held_job, held_outcome)
+        if not holdable:
+            self.done(job, outcome)
 
     def _pause(self, busy: TransportBusy) -> None:
         with self.lock:

@@ -27,10 +27,12 @@ from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
 from pipeline.delivery.envelope import envelope_senders
+from pipeline.delivery.folders import OutboxError, check_writable, seen_by_a_reader
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import delivery_settings, ready_to_send
 from pipeline.delivery.signing import DkimSettings, DkimSigner
+from pipeline.delivery.stopping import Stopped, stop_on_signals
 from pipeline.delivery.transport import Outcome, Settings
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
@@ -46,24 +48,31 @@ Progress = Callable[[SendReport], None]
 def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float | None = None,
          wait: float = 0.0, progress: Progress | None = None, retry_now: bool = False
          ) -> SendReport:
-    """Hand every due message to the backend; raises ConfigError, Locked or
-    TransportSetupError. `retry_now`: deferred messages are due now, whatever their retry
-    time."""
+    """Hand every due message to the backend; raises ConfigError, Locked, OutboxError,
+    TransportSetupError, or Stopped (SIGINT, SIGTERM or SIGHUP before sending began: a
+    signal during sending ends it cleanly, and the report says which). `retry_now`: deferred
+    messages are due now, whatever their retry time."""
     config = load_config(site)
     delivery = ready_to_send(config)
     settings = delivery.settings
     signer = signer_for(delivery.dkim)
-    with site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
+    with stop_on_signals(), site_lock(config.state_dir, wait, SEND_LOCK_NAME), \
             open_ledger(config.state_dir) as ledger:
         offset = (now - datetime.now(UTC)) if now else timedelta(0)  # tests move the clock
         clock = lambda: datetime.now(UTC) + offset  # noqa: E731
         report = SendReport(problems=[*config.warnings, *delivery.warnings])
         folders = Outbox(config.outbox_dir)
-        folders.prepare_sending()
+        try:
+            folders.prepare_sending()
+        except OSError as exc:
+            raise OutboxError(f"cannot create {exc.filename}: {exc.strerror}; nothing was "
+                              "sent — make the outbox a writable folder") from None
         waiting = folders.listing()
+        if waiting or _listing(folders.cur):  # before anything is moved or handed over
+            check_writable(folders, config.state_dir, len(waiting) + len(_listing(folders.cur)))
         _adopt_confirmations(ledger, waiting, clock())
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
-                                          retry_now)
+                                          retry_now, take_back=True)
         if recovered:  # a killed send moved these but never recorded them
             _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
@@ -131,22 +140,34 @@ def send_test(site: Path, address: str) -> Outcome:
 
 
 def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
-    return None if dkim is None else DkimSigner(dkim.selector, dkim.domain, dkim.key)
+    return None if dkim is None else DkimSigner(dkim)
+
+
+def _listing(folder: Path) -> set[str]:
+    return set(os.listdir(folder)) if folder.is_dir() else set()
 
 
 def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
-           report: SendReport, config: Config, retry_now: bool = False
+           report: SendReport, config: Config, retry_now: bool = False,
+           take_back: bool = False
            ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
     subscriber no longer wants them), from the ledger's queue checked against the folders;
-    `waiting` lists outbox/new/."""
+    `waiting` lists outbox/new/. A queued message that a mail client moved (to cur/, or
+    renamed with flags) counts as waiting; with `take_back` it is moved back into new/."""
     from pipeline.state.notices import Notices
 
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()
+    seen = seen_by_a_reader(folders)
     for message in ledger.queued_messages() + Notices(ledger).queued():
         known.add(message.filename)
+        if message.filename not in waiting and message.filename in seen:
+            if take_back:
+                os.rename(seen[message.filename], folders.new / message.filename)
+                report.taken_back += 1
+            waiting.add(message.filename)
         if message.filename in waiting:
             if retry_now or message.next_attempt is None or message.next_attempt <= now:
                 due.append(message)
@@ -157,6 +178,10 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
         else:
             report.missing.append(message.filename)
     report.recovered = len(recovered)
+    if report.taken_back:
+        flush_folders(folders.new, folders.cur)
+        log.warning("send: %d messages a mail client had moved (Maildir cur/ or flags) were "
+                    "put back into outbox/new", report.taken_back)
     unknown = sum(1 for name in waiting if name.endswith(".eml") and name not in known)
     if unknown and not is_locked(config.state_dir):  # else a run may be writing them now
         report.problems.append(Problem(
@@ -293,7 +318,15 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         when, attempts = clock(), message.attempts + 1
         state, reply, next_attempt = outcome.state, outcome.reply, None
         if state == "sent":
-            move(message.filename, new, sent)
+            try:
+                move(message.filename, new, sent)
+            except OSError as exc:  # record it all the same: it must never go out twice
+                results.put(Delivery(message, state, reply, when, attempts))
+                raise OutboxError(
+                    f"the relay accepted {message.filename} but it cannot be moved into "
+                    f"outbox/sent/ ({exc.strerror}): it is recorded as sent and will not be "
+                    "sent again (move it into outbox/sent/ by hand); nothing more is sent "
+                    "— make the outbox writable") from None
         elif state == "deferred" and attempts >= settings.max_attempts:
             state, reply = "failed", f"gave up after {attempts} attempts: {reply}"
         elif state == "deferred":
@@ -316,11 +349,13 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         # Wake up a few times a second, not once per message: the workers need the GIL more.
         while not pool.wait(RECORD_EVERY):
             _record(batch, results, folders, ledger, report, progress)
-    except KeyboardInterrupt:  # finish the messages in flight and record them, then stop
+    except KeyboardInterrupt as exc:  # finish the messages in flight, record them, stop
         pool.stop.set()
-        report.stopped = "interrupted"
+        report.signal = exc.signum if isinstance(exc, Stopped) else 0
+        report.stopped = f"stopped by {exc}" if report.signal else "interrupted"
         pool.join()
-        raise
+        if not report.signal:
+            raise
     finally:
         _record(batch, results, folders, ledger, report, progress)
         report.left += len(due) - (report.sent + report.deferred + report.failed)

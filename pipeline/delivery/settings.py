@@ -13,10 +13,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipeline.core.config import SCHEMA, Config
+from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, Problem
 from pipeline.delivery.signing import DKIM_SCHEMA, DkimSettings, dkim_settings
-from pipeline.delivery.transport import BACKENDS, Backend, Settings, backend
+from pipeline.delivery.transport import (
+    BACKENDS,
+    Backend,
+    Settings,
+    backend,
+    unknown_tables,
+)
 
 OWN_SCHEMA: dict[str, dict[str, object]] = {"dkim": DKIM_SCHEMA}
 
@@ -127,9 +133,3 @@ def ready_to_send(config: Config) -> Delivery:
     return delivery
 
 
-def unknown_tables(config: Config) -> list[Problem]:
-    """Tables that neither the core nor delivery (any backend) reads: warnings."""
-    known = [*SCHEMA, *OWN_SCHEMA, *(t for entry in BACKENDS.values() for t in entry.tables)]
-    return [config.problem(table, "unknown table", f"remove it; known: {', '.join(known)}",
-                           warning=True)
-            for table in config.tables if table not in known]

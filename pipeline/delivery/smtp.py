@@ -10,6 +10,8 @@ try later) or RelaySetupError (it refuses us as configured: fix the settings).
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import os
 import smtplib
 import ssl
@@ -17,6 +19,14 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.core.errors import Problem
+from pipeline.delivery.smtp_replies import (
+    RelayBusy,
+    RelayDown,
+    RelaySetupError,
+    refusal,
+    reply_text,
+)
+from pipeline.delivery.smtp_session import SendSession, tls_trouble
 from pipeline.delivery.smtp_settings import (
     PASSWORD_ENV,
     SMTP_SCHEMA,
@@ -24,94 +34,106 @@ from pipeline.delivery.smtp_settings import (
     smtp_problems,
     smtp_settings,
 )
-from pipeline.delivery.transport import Outcome, TransportDown, TransportSetupError
+from pipeline.delivery.transport import Outcome
+
+__all__ = ["BACKEND", "Connection", "RelayBusy", "RelayDown", "RelaySetupError"]
 
 if TYPE_CHECKING:
     from pipeline.core.config import Config
     from pipeline.delivery.settings import Values
 
-# Enhanced status codes (RFC 3463) that say the mailbox itself is bad, whatever the stage.
-MAILBOX_STATUS = ("5.1.", "5.2.1")
-
-
-class RelayDown(TransportDown):
-    """The relay cannot be reached or refuses every connection: stop, try again later."""
-
-
-class RelaySetupError(TransportSetupError):
-    """The relay refuses us as configured (login, TLS, sender): retrying will not help."""
-
-
 class _NotSent(Exception):
     """The connection broke before any message data was sent: safe to try again at once."""
-
-
-def _reply(code: int, text: bytes | str) -> str:
-    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
-    return f"{code} {' '.join(text.split())}"
-
-
-def _refusal(code: int, text: bytes, stage: str) -> Outcome:
-    reply = _reply(code, text)
-    if 400 <= code < 500:
-        return Outcome("deferred", reply)
-    mailbox = stage == "RCPT" or any(f" {s}" in f" {reply[4:]}" for s in MAILBOX_STATUS)
-    return Outcome("failed", f"{reply} (at {stage})", bouncing=mailbox)
-
-
-def tls_context() -> ssl.SSLContext:
-    """Certificates checked against the system's CAs. Loading those costs ~0.15 s of CPU, so
-    a pool shares one context and a plain loopback relay makes none."""
-    return ssl.create_default_context()
 
 
 class Connection:
     """One SMTP session with the relay, opened on first use and reused."""
 
-    def __init__(self, settings: SmtpSettings, context: ssl.SSLContext | None = None) -> None:
+    def __init__(self, settings: SmtpSettings, session: SendSession | None = None) -> None:
         self.settings = settings
-        self.context = context
+        self.session = session or SendSession(settings)
         self.smtp: smtplib.SMTP | None = None
+        self.where = f"the SMTP relay at {settings.host}:{settings.port}"
 
     def open(self) -> None:
-        s = self.settings
-        where = f"the SMTP relay at {s.host}:{s.port}"
-        if self.context is None and s.tls != "none":
-            self.context = tls_context()
-        context = self.context
+        s, context = self.settings, self.session.context
+        smtp: smtplib.SMTP | None = None
         try:
             if s.tls == "implicit":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout,
-                                                      context=context)
+                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=context)
             else:
                 smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout)
             smtp.ehlo()
             if s.tls == "starttls":
                 if not smtp.has_extn("starttls"):
-                    smtp.close()
-                    raise RelaySetupError(f"{where} does not offer STARTTLS — set smtp.tls to "
-                                          '"implicit" (port 465) or use another relay')
+                    raise RelaySetupError(f"{self.where} does not offer STARTTLS — set "
+                                          'smtp.tls to "implicit" (port 465) or use another '
+                                          "relay")
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if s.user:
-                # Read here and nowhere else: the password is in no setting, report or log.
-                smtp.login(s.user, os.environ.get(PASSWORD_ENV, ""))
+                self._login_once(smtp)
+        except RelaySetupError:
+            _close(smtp)
+            raise
         except ssl.SSLCertVerificationError as exc:
-            raise RelaySetupError(f"{where}: its TLS certificate is not trusted "
-                                  f"({exc.verify_message}) — check smtp.host") from None
-        except smtplib.SMTPAuthenticationError as exc:
-            raise RelaySetupError(f"{where} refused the login for {s.user!r}: "
-                                  f"{_reply(exc.smtp_code, exc.smtp_error)} — check smtp.user "
-                                  f"and {PASSWORD_ENV}") from None
-        except smtplib.SMTPNotSupportedError:
-            raise RelaySetupError(f"{where} offers no login (AUTH) — leave smtp.user empty, "
-                                  "or use TLS if it offers AUTH only after STARTTLS") from None
+            _close(smtp)
+            raise RelaySetupError(tls_trouble(self.where, s, exc.verify_message)) from None
+        except ssl.SSLError as exc:
+            _close(smtp)
+            raise RelaySetupError(tls_trouble(self.where, s, exc.reason or str(exc))
+                                  ) from None
         except smtplib.SMTPResponseException as exc:
-            raise RelayDown(f"{where} answered {_reply(exc.smtp_code, exc.smtp_error)}"
+            _close(smtp)
+            raise RelayDown(f"{self.where} answered {reply_text(exc.smtp_code, exc.smtp_error)}"
                             ) from None
         except (OSError, smtplib.SMTPException) as exc:
-            raise RelayDown(f"cannot reach {where}: {exc or type(exc).__name__}") from None
+            _close(smtp)
+            raise RelayDown(f"cannot reach {self.where}: {exc or type(exc).__name__}") from None
         self.smtp = smtp
+
+    def _login_once(self, smtp: smtplib.SMTP) -> None:
+        """The first connection logs in while the others wait; if the relay refuses, none of
+        them tries again."""
+        session = self.session
+        with session.login_lock:
+            if session.login_refused is not None:
+                raise session.login_refused
+            if not session.login_proven:
+                try:
+                    self._login(smtp)
+                except RelaySetupError as exc:
+                    session.login_refused = exc
+                    raise
+                session.login_proven = True
+                return
+        self._login(smtp)
+
+    def _login(self, smtp: smtplib.SMTP) -> None:
+        """AUTH PLAIN (else LOGIN), once, with the password in UTF-8 (RFC 4616): smtplib's
+        login() tries every mechanism in turn and encodes as ASCII, so a non-ASCII password
+        fails with an error that shows part of it."""
+        user = self.settings.user
+        # Read here and nowhere else: the password is in no setting, report or log.
+        password = os.environ.get(PASSWORD_ENV, "").encode("utf-8", "surrogatepass")
+        mechanisms = (smtp.esmtp_features.get("auth") or "").upper().split()
+        if not smtp.has_extn("auth"):
+            raise RelaySetupError(f"{self.where} offers no login (AUTH) — leave smtp.user "
+                                  "empty, or use TLS if it offers AUTH only after STARTTLS")
+        if "PLAIN" in mechanisms:
+            token = _b64(b"\0" + user.encode("utf-8") + b"\0" + password)
+            code, text = smtp.docmd("AUTH", "PLAIN " + token)
+        elif "LOGIN" in mechanisms:
+            code, text = smtp.docmd("AUTH", "LOGIN " + _b64(user.encode("utf-8")))
+            if code == 334:
+                code, text = smtp.docmd(_b64(password))
+        else:
+            raise RelaySetupError(f"{self.where} offers only the login mechanisms "
+                                  f"{' '.join(mechanisms)}; we speak PLAIN and LOGIN (over TLS)")
+        if code != 235:
+            raise RelaySetupError(f"{self.where} refused the login for {user!r}: "
+                                  f"{reply_text(code, text)} — check smtp.user and "
+                                  f"{PASSWORD_ENV} (tried once, not again until the next send)")
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -152,6 +174,16 @@ class Connection:
                                "(no SMTPUTF8)")
             option = " SMTPUTF8"
             smtp.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        limit = self._size_limit()
+        if limit:
+            size = len(data) + data.count(b"\n.")  # as sent: with dots doubled
+            if size > limit:
+                raise RelaySetupError(
+                    f"a message is {size:,} bytes and {self.where} takes at most {limit:,} "
+                    "(its SIZE): nothing more is sent, so that no message of this digest is "
+                    "refused — raise the relay's limit (Postfix: message_size_limit), or "
+                    "lower digest.max_articles for the next digest")
+            option += f" SIZE={size}"
         # Not mail()/rcpt(): those re-parse each address with email.utils (~0.1 ms each,
         # holding the GIL); ours were validated when the subscriber list was read.
         commands = [f"MAIL FROM:<{sender}>{option}\r\n",
@@ -180,10 +212,16 @@ class Connection:
             self._drop()
             return Outcome("deferred", f"connection lost during the message data: {exc}")
         if code == 250:
-            return Outcome("sent", _reply(code, text))
+            return Outcome("sent", reply_text(code, text))
         if code == 421:
             self._drop()
-        return _refusal(code, text, "end of DATA")
+        return refusal(code, text, "end of DATA")
+
+    def _size_limit(self) -> int:
+        """The relay's SIZE (RFC 1870) in bytes; 0: it named none."""
+        assert self.smtp is not None
+        value = self.smtp.esmtp_features.get("size", "").strip()
+        return int(value) if value.isdigit() else 0
 
     def _refused(self, sender: str, replies: list[tuple[int, bytes]], sent: int
                  ) -> Outcome | None:
@@ -200,16 +238,27 @@ class Connection:
         stages = ["MAIL", *["RCPT"] * (sent - 2), "DATA"]
         for (code, text), stage in zip(replies, stages, strict=False):
             if code == 421:  # closing the connection; nothing of the message was sent
-                raise _NotSent(_reply(code, text))
+                raise _NotSent(reply_text(code, text))
             if code in (250, 251, 354):
                 continue
             self.smtp.rset()
             if stage == "MAIL" and code >= 500:  # about our envelope sender, not them
+                refusal(code, text, stage)  # raises first for the relay's policy or a size
                 raise RelaySetupError(f"the relay refused the envelope sender {sender}: "
-                                      f"{_reply(code, text)} — check smtp.envelope_from")
-            return _refusal(code, text, stage)
+                                      f"{reply_text(code, text)} — check smtp.envelope_from")
+            return refusal(code, text, stage)
         return Outcome("deferred", "unexpected replies: " + "; ".join(
-            _reply(code, text) for code, text in replies))
+            reply_text(code, text) for code, text in replies))
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _close(smtp: smtplib.SMTP | None) -> None:
+    if smtp is not None:
+        with contextlib.suppress(OSError):
+            smtp.close()
 
 
 def _dot_stuffed(data: bytes) -> bytes:
@@ -244,9 +293,8 @@ class SmtpBackend:
         return smtp_problems(settings, config)
 
     def transports(self, settings: SmtpSettings) -> Callable[[], Connection]:
-        # One TLS context for the whole send: loading the CAs costs ~0.15 s of CPU.
-        context = tls_context() if settings.tls != "none" else None
-        return lambda: Connection(settings, context)
+        session = SendSession(settings)
+        return lambda: Connection(settings, session)
 
 
 BACKEND = SmtpBackend()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.core.errors import Problem
@@ -29,6 +30,7 @@ SMTP_SCHEMA: dict[str, object] = {
     "timeout": 60,
     "retry_after": 60,
     "max_attempts": 10,
+    "ca_file": "",
 }
 
 
@@ -49,6 +51,7 @@ class SmtpSettings:
     timeout: float = 60.0
     retry_after: float = 60.0  # the first retry's delay; it doubles per attempt, up to an hour
     max_attempts: int = 10
+    ca_file: Path | None = None  # trust this CA (PEM) for the relay instead of the system's
 
 
 def smtp_settings(values: Values, config: Config) -> SmtpSettings:
@@ -70,6 +73,14 @@ def smtp_settings(values: Values, config: Config) -> SmtpSettings:
     if envelope and (envelope.count("@") != 1 or any(c in envelope for c in " <>\r\n")):
         bad("smtp.envelope_from", f"{envelope!r} is not a bare address",
             'write it as "bounces@your.domain" (no name, no <>)')
+    ca_file = values.file("smtp.ca_file", "the PEM certificate of the CA that signed the "
+                          "relay's certificate")
+    if ca_file is not None and b"-----BEGIN CERTIFICATE-----" not in ca_file.read_bytes():
+        bad("smtp.ca_file", f"{ca_file} holds no PEM certificate",
+            "give the CA's certificate in PEM form (-----BEGIN CERTIFICATE-----)")
+        ca_file = None
+    if ca_file is not None and tls == "none":
+        bad("smtp.ca_file", 'is set but smtp.tls is "none"', 'use "starttls" or "implicit"')
     return SmtpSettings(
         host=host, port=port, tls=tls, user=user, envelope_from=envelope,
         connections=int(values.number("smtp.connections", 1)),
@@ -77,7 +88,7 @@ def smtp_settings(values: Values, config: Config) -> SmtpSettings:
         max_per_run=int(values.number("smtp.max_per_run", 0)),
         timeout=values.number("smtp.timeout", 1, False),
         retry_after=values.number("smtp.retry_after", 0, False),
-        max_attempts=int(values.number("smtp.max_attempts", 1)))
+        max_attempts=int(values.number("smtp.max_attempts", 1)), ca_file=ca_file)
 
 
 def smtp_problems(settings: SmtpSettings, config: Config) -> list[Problem]:

@@ -111,3 +111,18 @@ BACKENDS: dict[str, Entry] = {
 def backend(name: str) -> Backend:
     """The backend called `name`, imported on first use (a run imports none)."""
     return importlib.import_module(BACKENDS[name].module).BACKEND
+
+
+# The tables that delivery reads besides its backends': DKIM signing.
+DELIVERY_TABLES = ("dkim",)  # [delivery] itself is the core's: the job's policy
+
+
+def unknown_tables(config: Config) -> list[Problem]:
+    """Tables that neither the core nor delivery (any backend) reads: warnings. Here, with
+    the registry, so that a run can warn without importing any backend or signing."""
+    from pipeline.core.config import SCHEMA
+
+    known = [*SCHEMA, *DELIVERY_TABLES, *(t for e in BACKENDS.values() for t in e.tables)]
+    return [config.problem(table, "unknown table", f"remove it; known: {', '.join(known)}",
+                           warning=True)
+            for table in config.tables if table not in known]

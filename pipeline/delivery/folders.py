@@ -1,0 +1,71 @@
+"""The outbox as `send` uses it: checked before the first message is handed over, and
+messages that a mail client moved into cur/ taken back.
+
+The outbox is a Maildir, so anyone may open it in a mail client; mutt and its kind move each
+message they have seen from new/ to cur/ and add flags to its name (`….eml:2,S`). Those
+messages are still queued in the ledger: send moves them back under their own names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+from pipeline.mail.outbox import Outbox
+
+log = logging.getLogger("pipeline")
+INFO = ":2,"  # Maildir's flags come after this in a file's name (":1," is experimental)
+MIN_FREE = 16 * 1024 * 1024  # bytes free that a send needs whatever its size (ledger, WAL)
+PER_MESSAGE = 4096  # and per message to record (a ledger row, its share of the WAL, a reason)
+
+
+class OutboxError(Exception):
+    """Send cannot move or record messages: nothing (more) is handed over."""
+
+
+def check_writable(folders: Outbox, state_dir: Path, messages: int) -> None:
+    """Before the first message is handed over: a message can be moved from new/ into every
+    folder a send moves messages to, and there is room to record them. Else OutboxError."""
+    probe = f".send-probe-{os.getpid()}"
+    where = folders.new / probe
+    try:
+        where.write_bytes(b"probe\n")
+        for folder in (folders.sent, folders.failed, folders.withdrawn):
+            os.rename(where, folder / probe)
+            where = folder / probe
+        os.unlink(where)
+        state_probe = state_dir / probe
+        state_probe.write_bytes(b"probe\n")
+        os.unlink(state_probe)
+    except OSError as exc:
+        with_name = f"{exc.filename}" + (f" → {exc.filename2}" if exc.filename2 else "")
+        raise OutboxError(f"cannot move or record messages ({with_name}: {exc.strerror}); "
+                          "nothing was sent — make outbox/ and its folders, and "
+                          f"{state_dir.name}/, writable by the user that runs send") from None
+    needed = MIN_FREE + PER_MESSAGE * messages
+    for folder in {folders.new, state_dir}:
+        free = shutil.disk_usage(folder).free
+        if free < needed:
+            raise OutboxError(f"only {free / 1e6:,.1f} MB free for {folder}; recording "
+                              f"{messages:,} messages needs about {needed / 1e6:,.1f} MB — "
+                              "nothing was sent; free some space") from None
+
+
+def plain_name(name: str) -> str:
+    """The message's own name, without Maildir flags."""
+    return name.split(INFO, 1)[0] if INFO in name else name.split(":1,", 1)[0]
+
+
+def seen_by_a_reader(folders: Outbox) -> dict[str, Path]:
+    """Message name → where a mail client put it: in cur/, or renamed with flags in new/."""
+    found: dict[str, Path] = {}
+    if folders.cur.is_dir():
+        for name in os.listdir(folders.cur):
+            found.setdefault(plain_name(name), folders.cur / name)
+    if folders.new.is_dir():
+        for name in os.listdir(folders.new):
+            if plain_name(name) != name:
+                found.setdefault(plain_name(name), folders.new / name)
+    return found
