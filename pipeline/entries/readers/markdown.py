@@ -15,6 +15,7 @@ from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
 from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
@@ -98,6 +99,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if draft:
         return None, warnings
 
+    _check_nesting(path, text)
     title = fields.text("title", meta.get("title"), required=True)
     published = fields.when("date", meta.get("date"), config.timezone, required=True)
     assert published is not None
@@ -129,6 +131,18 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         url=url,
     )
     return article, warnings
+
+
+def _check_nesting(path: Path, text: str) -> None:
+    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered."""
+    closing = _CLOSING.search(text)
+    start = closing.end() if closing else 0
+    line = too_deep(text[start:])
+    if line is not None:
+        raise EntryError(Problem(
+            path, "body", f"HTML is nested more than {MAX_DEPTH} levels deep; refused",
+            "remove the surplus nested tags (often pasted markup, e.g. <div> inside <div>)",
+            line=text.count("\n", 0, start) + line))
 
 
 def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:
