@@ -17,6 +17,7 @@ from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
 from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
+from pipeline.entries.readers.front_matter import FastYAMLHandler
 from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
 KNOWN_FIELDS = {
@@ -26,6 +27,7 @@ KNOWN_FIELDS = {
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
 _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
+_FRONT_MATTER = FastYAMLHandler()
 
 
 @cache
@@ -63,7 +65,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if not _CLOSING.search(text):
         raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
     try:
-        meta, body = frontmatter.parse(text)
+        meta, body = frontmatter.parse(text, handler=_FRONT_MATTER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
