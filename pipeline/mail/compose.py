@@ -15,6 +15,7 @@ import binascii
 import hashlib
 import html
 import re
+from collections.abc import Callable
 from email import policy
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -31,6 +32,7 @@ SOFT_BREAK = b"=\r\n"
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
 _KEY_OF = {placeholder: key for key, placeholder in PLACEHOLDERS.items()}
 MAX_NAME = 100  # characters of a display name kept in To
+SEVEN_BIT_LINE = 600  # longest line of an HTML part sent without transfer encoding
 
 
 def message_prefix(digest: Digest) -> str:
@@ -66,15 +68,22 @@ class Composer:
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
 
-        def part(subtype: str) -> bytes:
+        def part(subtype: str, encoding: str = "quoted-printable") -> bytes:
             return (b"--" + boundary + CRLF
                     + f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode()
-                    + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+                    + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode())
 
         self.text = _segments(digest.text)
-        self.html = _segments(digest.html)
         self.text_head = part("plain")
-        self.html_head = CRLF + part("html")
+        # The digest's HTML is usually ASCII in short lines (publishing/seven_bit.py): then it
+        # goes as it is, ~8 % smaller than quoted-printable.
+        self.html_7bit = _fits_7bit(digest.html)
+        if self.html_7bit:
+            self.html = _segments(digest.html, encode=_crlf, join=b"")
+            self.html_head = CRLF + part("html", "7bit")
+        else:
+            self.html = _segments(digest.html)
+            self.html_head = CRLF + part("html")
         self.tail = CRLF + b"--" + boundary + b"--" + CRLF
         self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
 
@@ -95,7 +104,7 @@ class Composer:
             f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
             self.head,
             self.text_head, _fill(self.text, values, escape=False),
-            self.html_head, _fill(self.html, values, escape=True),
+            self.html_head, _fill(self.html, values, escape=True, seven_bit=self.html_7bit),
             self.tail,
         ))
 
@@ -138,25 +147,39 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", CRLF)
 
 
-def _segments(body: str) -> list[bytes | str]:
-    """The body split at placeholders: static parts pre-encoded (ending in a soft break so the
-    next piece joins without a line end), placeholders kept as their keys."""
+def _fits_7bit(body: str) -> bool:
+    """ASCII, and lines short enough to stay under SMTP's 998 once an address (≤ 254) and an
+    unsubscribe URL are filled in."""
+    return body.isascii() and max(map(len, body.split("\n"))) <= SEVEN_BIT_LINE
+
+
+def _crlf(text: str) -> bytes:
+    """ASCII text as it goes on the wire in a 7bit part; anything else as `&#N;` (HTML)."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii", "xmlcharrefreplace")
+
+
+def _segments(body: str, encode: Callable[[str], bytes] = _qp, join: bytes = SOFT_BREAK
+              ) -> list[bytes | str]:
+    """The body split at placeholders: static parts pre-encoded (ending in `join`: for
+    quoted-printable a soft break, so the next piece joins without a line end), placeholders
+    kept as their keys."""
     pieces: list[bytes | str] = []
     position = 0
     for match in _PLACEHOLDER.finditer(body):
-        pieces.append(_qp(body[position:match.start()]) + SOFT_BREAK)
+        pieces.append(encode(body[position:match.start()]) + join)
         pieces.append(_KEY_OF[match.group(0)])
         position = match.end()
-    pieces.append(_qp(body[position:]))
+    pieces.append(encode(body[position:]))
     return pieces
 
 
-def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool) -> bytes:
+def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool,
+          seven_bit: bool = False) -> bytes:
     out = []
     for piece in pieces:
         if isinstance(piece, bytes):
             out.append(piece)
         else:
             value = html.escape(values[piece]) if escape else values[piece]
-            out.append(_qp(value) + SOFT_BREAK)
+            out.append(_crlf(value) if seven_bit else _qp(value) + SOFT_BREAK)
     return b"".join(out)

@@ -116,10 +116,12 @@ def compile_mjml(source: str) -> str:
 
 def inline_css(document: str) -> str:
     from pipeline.publishing.inline_css import inline_css as inlined
+    from pipeline.publishing.seven_bit import seven_bit_html
 
     # lxml drops the doctype; without it clients render in quirks mode.
-    return "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined(document),
+    html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined(document),
                                          flags=re.I)
+    return seven_bit_html(html) or html  # ASCII in short lines: mail it without encoding
 
 
 _JINJA = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)

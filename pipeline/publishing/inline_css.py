@@ -15,7 +15,8 @@ Outlook's table spacing) is left to the `<style>` block, where Outlook reads it,
 copied onto each of the ~100 tables and cells (7 KB of a 10-entry digest; every MJML table
 has cellspacing="0", so nothing moves where styles are dropped); declarations are joined
 without spaces; adjacent Outlook-only comments are merged into one; and the Outlook-only table
-MJML wraps around a section's single full-width column is dropped. premailer (with cssutils)
+MJML wraps around a section's single full-width column is dropped, as is that column's own
+div. premailer (with cssutils)
 cost ~0.25 s per run to import and warm up.
 """
 
@@ -96,6 +97,18 @@ def _drop_lone_column_tables(page: etree._Element) -> None:
         if _COLUMN_OPENS.fullmatch(opens) and closes == "</td></tr></table>":
             for comment in comments:
                 _remove_keeping_tail(comment)
+            _unwrap_lone_column(column)
+
+
+def _unwrap_lone_column(column: etree._Element) -> None:
+    """A lone full-width column's own div (inline-block, 100% wide, in a cell of font-size 0,
+    so exactly as wide and high as its table) holds only the table of its rows: the table
+    takes its place."""
+    if len(column) != 1 or column[0].tag != "table" or (column.text or "").strip():
+        return
+    table = column[0]
+    table.tail = column.tail
+    column.getparent().replace(column, table)
 
 
 def _remove_keeping_tail(node: etree._Element) -> None:
