@@ -58,7 +58,7 @@ def read_body(text: str, url: str) -> str:
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
     """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
-    fields = FieldReader(path, _field_lines(text))
+    fields = FieldReader(path, lambda: _field_lines(text))
     if not _FENCE.match(text):
         raise fields.fail("front matter", "missing",
                           "start the file with a line `---`, the fields, then another `---`")
