@@ -493,3 +493,19 @@ def test_building_a_message_twice_gives_the_same_bytes(issue: Issue) -> None:
     ada = issue.subscribers[0]
     first = build_message(issue.digest, ada, issue.config, issue.secret)
     assert build_message(issue.digest, ada, issue.config, issue.secret) == first
+
+
+def test_the_html_part_goes_as_7bit_unless_a_filled_in_value_would_make_a_line_too_long(
+        issue: Issue) -> None:
+    from pipeline.mail.compose import _crlf, _fill_7bit, _segments
+
+    write(issue)
+    for _, msg in messages(issue).values():
+        assert msg.get_body(("html",))["Content-Transfer-Encoding"] == "7bit"
+    line = '<p class="x">' + "y" * 700 + '<a href="@@UNSUBSCRIBE_URL@@">@@EMAIL@@</a></p>'
+    pieces = _segments(f"<html>\n{line}\n</html>", encode=_crlf, join=b"")
+    url = "https://journal.example.org/unsubscribe?token=" + "t" * 40
+    fitting = _fill_7bit(pieces, {"unsubscribe_url": url, "email": "ada@example.org"})
+    assert fitting is not None and max(map(len, fitting.split(b"\r\n"))) <= 998
+    long_address = "a" * 64 + "@" + "b" * 180 + ".example.org"
+    assert _fill_7bit(pieces, {"unsubscribe_url": url, "email": long_address}) is None

@@ -6,7 +6,9 @@ unsubscribe link and Message-ID is the same for every subscriber, so a `Composer
 headers, MIME structure and quoted-printable bodies once per digest; each message then only
 encodes its few short values. Per-subscriber values are joined to the pre-encoded text with
 quoted-printable soft line breaks ("=" CRLF), which decoders remove, so the decoded parts are
-exactly the digest with its placeholders filled in.
+exactly the digest with its placeholders filled in. A digest whose HTML is ASCII in short
+lines (publishing/seven_bit.py) sends its HTML part as 7bit instead: the same bytes, ~8 %
+fewer than quoted-printable.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ SOFT_BREAK = b"=\r\n"
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
 _KEY_OF = {placeholder: key for key, placeholder in PLACEHOLDERS.items()}
 MAX_NAME = 100  # characters of a display name kept in To
-SEVEN_BIT_LINE = 600  # longest line of an HTML part sent without transfer encoding
+SEVEN_BIT_LINE = 600  # longest static line of an HTML part sent without transfer encoding
 
 
 def message_prefix(digest: Digest) -> str:
@@ -77,13 +79,11 @@ class Composer:
         self.text_head = part("plain")
         # The digest's HTML is usually ASCII in short lines (publishing/seven_bit.py): then it
         # goes as it is, ~8 % smaller than quoted-printable.
-        self.html_7bit = _fits_7bit(digest.html)
-        if self.html_7bit:
-            self.html = _segments(digest.html, encode=_crlf, join=b"")
-            self.html_head = CRLF + part("html", "7bit")
-        else:
-            self.html = _segments(digest.html)
-            self.html_head = CRLF + part("html")
+        self.html_7bit = _segments(digest.html, encode=_crlf, join=b"") if _fits_7bit(
+            digest.html) else None
+        self.html_7bit_head = CRLF + part("html", "7bit")
+        self.html = _segments(digest.html)
+        self.html_head = CRLF + part("html")
         self.tail = CRLF + b"--" + boundary + b"--" + CRLF
         self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
 
@@ -104,9 +104,18 @@ class Composer:
             f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
             self.head,
             self.text_head, _fill(self.text, values, escape=False),
-            self.html_head, _fill(self.html, values, escape=True, seven_bit=self.html_7bit),
+            *self._html_part(values),
             self.tail,
         ))
+
+    def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes]:
+        """(part head, body): 7bit when the digest allows it and the filled-in values keep
+        every line within SMTP's 998 bytes, else quoted-printable."""
+        if self.html_7bit is not None:
+            body = _fill_7bit(self.html_7bit, values)
+            if body is not None:
+                return self.html_7bit_head, body
+        return self.html_head, _fill(self.html, values, escape=True)
 
 
 def _header(name: str, value: str) -> bytes:
@@ -148,9 +157,28 @@ def _qp(text: str) -> bytes:
 
 
 def _fits_7bit(body: str) -> bool:
-    """ASCII, and lines short enough to stay under SMTP's 998 once an address (≤ 254) and an
-    unsubscribe URL are filled in."""
+    """ASCII, and lines short enough that an address and an unsubscribe URL usually fit too
+    (each message's filled-in lines are checked again by _fill_7bit)."""
     return body.isascii() and max(map(len, body.split("\n"))) <= SEVEN_BIT_LINE
+
+
+def _fill_7bit(pieces: list[bytes | str], values: dict[str, str]) -> bytes | None:
+    """The HTML pieces (7bit form) with the values filled in, HTML-escaped; None if a value
+    would make its line longer than SMTP's 998 bytes (the static lines were checked once)."""
+    out, line = [], 0  # line: bytes of the line being built so far
+    for piece in pieces:
+        data = _crlf(html.escape(values[piece])) if isinstance(piece, str) else piece
+        out.append(data)
+        last = data.rfind(CRLF)
+        if last < 0:
+            line += len(data)
+        else:
+            if line + data.find(CRLF) > 998:
+                return None
+            line = len(data) - last - 2
+        if line > 998:
+            return None
+    return b"".join(out)
 
 
 def _crlf(text: str) -> bytes:
@@ -173,13 +201,12 @@ def _segments(body: str, encode: Callable[[str], bytes] = _qp, join: bytes = SOF
     return pieces
 
 
-def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool,
-          seven_bit: bool = False) -> bytes:
+def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool) -> bytes:
     out = []
     for piece in pieces:
         if isinstance(piece, bytes):
             out.append(piece)
         else:
             value = html.escape(values[piece]) if escape else values[piece]
-            out.append(_crlf(value) if seven_bit else _qp(value) + SOFT_BREAK)
+            out.append(_qp(value) + SOFT_BREAK)
     return b"".join(out)
