@@ -165,9 +165,12 @@ def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> l
         return []
     from pipeline.core.atomic import write_if_changed
     from pipeline.publishing.feeds import render_feeds
+    from pipeline.publishing.shown_bodies import keep_bodies, recall_bodies
 
+    recall_bodies(shown, ledger)  # most were shown last time: no Markdown to render again
     changed = [name for name, data in render_feeds(shown, config).items()
                if write_if_changed(config.public_dir / name, data)]
+    keep_bodies(shown, ledger)
     ledger.set_state("feeds", fingerprint)
     return changed
 

@@ -54,8 +54,21 @@ def test_only_the_entries_a_feed_shows_are_read_again(site: Path,
     (site / "public" / "feed.xml").unlink()  # the feeds must be made again
     run(site, NOW + timedelta(minutes=5))
     assert parsed == []  # every entry's fields come from the cache
-    assert bodies == ["articles/e3.md"]  # and only the one the feed shows is read, for its body
+    # Nor any body: the one the feed shows was kept from the last run (shown_bodies.py).
+    assert bodies == []
     assert feed_titles(site) == ["Entry 3"]
+    assert "An opening paragraph. It has two sentences." in (site / "public" / "feed.xml"
+                                                            ).read_text()
+
+
+def test_a_body_kept_from_an_earlier_run_is_not_trusted_once_its_file_changed(
+        site: Path) -> None:
+    write_entry(site, "e1.md", markdown_entry(title="Entry 1", body="The first wording."))
+    run(site, NOW)
+    write_entry(site, "e1.md", markdown_entry(title="Entry 1", body="The second wording."))
+    run(site, NOW + timedelta(minutes=5))
+    feed = (site / "public" / "feed.xml").read_text()
+    assert "The second wording." in feed and "The first wording." not in feed
 
 
 def test_a_touched_but_unchanged_entry_is_not_read_again(site: Path,

@@ -145,7 +145,7 @@ def test_messages_parse_without_defects_as_utf8_multipart_alternative(issue: Iss
         for part in parts:
             assert part.defects == []
             assert part.get_content_charset() == "utf-8"
-            assert part["Content-Transfer-Encoding"] in ("quoted-printable", "base64")
+            assert part["Content-Transfer-Encoding"] in ("quoted-printable", "base64", "7bit")
         raw.decode("ascii")  # 7-bit clean on the wire
 
 
@@ -512,3 +512,19 @@ def test_only_the_outbox_type_spells_its_folders() -> None:
              if folder.search(p.read_text(encoding="utf-8"))]
     # returns/sources.py reads the Maildir that returning mail is delivered to, not ours
     assert spelt == ["mail/outbox.py", "subscribers/returns/sources.py"]
+
+
+def test_the_html_part_goes_as_7bit_unless_a_filled_in_value_would_make_a_line_too_long(
+        issue: Issue) -> None:
+    from pipeline.mail.compose import _crlf, _fill_7bit, _segments
+
+    write(issue)
+    for _, msg in messages(issue).values():
+        assert msg.get_body(("html",))["Content-Transfer-Encoding"] == "7bit"
+    line = '<p class="x">' + "y" * 700 + '<a href="@@UNSUBSCRIBE_URL@@">@@EMAIL@@</a></p>'
+    pieces = _segments(f"<html>\n{line}\n</html>", encode=_crlf, join=b"")
+    url = "https://journal.example.org/unsubscribe?token=" + "t" * 40
+    fitting = _fill_7bit(pieces, {"unsubscribe_url": url, "email": "ada@example.org"})
+    assert fitting is not None and max(map(len, fitting.split(b"\r\n"))) <= 998
+    long_address = "a" * 64 + "@" + "b" * 180 + ".example.org"
+    assert _fill_7bit(pieces, {"unsubscribe_url": url, "email": long_address}) is None

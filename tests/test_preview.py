@@ -83,16 +83,17 @@ def test_preview_last_before_any_digest_says_so(sample_site: Path) -> None:
 
 def test_preview_of_a_big_digest_warns_about_gmail(site: Path) -> None:
     takeaway = "A takeaway sentence long enough to make each card weigh what a real one does. "
-    for n in range(25):
+    for n in range(40):
         write_entry(site, f"e{n:02d}.md", markdown_entry(
-            title=f"Entry {n}", date=f"2026-03-{n + 1:02d}", category="Heart Health",
+            title=f"Entry {n}", date=f"2026-{3 + n // 28:02d}-{n % 28 + 1:02d}",
+            category="Heart Health",
             takeaways=f'["{takeaway * 2}", "{takeaway * 2}", "{takeaway * 2}"]'))
     toml = site / "newsletter.toml"
-    toml.write_text(toml.read_text().replace("max_articles = 10", "max_articles = 25"))
+    toml.write_text(toml.read_text().replace("max_articles = 10", "max_articles = 40"))
     code, out, err = invoke("preview", "--site", str(site))
     assert code == 0
     assert "Gmail clips messages over ~102 KB" in err and "digest.max_articles" in err
-    assert "25 entries" in out
+    assert "40 entries" in out
 
 
 def test_preview_png_without_chromium_says_how_to_install_it(

@@ -340,3 +340,44 @@ def test_front_matter_that_is_not_fields_is_an_error(config: Config, front: str)
         read_markdown(Path("articles/x.md"), f"---\n{front}---\nBody.\n", config)
     assert caught.value.problem.field == "front matter"
     assert "field: value" in caught.value.problem.problem
+
+
+# --- nesting --------------------------------------------------------------------------------------
+
+
+def test_html_nested_deeper_than_the_limit_is_refused_with_its_line_and_the_run_goes_on(
+        site: Path) -> None:
+    """199,000 nested <div>s (under the size limit) took the sanitiser 155 s, quadratic in
+    depth with the site lock held: refused now, by a linear count before it."""
+    from conftest import NOW, write_entry
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
+    from pipeline.entries.nesting import MAX_DEPTH
+
+    body = "Intro.\n\n" + "<div>" * 199_000 + "deep"  # 995 KB, as the issue measured
+    write_entry(site, "deep.md", markdown_entry(title="Deep", body=body))
+    write_entry(site, "fine.md", markdown_entry(title="Fine", date="2026-03-15"))
+    nested = "<div>" * (MAX_DEPTH - 8) + "kept" + "</div>" * (MAX_DEPTH - 8)
+    write_entry(site, "nested.md", markdown_entry(title="Nested", date="2026-03-16",
+                                                  body=f"<blockquote>{nested}</blockquote>"))
+    articles, problems = collect_articles(load_config(site), NOW)
+    assert [a.title for a in articles] == ["Nested", "Fine"]
+    assert "kept" in articles[0].body_html
+    [problem] = problems
+    assert (str(problem.path), problem.field, problem.line) == ("articles/deep.md", "body", 8)
+    assert f"more than {MAX_DEPTH} levels" in problem.problem and "nested tags" in problem.hint
+
+
+def test_html_nested_deep_through_a_table_cell_or_closed_by_other_tags_is_still_counted(
+        config: Config) -> None:
+    from pipeline.entries.nesting import MAX_DEPTH, too_deep
+
+    # An end tag does not close past a table cell; a stray end tag closes nothing.
+    tricks = ("<div><td>" + "<span></div>" * MAX_DEPTH,
+              "<div>" + "<b></i>" * MAX_DEPTH,
+              "<ul>" + "<li><ol>" * MAX_DEPTH)
+    for html in tricks:
+        assert too_deep(html) is not None, html
+    # Siblings that close each other do not add up, whatever their number.
+    assert too_deep("<ul>" + "<li>x" * 5000 + "</ul>" + "<p>y" * 5000) is None
+    assert too_deep("<table>" + "<tr><td>a<td>b" * 5000 + "</table>") is None

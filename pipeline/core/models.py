@@ -32,6 +32,15 @@ class Body:
             self._html, self._render = self._render(), None
         return self._html
 
+    @property
+    def rendered(self) -> bool:
+        return self._html is not None
+
+    def fill(self, html: str) -> None:
+        """The HTML rendering would give, known from elsewhere (a cache): not rendered then."""
+        if self._html is None:
+            self._html, self._render = html, None
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Body) and self.html == other.html
 

@@ -204,12 +204,13 @@ _pool_config: Config | None = None
 
 def _read_in_worker(job: tuple[str, os.stat_result, CachedEntry | None]) -> CachedEntry:
     assert _pool_config is not None
-    return _read_one(*job[:2], _pool_config, job[2])[0]
+    return _read_one(*job[:2], _pool_config, job[2], row_only=True)[0]
 
 
-def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None
-              ) -> tuple[CachedEntry, Article | None, list[Problem]]:
-    """Read one entry file (or recall it when only its mtime changed) and its cache row."""
+def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None,
+              row_only: bool = False) -> tuple[CachedEntry, Article | None, list[Problem]]:
+    """Read one entry file (or recall it when only its mtime changed) and its cache row;
+    `row_only`: the row is all the caller uses (a worker: the parent decodes the row)."""
     shown = Path(key)
     checksum = ""
     try:
@@ -225,7 +226,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
             article, problems = read_entry(path, shown, config, data)
         except EntryError as exc:
             article, problems = None, [exc.problem]
-        if article is not None:
+        if article is not None and not row_only:
             article = replace(article, checksum=checksum, summariser=takeaways_for)
     except Exception as exc:  # one unreadable entry must never stop the run
         article, problems = None, [Problem(

@@ -7,6 +7,7 @@ import math
 import re
 
 from pipeline.core.text import strip_illegal
+from pipeline.entries.nesting import too_deep
 
 _TAGS = {
     "a", "abbr", "b", "blockquote", "br", "cite", "code", "dd", "del", "dl", "dt", "em",
@@ -36,6 +37,10 @@ def safe_html(fragment: str, base_url: str) -> str:
     """
     import nh3  # not needed on a run where nothing changed
 
+    if too_deep(fragment) is not None:
+        # Readers refuse such entries first (with a problem line); this only bounds the time
+        # of any other caller, since the sanitiser is quadratic in depth: text alone.
+        return html.escape(plain_text(fragment))
     cleaned = nh3.clean(
         strip_illegal(fragment),
         tags=_TAGS,

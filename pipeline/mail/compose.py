@@ -6,7 +6,9 @@ unsubscribe link and Message-ID is the same for every subscriber, so a `Composer
 headers, MIME structure and quoted-printable bodies once per digest; each message then only
 encodes its few short values. Per-subscriber values are joined to the pre-encoded text with
 quoted-printable soft line breaks ("=" CRLF), which decoders remove, so the decoded parts are
-exactly the digest with its placeholders filled in.
+exactly the digest with its placeholders filled in. A digest whose HTML is ASCII in short
+lines (publishing/seven_bit.py) sends its HTML part as 7bit instead: the same bytes, ~8 %
+fewer than quoted-printable.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import hashlib
 import html
 import re
 import textwrap
+from collections.abc import Callable
 from email import policy
 from email.header import Header
 from email.utils import format_datetime, formataddr
@@ -32,6 +35,7 @@ SOFT_BREAK = b"=\r\n"
 _PLACEHOLDER = re.compile("|".join(re.escape(p) for p in PLACEHOLDERS.values()))
 _KEY_OF = {placeholder: key for key, placeholder in PLACEHOLDERS.items()}
 MAX_NAME = 100  # characters of a display name kept in To
+SEVEN_BIT_LINE = 600  # longest static line of an HTML part sent without transfer encoding
 
 
 def message_prefix(digest: Digest) -> str:
@@ -68,14 +72,19 @@ class Composer:
             b"MIME-Version: 1.0\r\n"
             b'Content-Type: multipart/alternative; boundary="' + boundary + b'"\r\n\r\n')
 
-        def part(subtype: str) -> bytes:
+        def part(subtype: str, encoding: str = "quoted-printable") -> bytes:
             return (b"--" + boundary + CRLF
                     + f'Content-Type: text/{subtype}; charset="utf-8"\r\n'.encode()
-                    + b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+                    + f"Content-Transfer-Encoding: {encoding}\r\n\r\n".encode())
 
         self.text = _segments(digest.text)
-        self.html = _segments(digest.html)
         self.text_head = part("plain")
+        # The digest's HTML is usually ASCII in short lines (publishing/seven_bit.py): then it
+        # goes as it is, ~8 % smaller than quoted-printable.
+        self.html_7bit = _segments(digest.html, encode=_crlf, join=b"") if _fits_7bit(
+            digest.html) else None
+        self.html_7bit_head = CRLF + part("html", "7bit")
+        self.html = _segments(digest.html)
         self.html_head = CRLF + part("html")
         self.tail = CRLF + b"--" + boundary + b"--" + CRLF
         self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
@@ -97,9 +106,18 @@ class Composer:
             f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
             self.head,
             self.text_head, _fill(self.text, values, escape=False),
-            self.html_head, _fill(self.html, values, escape=True),
+            *self._html_part(values),
             self.tail,
         ))
+
+    def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes]:
+        """(part head, body): 7bit when the digest allows it and the filled-in values keep
+        every line within SMTP's 998 bytes, else quoted-printable."""
+        if self.html_7bit is not None:
+            body = _fill_7bit(self.html_7bit, values)
+            if body is not None:
+                return self.html_7bit_head, body
+        return self.html_head, _fill(self.html, values, escape=True)
 
 
 def _header(name: str, value: str) -> bytes:
@@ -156,16 +174,48 @@ def _qp(text: str) -> bytes:
     return encoded.replace(b"\n", CRLF)
 
 
-def _segments(body: str) -> list[bytes | str]:
-    """The body split at placeholders: static parts pre-encoded (ending in a soft break so the
-    next piece joins without a line end), placeholders kept as their keys."""
+def _fits_7bit(body: str) -> bool:
+    """ASCII, and lines short enough that an address and an unsubscribe URL usually fit too
+    (each message's filled-in lines are checked again by _fill_7bit)."""
+    return body.isascii() and max(map(len, body.split("\n"))) <= SEVEN_BIT_LINE
+
+
+def _fill_7bit(pieces: list[bytes | str], values: dict[str, str]) -> bytes | None:
+    """The HTML pieces (7bit form) with the values filled in, HTML-escaped; None if a value
+    would make its line longer than SMTP's 998 bytes (the static lines were checked once)."""
+    out, line = [], 0  # line: bytes of the line being built so far
+    for piece in pieces:
+        data = _crlf(html.escape(values[piece])) if isinstance(piece, str) else piece
+        out.append(data)
+        last = data.rfind(CRLF)
+        if last < 0:
+            line += len(data)
+        else:
+            if line + data.find(CRLF) > 998:
+                return None
+            line = len(data) - last - 2
+        if line > 998:
+            return None
+    return b"".join(out)
+
+
+def _crlf(text: str) -> bytes:
+    """ASCII text as it goes on the wire in a 7bit part; anything else as `&#N;` (HTML)."""
+    return text.replace("\r\n", "\n").replace("\n", "\r\n").encode("ascii", "xmlcharrefreplace")
+
+
+def _segments(body: str, encode: Callable[[str], bytes] = _qp, join: bytes = SOFT_BREAK
+              ) -> list[bytes | str]:
+    """The body split at placeholders: static parts pre-encoded (ending in `join`: for
+    quoted-printable a soft break, so the next piece joins without a line end), placeholders
+    kept as their keys."""
     pieces: list[bytes | str] = []
     position = 0
     for match in _PLACEHOLDER.finditer(body):
-        pieces.append(_qp(body[position:match.start()]) + SOFT_BREAK)
+        pieces.append(encode(body[position:match.start()]) + join)
         pieces.append(_KEY_OF[match.group(0)])
         position = match.end()
-    pieces.append(_qp(body[position:]))
+    pieces.append(encode(body[position:]))
     return pieces
 
 

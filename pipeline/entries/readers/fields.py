@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, datetime, time
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -17,9 +18,22 @@ _DAY_MONTH = re.compile(r"(\d{1,2})[/.-](\d{1,2})[/.-]\d{2,4}")
 class FieldReader:
     """Reads fields of one entry, remembering the file and each field's line for errors."""
 
-    def __init__(self, path: Path, lines: dict[str, int] | None = None) -> None:
+    def __init__(self, path: Path,
+                 lines: dict[str, int] | Callable[[], dict[str, int]] | None = None) -> None:
         self.path = path
-        self.lines = lines or {}
+        self._lines = lines or {}
+
+    @property
+    def lines(self) -> dict[str, int]:
+        """Each field's line; a callable is asked on first use, i.e. only when a problem is
+        reported (finding them is a tenth of reading a sound entry)."""
+        if callable(self._lines):
+            self._lines = self._lines()
+        return self._lines
+
+    @lines.setter
+    def lines(self, lines: dict[str, int]) -> None:
+        self._lines = lines
 
     def fail(self, field: str, problem: str, hint: str) -> EntryError:
         return EntryError(Problem(self.path, field, problem, hint, line=self.lines.get(field, 1)))

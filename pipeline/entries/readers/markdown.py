@@ -15,7 +15,9 @@ from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
+from pipeline.entries.readers.front_matter import FastYAMLHandler
 from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
 KNOWN_FIELDS = {
@@ -25,6 +27,7 @@ KNOWN_FIELDS = {
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
 _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
+_FRONT_MATTER = FastYAMLHandler()
 
 
 @cache
@@ -55,14 +58,14 @@ def read_body(text: str, url: str) -> str:
 
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
     """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
-    fields = FieldReader(path, _field_lines(text))
+    fields = FieldReader(path, lambda: _field_lines(text))
     if not _FENCE.match(text):
         raise fields.fail("front matter", "missing",
                           "start the file with a line `---`, the fields, then another `---`")
     if not _CLOSING.search(text):
         raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
     try:
-        meta, body = frontmatter.parse(text)
+        meta, body = frontmatter.parse(text, handler=_FRONT_MATTER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
@@ -98,6 +101,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if draft:
         return None, warnings
 
+    _check_nesting(path, text)
     title = fields.text("title", meta.get("title"), required=True)
     published = fields.when("date", meta.get("date"), config.timezone, required=True)
     assert published is not None
@@ -129,6 +133,18 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         url=url,
     )
     return article, warnings
+
+
+def _check_nesting(path: Path, text: str) -> None:
+    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered."""
+    closing = _CLOSING.search(text)
+    start = closing.end() if closing else 0
+    line = too_deep(text[start:])
+    if line is not None:
+        raise EntryError(Problem(
+            path, "body", f"HTML is nested more than {MAX_DEPTH} levels deep; refused",
+            "remove the surplus nested tags (often pasted markup, e.g. <div> inside <div>)",
+            line=text.count("\n", 0, start) + line))
 
 
 def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:

@@ -1,0 +1,59 @@
+"""The digest's CSS inliner and its 7-bit form: what a client that drops <style> shows is
+what one that keeps it shows, and the mail part decodes to the same document."""
+
+from __future__ import annotations
+
+import lxml.html
+
+from pipeline.publishing.inline_css import inline_css
+from pipeline.publishing.seven_bit import LINE, seven_bit_html
+
+PAGE = """<!doctype html><html><head>
+<style type="text/css">table, td { border-collapse: collapse; }
+body { margin: 0; } p { margin: 13px 0; }
+.muted { color: #52606d; } td.x { color: #111 !important; }
+a:hover { color: red; } @media (prefers-color-scheme: dark) { .muted { color: #fff !important; } }
+</style></head><body style="background-color:#eef2f5">
+<table><tr><td class="muted x" style="text-align:right">cell</td></tr></table>
+<p class="muted" style="margin:0 0 4px">own margin</p><a href="https://e.org/">link</a>
+</body></html>"""
+
+
+def styles(html: str) -> dict[str, str]:
+    page = lxml.html.document_fromstring(html)
+    return {el.tag if el.tag == "table" else el.text_content().strip(): el.get("style") or ""
+            for el in page.iter() if el.tag in ("td", "p", "a", "table")}
+
+
+def test_rules_are_inlined_by_importance_and_specificity_and_the_elements_own_style_wins(
+        ) -> None:
+    found = styles(inline_css(PAGE))
+    assert found["cell"] == "color:#111 !important;text-align:right"  # !important beats .muted
+    assert found["own margin"] == "margin:0 0 4px;color:#52606d"  # its own margin wins
+    assert found["link"] == ""  # :hover and @media rules stay in <style> only
+    assert "border-collapse" not in found["table"]  # MJML's reset stays in <style>
+
+
+def test_style_blocks_are_kept_whole_and_old_clients_get_align_and_bgcolor() -> None:
+    html = inline_css(PAGE)
+    assert "@media (prefers-color-scheme: dark)" in html and "a:hover" in html
+    page = lxml.html.document_fromstring(html)
+    assert page.find(".//td").get("align") == "right"
+    assert page.find(".//body").get("bgcolor") == "#eef2f5"
+
+
+def test_the_seven_bit_form_is_the_same_document_in_ascii_and_short_lines() -> None:
+    cells = "".join(f'<td class="c" title="Ü {n} → x" style="padding:0 24px">Café {n}</td>'
+                    for n in range(60))
+    html = f"<!doctype html><html><body><table><tr>{cells}</tr></table></body></html>"
+    seven = seven_bit_html(html)
+    assert seven is not None and seven.isascii()
+    assert max(map(len, seven.split("\n"))) <= LINE + 100
+    before, after = (lxml.html.document_fromstring(h) for h in (html, seven))
+    assert [(el.tag, dict(el.attrib), el.text, el.tail) for el in before.iter()] == [
+        (el.tag, dict(el.attrib), el.text, el.tail) for el in after.iter()]
+
+
+def test_what_cannot_be_said_in_ascii_stays_as_it_is() -> None:
+    assert seven_bit_html('<style>p::before { content: "→"; }</style><p>x</p>') is None
+    assert seven_bit_html("<p>" + "word " * 300 + "</p>") is None  # no tag to break in
