@@ -7,7 +7,7 @@ Three figures in one run:
   2. the whole fan-out to disk (write_outbox: reading subscribers, assembling, tmp → new,
      flushing and recording in the ledger) against the disk floor: the same number of files
      of the same size written with tmp + rename and nothing else (target ≤ 1.5×);
-  3. a naive baseline: jinja2 + MJML + CSS inlining + EmailMessage per subscriber, timed on a
+  3. a naive baseline: jinja2 + MJML + premailer + EmailMessage per subscriber, timed on a
      sample and scaled (target ≥ 25× slower than ours).
 Peak memory of the fan-out is measured in a child process at N/10 and N subscribers: it must
 stay under 200 MB and flat.
