@@ -1,4 +1,4 @@
-"""The digest rendered for real: jinja2 → MJML (mjml-python) → CSS inlined, and the text part."""
+"""The digest rendered for real: jinja2 → MJML (mjml-python) → premailer, and the text part."""
 
 from __future__ import annotations
 

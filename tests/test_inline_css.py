@@ -1,11 +1,12 @@
-"""The digest's CSS inliner and its 7-bit form: what a client that drops <style> shows is
-what one that keeps it shows, and the mail part decodes to the same document."""
+"""The digest's CSS inlining (premailer, with MJML's table reset kept in <style>) and its
+7-bit form: what a client that drops <style> shows is what one that keeps it shows, and the
+mail part decodes to the same document."""
 
 from __future__ import annotations
 
 import lxml.html
 
-from pipeline.publishing.inline_css import inline_css
+from pipeline.publishing.digest import inline_css
 from pipeline.publishing.seven_bit import LINE, seven_bit_html
 
 PAGE = """<!doctype html><html><head>
@@ -20,8 +21,10 @@ a:hover { color: red; } @media (prefers-color-scheme: dark) { .muted { color: #f
 
 
 def styles(html: str) -> dict[str, str]:
+    """Each element's style attribute, declarations joined by ";" without spaces."""
     page = lxml.html.document_fromstring(html)
-    return {el.tag if el.tag == "table" else el.text_content().strip(): el.get("style") or ""
+    return {el.tag if el.tag == "table" else el.text_content().strip():
+            ";".join(d.strip() for d in (el.get("style") or "").split(";") if d.strip())
             for el in page.iter() if el.tag in ("td", "p", "a", "table")}
 
 

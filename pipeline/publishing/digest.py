@@ -1,10 +1,11 @@
-"""Render a digest once: jinja2 → MJML → mjml-python → CSS inlined for HTML, jinja2 for text.
+"""Render a digest once: jinja2 → MJML → mjml-python → premailer for HTML, jinja2 for text.
 
 Per-subscriber values are left as placeholders that outbox.py fills in cheaply.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -116,11 +117,26 @@ def compile_mjml(source: str) -> str:
 
 
 def inline_css(document: str) -> str:
-    from pipeline.publishing.inline_css import inline_css as inlined
+    from premailer import Premailer  # ~0.2 s to import: only on paths that render
+
+    from pipeline.publishing.html_trim import keep_reset_in_style, trimmed
     from pipeline.publishing.seven_bit import seven_bit_html
 
-    # lxml drops the doctype; without it clients render in quirks mode.
-    html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", inlined(document),
+    inlined = Premailer(
+        keep_reset_in_style(document),
+        allow_network=False,
+        keep_style_tags=True,  # @media and dark-mode rules must stay in <style>
+        strip_important=False,  # MJML's responsive rules rely on !important
+        remove_classes=False,
+        # Its width/height attributes come from the CSS: an image styled width:100% (to
+        # shrink on phones) would get width="100%" and fill the column in Outlook. MJML
+        # already writes the pixel sizes Outlook needs.
+        disable_basic_attributes=["width", "height"],
+        disable_validation=True,
+        cssutils_logging_level=logging.CRITICAL,
+    ).transform()
+    # premailer drops the doctype; without it clients render in quirks mode.
+    html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", trimmed(inlined),
                                          flags=re.I)
     return seven_bit_html(html) or html  # ASCII in short lines: mail it without encoding
 
