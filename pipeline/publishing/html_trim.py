@@ -6,6 +6,7 @@ under Gmail's clip and our size budget.
   `<style>` block, where Outlook reads it, instead of being inlined onto each of the ~100
   tables and cells (every MJML table has cellspacing="0", so nothing moves where styles are
   dropped): it goes into a block of its own that premailer leaves alone (data-premailer).
+- Declarations in style attributes are joined without spaces (premailer writes `a: b; c: d`).
 - Adjacent Outlook-only comments are merged into one, and the Outlook-only table MJML wraps
   around a section's single full-width column is dropped, as is that column's own div.
 """
@@ -40,6 +41,13 @@ def trimmed(html: str) -> str:
     """premailer's output without the Outlook-only wrappers a lone column does not need."""
     page = etree.fromstring(html.strip(), etree.HTMLParser())
     _drop_lone_column_tables(page)
+    for element in page.iter():
+        style = element.get("style") if isinstance(element.tag, str) else None
+        if style and not any(c in style for c in "()\"'"):  # nothing quoted to keep intact
+            element.set("style", ";".join(
+                f"{name.strip()}:{value.strip()}"
+                for name, _, value in (d.partition(":") for d in style.split(";"))
+                if name.strip()))
     html = etree.tostring(page, method="html", encoding="unicode", pretty_print=True)
     return _ADJACENT_CONDITIONALS.sub("", html)
 
