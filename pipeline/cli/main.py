@@ -265,6 +265,12 @@ def _send_test(site: Path, address: str) -> int:
     return EXIT_OK
 
 
+def _waiting(report: RunReport) -> str:
+    """"3 new entries wait" (held back by digest.cadence)."""
+    return (f"{counted(report.held_back, 'new entry')} "
+            f"{'waits' if report.held_back == 1 else 'wait'}")
+
+
 def _print_run(report: RunReport) -> None:
     feeds = _feeds_line(report.feeds_changed) or "unchanged"
     click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
@@ -272,8 +278,7 @@ def _print_run(report: RunReport) -> None:
         click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
                    f"{counted(report.written, 'message')} written to outbox/new.")
     elif report.held_back:
-        click.echo(f"{counted(report.held_back, 'new entry')} "
-                   f"{'waits' if report.held_back == 1 else 'wait'} for the next digest "
+        click.echo(f"{_waiting(report)} for the next digest "
                    f"(digest.cadence: {due_line(report.next_digest)}); feeds refreshed.")
     else:
         click.echo("Nothing new for the digest; no messages written.")
@@ -287,9 +292,8 @@ def _print_plan(report: RunReport) -> None:
         click.echo(f"Digest {report.digest_id} is unfinished: {report.written} of "
                    f"{counted(report.subscribers, 'subscriber')} still need their message.")
     elif report.held_back:
-        click.echo(f"{counted(report.held_back, 'new entry')} "
-                   f"{'waits' if report.held_back == 1 else 'wait'} for digest.cadence: the "
-                   f"next digest is due {due_line(report.next_digest)}.")
+        click.echo(f"{_waiting(report)} for digest.cadence: the next digest is due "
+                   f"{due_line(report.next_digest)}.")
     elif report.new:
         click.echo(f"A digest of {counted(report.new, 'entry')} would go to "
                    f"{counted(report.subscribers, 'subscriber')}:")
