@@ -100,7 +100,8 @@ def mail_key(data: bytes, message: Message | None = None) -> str:
     a hash of its bytes (line endings made alike, so the same mail from IMAP and from a
     Maildir is one)."""
     if message is not None:
-        found = (message.get("message-id") or "").strip()
+        # str(): a header with raw 8-bit bytes comes back as an email.header.Header
+        found = str(message.get("message-id") or "").strip()
         if 3 <= len(found) <= 250 and found.isascii() and "\n" not in found:
             return "message-id:" + found
     return "sha256:" + hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
@@ -119,11 +120,11 @@ def classify(data: bytes) -> Verdict:
     if not message.keys():
         return Verdict(MALFORMED, key, reason="not a mail message (no header lines)")
     verdict = Verdict(UNRECOGNISED, key)
-    verdict.sent_to = delivered_to(message)
     found = OUR_DIGEST_ID.search(data)
     if found:
         verdict.digest_id, verdict.digest_for = int(found[1]), found[2].decode()
     try:
+        verdict.sent_to = delivered_to(message)
         _classify(message, verdict)
         # Addresses go into reports and cron's mail: nothing unprintable, nothing overlong.
         verdict.failures = [f for f in verdict.failures if PRINTABLE.fullmatch(f.address)]

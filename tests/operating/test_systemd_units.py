@@ -81,6 +81,6 @@ def test_systemd_accepts_the_units(tmp_path: Path) -> None:
 
 
 def test_the_readme_unit_does_not_count_an_outage_as_success() -> None:
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     settings = re.findall(r"^SuccessExitStatus=(.*)$", readme, re.M)
     assert settings and all(value.split() == ["75"] for value in settings)

@@ -338,7 +338,7 @@ def test_an_empty_journal_still_gives_valid_stable_feeds(site: Path) -> None:
 
 
 def test_the_feed_file_names_are_spelt_once_in_the_package() -> None:
-    package = Path(__file__).resolve().parent.parent / "pipeline"
+    package = Path(__file__).resolve().parents[2] / "pipeline"
     for feed in FEEDS:
         places = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
                   if feed.name in p.read_text(encoding="utf-8")]

@@ -15,7 +15,7 @@ import pytest
 from pipeline.cli import cli
 from pipeline.core.config import SCHEMA
 
-README = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
 SHARED_OPTIONS = {"--site", "--help"}  # documented once, under Commands
 
 

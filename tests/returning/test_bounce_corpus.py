@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pipeline.subscribers.returns.classify import BOUNCE, classify
 
-CORPUS = Path(__file__).resolve().parent / "bounces"
+CORPUS = Path(__file__).resolve().parents[1] / "bounces"
 
 
 def _expected() -> list[tuple[str, str, set[str]]]:

@@ -16,7 +16,7 @@ from pipeline.core.config import Config
 from pipeline.entries import collect
 from pipeline.entries.collect import collect_articles
 
-CORPUS = Path(__file__).resolve().parent / "hostile"
+CORPUS = Path(__file__).resolve().parents[1] / "hostile"
 
 # file → (line, field, words the problem must contain). The hint after " — " says what to do.
 REJECTED: dict[str, tuple[int, str, str]] = {

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from conftest import MESSAGE_HEADERS, html_of, markdown_entry, messages, text_of, write_entry
 from pipeline.cli.main import cli
 
-CORPUS = Path(__file__).resolve().parent / "hostile"
+CORPUS = Path(__file__).resolve().parents[1] / "hostile"
 
 
 def run_with(site: Path, *names: str) -> None:

@@ -21,7 +21,7 @@ from conftest import (
 from pipeline.cli.main import cli
 from pipeline.core.text import ILLEGAL as _ILLEGAL
 
-CORPUS = Path(__file__).resolve().parent / "hostile"
+CORPUS = Path(__file__).resolve().parents[1] / "hostile"
 EMAIL_DOCUMENT = frozenset({"style", "meta"})  # what the digest template itself uses
 
 

@@ -505,7 +505,7 @@ def test_building_a_message_twice_gives_the_same_bytes(issue: Issue) -> None:
 
 def test_only_the_outbox_type_spells_its_folders() -> None:
     """One owner of the outbox's layout: no other module joins a folder name onto a path."""
-    package = Path(__file__).resolve().parent.parent / "pipeline"
+    package = Path(__file__).resolve().parents[2] / "pipeline"
     folder = re.compile(r'/\s*(?:"|\')(?:tmp|new|cur|sent|failed|withdrawn)(?:"|\')|'
                         r'"\.reason"')
     spelt = [str(p.relative_to(package)) for p in package.rglob("*.py")

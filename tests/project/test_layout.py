@@ -5,7 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parent.parent / "pipeline"
+PACKAGE = Path(__file__).resolve().parents[2] / "pipeline"
 
 # Lowest first. A module may import from its own subpackage and from any lower layer, never
 # from a higher one or a sibling of the same rank: so there can be no cycle between them.
