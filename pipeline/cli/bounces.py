@@ -9,18 +9,22 @@ from typing import TYPE_CHECKING
 
 import click
 
+from pipeline.cli.common import (
+    EXIT_CONFIG,
+    EXIT_LOCKED,
+    EXIT_OK,
+    EXIT_REJECTED,
+    EXIT_UNAVAILABLE,
+    site_option,
+)
 from pipeline.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from pipeline.subscribers.returns.intake import IntakeReport
 
-EXIT_OK, EXIT_KEPT, EXIT_LOCKED, EXIT_CONFIG = 0, 1, 75, 78
 ORDER = ("bounced", "complained", "counted", "policy", "ignored", "kept", "refused",
          "seen before")
 
-site_option = click.option(
-    "--site", type=click.Path(file_okay=False, path_type=Path), default=".",
-    show_default=True, help="The site folder (holds newsletter.toml).")
 quiet_option = click.option("--quiet", "-q", is_flag=True,
                             help="Print nothing unless something needs a look.")
 wait_option = click.option("--wait", type=click.FloatRange(min=0), default=0, show_default=True,
@@ -73,7 +77,8 @@ def _run(work: Callable[[], IntakeReport], quiet: bool, imap: bool = False) -> i
         return _fail(f"{exc}; nothing was done — try again later, or pass --wait SECONDS",
                      EXIT_LOCKED)
     except ImapDown as exc:
-        return _fail(f"{exc}; nothing was done — the next fetch tries again", EXIT_LOCKED)
+        return _fail(f"{exc}; nothing was done — the next fetch tries again",
+                     EXIT_UNAVAILABLE)
     except ImapRefused as exc:
         return _fail(f"{exc} ({IMAP_PASSWORD_ENV} holds the password)", EXIT_CONFIG)
     for problem in report.problems:
@@ -86,7 +91,7 @@ def _run(work: Callable[[], IntakeReport], quiet: bool, imap: bool = False) -> i
         for address, status, code in report.changes:
             click.echo(f"  {address}: {status}" + (f" ({code})" if code else ""))
     errors = [p for p in report.problems if not p.warning]
-    return EXIT_KEPT if errors or report.kept else EXIT_OK
+    return EXIT_REJECTED if errors or report.kept else EXIT_OK
 
 
 def _check_imap() -> None:

@@ -147,7 +147,7 @@ def test_a_wrong_password_or_no_server_is_reported(mailbox_site: Path, imap: Ima
     (mailbox_site / "newsletter.toml").write_text(
         text.replace(f"imap_port = {imap.port}", f"imap_port = {free_port()}"))
     code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
-    assert code == 75 and "cannot reach the IMAP server" in err
+    assert code == 69 and "cannot reach the IMAP server" in err
 
 
 def test_an_oversize_message_is_refused_and_moved_aside(mailbox_site: Path,
@@ -244,7 +244,7 @@ def test_a_server_that_goes_away_mid_fetch_is_a_temporary_failure(
 
     monkeypatch.setattr(sources.ImapSource, "items", items_then_server_gone)
     code, _, err = invoke("bounces", "fetch", "--site", str(mailbox_site))
-    assert code == 75 and "the IMAP connection broke" in err
+    assert code == 69 and "the IMAP connection broke" in err
     assert statuses(mailbox_site)["ada@example.org"] == "active"
     monkeypatch.setattr(sources.ImapSource, "items", real)
     code, out, _ = invoke("bounces", "fetch", "--site", str(mailbox_site))
