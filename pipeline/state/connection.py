@@ -83,7 +83,9 @@ def connect_read_only(state_dir: Path) -> sqlite3.Connection:
         db = sqlite3.connect(":memory:", isolation_level=None)
         migrate(db)
         return db
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 5000")  # a writer resetting the WAL holds it briefly
+    return db
 
 
 @contextmanager
