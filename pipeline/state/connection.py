@@ -88,6 +88,13 @@ def connect_read_only(state_dir: Path) -> sqlite3.Connection:
     return db
 
 
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the table exists: a read-only look at a ledger made by an older version, not
+    yet migrated, finds no rows in a table it lacks rather than an error."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (name,)).fetchone() is not None
+
+
 @contextmanager
 def reading(db: sqlite3.Connection) -> Iterator[None]:
     """A read-only transaction: one consistent snapshot, and SQLite refuses any write in it

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.state import events
+from pipeline.state.connection import has_table
 from pipeline.state.ledger import Ledger, transaction
 
 # What of a report may go into the audit trail's detail: a status code or a provider's label,
@@ -129,19 +130,22 @@ class ReturnsBook:
 
     def rows(self) -> list[ReturnedRow]:
         """Every subscriber row recorded from returning mail, oldest first."""
+        if not has_table(self._db, "subscriber_returns"):
+            return []
         return [ReturnedRow(*r) for r in self._db.execute(
             "SELECT address, kind, status_code, digest_id, previous, changed "
             "FROM subscriber_returns ORDER BY id")]
 
     def mail_count(self) -> int:
         """Pieces of returning mail recorded (each handled once)."""
+        if not has_table(self._db, "returned_mail"):
+            return 0
         return self._db.execute("SELECT count(*) FROM returned_mail").fetchone()[0]
 
     def digest_rates(self, digest_id: int) -> tuple[int, int]:
         """(addresses that bounced for good, addresses that complained) for one digest: from
         returning mail, plus addresses the relay refused while sending it."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'subscriber_returns'"
-                           ).fetchone() is None:  # a read-only look before the migration
+        if not has_table(self._db, "subscriber_returns"):  # a read-only look, not migrated
             return 0, 0
         bounced = self._db.execute(
             "SELECT count(*) FROM (SELECT lower(address) FROM subscriber_returns "
