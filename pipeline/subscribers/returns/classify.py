@@ -102,7 +102,7 @@ def mail_key(data: bytes, message: Message | None = None) -> str:
     a hash of its bytes (line endings made alike, so the same mail from IMAP and from a
     Maildir is one)."""
     if message is not None:
-        found = (message.get("message-id") or "").strip()
+        found = str(message.get("message-id") or "").strip()  # a Header if not ASCII
         if 3 <= len(found) <= 250 and found.isascii() and "\n" not in found:
             return "message-id:" + found
     return "sha256:" + hashlib.sha256(data.replace(b"\r\n", b"\n")).hexdigest()
