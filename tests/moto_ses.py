@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sqlite3
 import subprocess
 import sys
 import urllib.request
@@ -60,10 +59,10 @@ def emls(site: Path, folder: str) -> dict[str, bytes]:
 
 def replies(site: Path) -> dict[str, tuple[str, str]]:
     """address → (state, reply) of each digest message, straight from the ledger."""
-    db = sqlite3.connect(site / ".newsletter" / "state.sqlite3")
-    rows = db.execute("SELECT address, state, reply FROM deliveries").fetchall()
-    db.close()
-    return {address: (state, reply) for address, state, reply in rows}
+    from pipeline.state.ledger import open_ledger
+
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return {d.address: (d.state, d.reply) for d in ledger.deliveries()}
 
 
 def statuses(site: Path) -> dict[str, str]:

@@ -3,13 +3,15 @@ provider's feedback loop writes them, and a relay that records each envelope sen
 
 from __future__ import annotations
 
-import sqlite3
+import re
 from pathlib import Path
 
 from aiosmtpd.smtp import Envelope
 
-from conftest import Inbox
-from pipeline.state.ledger import LEDGER_NAME
+from conftest import Inbox, invoke
+from pipeline.state.ledger import open_ledger
+from pipeline.state.returns import ReturnsBook
+from pipeline.state.subscribers import SubscriberBook
 
 
 class EnvelopeInbox(Inbox):
@@ -142,20 +144,32 @@ I am away until Monday and will read your message when I am back.
 
 
 def statuses(site: Path) -> dict[str, str]:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    try:
-        return dict(db.execute("SELECT email, status FROM subscribers"))
-    finally:
-        db.close()
+    """address → status on the list, as the ledger has it."""
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return {s.email: s.status for s in SubscriberBook(ledger).everyone()}
+
+
+def subscriber_id(site: Path, email: str) -> int:
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        who = SubscriberBook(ledger).get(email)
+    assert who is not None, f"{email} is not on the list"
+    return who.id
 
 
 def returns_rows(site: Path) -> list[tuple]:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    try:
-        return db.execute("SELECT address, kind, status_code, digest_id, previous, changed "
-                          "FROM subscriber_returns ORDER BY id").fetchall()
-    finally:
-        db.close()
+    """(address, kind, status code, digest id, previous status, status set) of each subscriber
+    row the ledger recorded from returning mail, oldest first."""
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return [(r.address, r.kind, r.status_code, r.digest_id, r.previous, r.changed)
+                for r in ReturnsBook(ledger).rows()]
+
+
+def history(site: Path, address: str) -> list[tuple[str, str]]:
+    """(source, what) per line of `newsletter subscribers history ADDRESS`."""
+    code, out, err = invoke("subscribers", "history", address, "--site", str(site))
+    assert code == 0, out + err
+    return [(m[1], m[2]) for m in re.finditer(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC  (\S+(?: request)?)\s+(.+)$", out, re.M)]
 
 
 def maildir(root: Path) -> Path:

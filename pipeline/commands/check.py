@@ -11,7 +11,10 @@ from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.delivery.settings import delivery_settings
 from pipeline.entries.collect import collect_articles
+from pipeline.mail.outbox import HISTORY, Outbox
 from pipeline.publishing.digest import render_digest, size_problems
+from pipeline.state.ledger import open_ledger
+from pipeline.state.secret import SECRET_FILE, secret_warnings
 from pipeline.subscribers.csv_file import load_subscribers
 
 
@@ -37,7 +40,9 @@ def check_site(site: Path, now: datetime | None = None) -> CheckReport:
                                                   config.subscribers_file.relative_to(site))
     except ConfigError as exc:  # an unreadable list stops a run; here it is one more problem
         subscriber_problems = exc.problems
-    problems = [*config.warnings, *problems, *subscriber_problems, *sending_problems(config)]
+    problems = [*config.warnings, *problems, *subscriber_problems, *sending_problems(config),
+                *secret_warnings(config.state_dir, config.state_dir.relative_to(site) /
+                                 SECRET_FILE, _mailed_before(config))]
     if articles:
         try:
             html, _ = render_digest(articles[: config.max_articles], now, config)
@@ -64,3 +69,14 @@ def sending_problems(config: Config) -> list[Problem]:
             "CAN-SPAM and many national rules ask bulk mail to carry the sender's postal "
             "address in its footer", warning=True))
     return problems
+
+
+def _mailed_before(config: Config) -> bool:
+    """Whether links signed with the site secret have gone out (or wait in the outbox)."""
+    outbox = Outbox(config.outbox_dir)
+    if any(outbox.count(state) for state in ("new", *HISTORY)):
+        return True
+    if any((config.public_dir / "digests").glob("*.html")):
+        return True
+    with open_ledger(config.state_dir, read_only=True) as ledger:
+        return bool(ledger.digest_count())

@@ -83,7 +83,16 @@ def connect_read_only(state_dir: Path) -> sqlite3.Connection:
         db = sqlite3.connect(":memory:", isolation_level=None)
         migrate(db)
         return db
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, isolation_level=None)
+    db.execute("PRAGMA busy_timeout = 5000")  # a writer resetting the WAL holds it briefly
+    return db
+
+
+def has_table(db: sqlite3.Connection, name: str) -> bool:
+    """Whether the table exists: a read-only look at a ledger made by an older version, not
+    yet migrated, finds no rows in a table it lacks rather than an error."""
+    return db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                      (name,)).fetchone() is not None
 
 
 @contextmanager

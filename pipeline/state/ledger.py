@@ -24,6 +24,7 @@ from pipeline.state.connection import (
     connect,
     connect_read_only,
     connect_server,
+    has_table,
     migrate,
     reading,
     transaction,
@@ -223,8 +224,7 @@ class Ledger:
                     "ORDER BY m.digest_id, m.filename")]
 
     def _has_deliveries(self) -> bool:
-        return self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'deliveries'"
-                               ).fetchone() is not None
+        return has_table(self._db, "deliveries")
 
     def record_deliveries(self, deliveries: Iterable[Delivery]) -> None:
         """Record outcomes whose files were already moved (sent/, failed/) or left in new/."""

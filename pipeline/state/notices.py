@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from pipeline.core.deliveries import Delivery, QueuedMessage
-from pipeline.state.connection import transaction
+from pipeline.state.connection import has_table, transaction
 from pipeline.state.ledger import Ledger
 
 
@@ -45,8 +45,7 @@ class Notices:
 
     def queued(self) -> list[QueuedMessage]:
         """Notices not yet sent, failed or withdrawn, oldest first."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'notices'").fetchone() \
-                is None:  # a read-only look at a ledger not yet migrated: nothing queued
+        if not has_table(self._db, "notices"):  # not yet migrated: nothing queued
             return []
         return [QueuedMessage(None, a, f, n, datetime.fromisoformat(t) if t else None)
                 for f, a, n, t in self._db.execute(

@@ -9,11 +9,18 @@ same folder) finds its key and changes nothing.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from pipeline.state import events
+from pipeline.state.connection import has_table
 from pipeline.state.ledger import Ledger, transaction
+
+# What of a report may go into the audit trail's detail: a status code or a provider's label,
+# never an address (no "@" or "<" gets through) and nothing that could become markup.
+_UNSAFE = re.compile(r"[^A-Za-z0-9 ._()/-]+")
 
 
 @dataclass(frozen=True)
@@ -25,10 +32,24 @@ class ReturnRow:
     digest_id: int | None
     kind: str  # permanent, temporary, policy or complaint
     status_code: str = ""  # the DSN's, e.g. 5.1.1 ("" if it gave none)
+    report: str = ""  # without a status code, the report's own label: SES's bounce type,
+    # a feedback type (never an address)
     new_status: str = ""  # the status to set, "" for none
     only_from: tuple[str, ...] = ()  # ... and only if the subscriber's status is one of these
     soft_limit: int = 0  # a temporary failure: set it only once this many are counted ...
     soft_since: datetime | None = None  # ... since then (this one included)
+
+
+@dataclass(frozen=True)
+class ReturnedRow:
+    """A recorded ReturnRow: what the mail said and what it changed."""
+
+    address: str
+    kind: str
+    status_code: str
+    digest_id: int | None
+    previous: str  # the subscriber's status when it arrived
+    changed: str  # the status it set, "" for none
 
 
 @dataclass(frozen=True)
@@ -94,23 +115,37 @@ class ReturnsBook:
             "kind, status_code, received, previous) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (key, row.subscriber_id, row.address, row.digest_id, row.kind, row.status_code,
              stamp, previous))
-        due = not row.soft_limit or self.temporary_failures(
-            row.subscriber_id, row.soft_since or now) >= row.soft_limit
-        if not (row.new_status and previous in row.only_from and due):
+        counted = self.temporary_failures(row.subscriber_id, row.soft_since or now) \
+            if row.soft_limit else 0
+        if not (row.new_status and previous in row.only_from and counted >= row.soft_limit):
             return ""
-        # Issue 14's audit trail (subscriber_events, source bounce or complaint) belongs here,
-        # in this transaction.
         self._db.execute("UPDATE subscribers SET status = ?, updated = ? WHERE id = ?",
                         (row.new_status, stamp, row.subscriber_id))
+        events.record(self._db, row.subscriber_id, stamp, events.STATUS, previous,
+                      row.new_status, "complaint" if row.kind == "complaint" else "bounce",
+                      _audit_detail(row, counted, now))
         self._db.execute("UPDATE subscriber_returns SET changed = ? WHERE id = ?",
                         (row.new_status, cursor.lastrowid))
         return row.new_status
 
+    def rows(self) -> list[ReturnedRow]:
+        """Every subscriber row recorded from returning mail, oldest first."""
+        if not has_table(self._db, "subscriber_returns"):
+            return []
+        return [ReturnedRow(*r) for r in self._db.execute(
+            "SELECT address, kind, status_code, digest_id, previous, changed "
+            "FROM subscriber_returns ORDER BY id")]
+
+    def mail_count(self) -> int:
+        """Pieces of returning mail recorded (each handled once)."""
+        if not has_table(self._db, "returned_mail"):
+            return 0
+        return self._db.execute("SELECT count(*) FROM returned_mail").fetchone()[0]
+
     def digest_rates(self, digest_id: int) -> tuple[int, int]:
         """(addresses that bounced for good, addresses that complained) for one digest: from
         returning mail, plus addresses the relay refused while sending it."""
-        if self._db.execute("SELECT 1 FROM sqlite_master WHERE name = 'subscriber_returns'"
-                           ).fetchone() is None:  # a read-only look before the migration
+        if not has_table(self._db, "subscriber_returns"):  # a read-only look, not migrated
             return 0, 0
         bounced = self._db.execute(
             "SELECT count(*) FROM (SELECT lower(address) FROM subscriber_returns "
@@ -128,3 +163,14 @@ class ReturnsBook:
         return self._db.execute(
             "SELECT received, kind, status_code, previous, changed FROM subscriber_returns "
             "WHERE subscriber_id = ? ORDER BY id", (subscriber_id,)).fetchall()
+
+
+def _audit_detail(row: ReturnRow, counted: int, now: datetime) -> str:
+    """The audit trail's detail for a change: the status code (else the report's label) and,
+    for temporary failures, how many were counted."""
+    label = row.status_code or row.report
+    detail = "" if "@" in label else " ".join(_UNSAFE.sub(" ", label).split())[:80]
+    if row.soft_limit and row.soft_since is not None:
+        days = round((now - row.soft_since).total_seconds() / 86400)
+        detail += f"; {counted} temporary failures within {days} days"
+    return detail.strip("; ")

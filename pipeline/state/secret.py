@@ -64,6 +64,46 @@ def secret_problem(value: bytes) -> str | None:
     return None
 
 
+def secret_warnings(state_dir: Path, shown_as: Path, mailed_before: bool) -> list[Problem]:
+    """What `check` says about the secret the next command would use, without making one:
+    a weak NEWSLETTER_SECRET or secret file (every command that needs it stops with exit 78),
+    or no secret at all on a site that has mailed links signed with one (the next run would
+    make a new one and every link already sent would stop working). `shown_as` is the secret
+    file's path as the operator sees it (relative to the site)."""
+    stops = "every command that signs or checks links (run, send, serve, bounces, subscribers) " \
+            "stops with exit 78 until then"
+    from_env = os.environ.get(SECRET_ENV, "")
+    if from_env:
+        problem = secret_problem(from_env.strip().encode())
+        return [] if problem is None else [Problem(
+            "environment", SECRET_ENV, problem,
+            f"put a random value of {MIN_BYTES}+ bytes in the job's 0600 environment file "
+            f"(e.g. from `{MAKE_ONE}`), or unset it to use {shown_as}; {stops}",
+            line=0, warning=True)]
+    path = state_dir / SECRET_FILE
+    try:
+        value = path.read_bytes().strip()
+    except FileNotFoundError:
+        if not mailed_before:
+            return []  # the first command that needs one makes it
+        return [Problem(
+            shown_as, "", f"is missing and {SECRET_ENV} is not set, but this site has mailed "
+            "links signed with a secret",
+            f"restore {shown_as} from your backup, or set {SECRET_ENV} to the value the site "
+            "used: the next run would make a new secret, and every unsubscribe and "
+            "confirmation link already sent would stop working", line=0, warning=True)]
+    except OSError as exc:
+        return [Problem(shown_as, "", f"cannot be read ({exc.strerror})",
+                        f"give the user the commands run as read access (mode 0600); {stops}",
+                        line=0, warning=True)]
+    problem = secret_problem(value)
+    return [] if problem is None else [Problem(
+        shown_as, "", problem,
+        "restore it from your backup, or delete it to have a new one made (links in mail "
+        f"already sent then stop working), or set {SECRET_ENV}; {stops}",
+        line=0, warning=True)]
+
+
 def _check(value: bytes, where: Path | str, field: str, hint: str) -> None:
     problem = secret_problem(value)
     if problem is not None:

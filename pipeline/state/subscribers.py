@@ -204,10 +204,10 @@ class SubscriberBook:
 
     def erase(self, email: str, now: datetime) -> Erasure:
         """Delete every row that holds the address (the list, messages, deliveries, notices,
-        the note of its last confirmation) in one transaction, and record that an erasure
-        happened, never the address; its audit trail and legacy-link index go with the row
-        (ON DELETE CASCADE). The caller removes the files and scrubs the database
-        (upkeep.scrub) afterwards."""
+        what returning mail said about it, the note of its last confirmation) in one
+        transaction, and record that an erasure happened, never the address; its audit trail
+        and legacy-link index go with the row (ON DELETE CASCADE). The caller removes the
+        files and scrubs the database (upkeep.scrub) afterwards."""
         db, key = self._db, email_key(email)
         db.create_function("email_key", 1, email_key, deterministic=True)
         with transaction(db):
@@ -217,7 +217,8 @@ class SubscriberBook:
                 "SELECT filename FROM notices WHERE email_key(address) = ?", (key, key))}
             deleted = sum(db.execute(f"DELETE FROM {table} WHERE email_key(address) = ?",
                                      (key,)).rowcount
-                          for table in ("deliveries", "messages", "notices"))
+                          for table in ("deliveries", "messages", "notices",
+                                        "subscriber_returns"))
             deleted += db.execute("DELETE FROM subscribers WHERE email_key = ?",
                                   (key,)).rowcount
             deleted += db.execute("DELETE FROM confirmation_limits WHERE address_hash = ?",

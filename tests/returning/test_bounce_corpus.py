@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from pipeline.subscribers.returns.classify import BOUNCE, classify
@@ -53,6 +53,7 @@ def test_the_outcomes_cover_every_kind() -> None:
 
 
 @settings(max_examples=200, deadline=None)
+@example(b"\x00" * 10 + b"\x80", "simple_45.eml")  # a Message-ID that is not ASCII
 @given(st.binary(max_size=3000), st.sampled_from(sorted(p.name for p in
                                                          (CORPUS / "flufl").glob("*.eml"))))
 def test_damaged_bounces_never_crash_the_classifier(noise: bytes, name: str) -> None:

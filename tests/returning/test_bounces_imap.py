@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,8 +17,9 @@ import pytest
 from imap_server import PASSWORD, ImapServer, dovecot, dovecot_binary
 
 from conftest import add_subscribers, free_port, invoke
-from pipeline.state.ledger import LEDGER_NAME
-from returning import dsn, statuses, vacation
+from pipeline.state.ledger import open_ledger
+from pipeline.state.returns import ReturnsBook
+from returning import dsn, returns_rows, statuses, vacation
 
 pytestmark = pytest.mark.skipif(
     dovecot_binary() is None,
@@ -87,9 +88,7 @@ def test_mail_recorded_but_not_moved_is_only_moved_next_time(
     code, out, _ = invoke("bounces", "fetch", "--site", str(mailbox_site))
     assert code == 0 and "1 seen before" in out
     assert imap.folder("INBOX") == [] and len(imap.folder("Processed")) == 1
-    db = sqlite3.connect(mailbox_site / ".newsletter" / LEDGER_NAME)
-    assert db.execute("SELECT count(*) FROM subscriber_returns").fetchone()[0] == 1
-    db.close()
+    assert len(returns_rows(mailbox_site)) == 1
 
 
 def test_a_fetch_killed_with_sigkill_loses_nothing_and_applies_nothing_twice(
@@ -106,17 +105,12 @@ def test_a_fetch_killed_with_sigkill_loses_nothing_and_applies_nothing_twice(
     imap.append(*(dsn("journal@example.org", address, message_id=f"<kill-{n}@mx.example>")
                   for n, address in enumerate(addresses)))
     env = {**os.environ, "NEWSLETTER_IMAP_PASSWORD": PASSWORD}
-    ledger = site / ".newsletter" / LEDGER_NAME
     command = [sys.executable, "-m", "pipeline", "bounces", "fetch", "--site", str(site), "-q"]
     process = subprocess.Popen(command, env=env)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline and process.poll() is None:
-        db = sqlite3.connect(ledger, timeout=5)
-        try:
-            done = db.execute("SELECT count(*) FROM returned_mail").fetchone()[0]
-        except sqlite3.OperationalError:
-            done = 0
-        db.close()
+        with open_ledger(site / ".newsletter", read_only=True) as ledger:  # a fresh snapshot
+            done = ReturnsBook(ledger).mail_count()
         if done >= BATCH:
             break
         time.sleep(0.005)
@@ -127,10 +121,8 @@ def test_a_fetch_killed_with_sigkill_loses_nothing_and_applies_nothing_twice(
     assert subprocess.run(command, env=env).returncode == 0
     assert imap.count("INBOX") == 0
     assert imap.count("Processed") == count  # each message once, none lost
-    db = sqlite3.connect(ledger)
-    rows = db.execute("SELECT address, count(*) FROM subscriber_returns GROUP BY address")
-    assert dict(rows) == dict.fromkeys(addresses, 1)  # applied once each
-    db.close()
+    applied = Counter(row[0] for row in returns_rows(site))
+    assert applied == dict.fromkeys(addresses, 1)  # applied once each
     assert all(statuses(site)[a] == "bounced" for a in addresses)
 
 

@@ -4,7 +4,6 @@ auto-replies read back from a Maildir, an mbox and .eml files, changing the list
 from __future__ import annotations
 
 import os
-import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,16 +12,17 @@ import pytest
 from conftest import NOW, invoke, smtp_server
 from pipeline.core.config import load_config
 from pipeline.mail.return_path import claimed, make_token, return_path, verify
-from pipeline.state.ledger import LEDGER_NAME
 from pipeline.subscribers.returns.intake import KEPT_DIR, process_paths
 from returning import (
     EnvelopeInbox,
     arf,
     deliver_to,
     dsn,
+    history,
     maildir,
     returns_rows,
     statuses,
+    subscriber_id,
     vacation,
 )
 
@@ -33,14 +33,6 @@ def use_verp(site: Path) -> None:
     text = (site / "newsletter.toml").read_text(encoding="utf-8")
     (site / "newsletter.toml").write_text(
         text.replace("[email]\n", f'[email]\nreturn_path = "{VERP}"\n'), encoding="utf-8")
-
-
-def subscriber_id(site: Path, email: str) -> int:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    try:
-        return db.execute("SELECT id FROM subscribers WHERE email = ?", (email,)).fetchone()[0]
-    finally:
-        db.close()
 
 
 @pytest.fixture
@@ -126,11 +118,16 @@ def test_a_permanent_bounce_to_the_verp_address_marks_that_subscriber(sent_with_
     assert statuses(site)["grace@example.org"] == "active"
     assert returns_rows(site) == [("ada@example.org", "permanent", "5.1.1", 1, "active",
                                    "bounced")]
+    # The audit trail says how, with the DSN's status code (and never an address).
+    assert history(site, "ada@example.org")[-1] == ("bounce",
+                                                    "status: active -> bounced (5.1.1)")
     assert os.listdir(box / "new") == [] and os.listdir(box / "cur") == ["1.eml:2,S"]
     # Safe to run again on the same mail: nothing changes, nothing is counted twice.
     code, out, _ = invoke("bounces", "process", "--site", str(site), str(box))
     assert code == 0 and "1 seen before" in out
     assert len(returns_rows(site)) == 1
+    assert [h for h in history(site, "ada@example.org") if h[0] == "bounce"] == [
+        ("bounce", "status: active -> bounced (5.1.1)")]
 
 
 def test_temporary_failures_bounce_after_the_limit(site: Path, tmp_path: Path) -> None:
@@ -162,6 +159,8 @@ def test_temporary_failures_bounce_after_the_limit(site: Path, tmp_path: Path) -
     assert last.outcomes["bounced"] == 1
     assert last.changes == [("grace@example.org", "bounced", "4.4.7")]
     assert statuses(site)["grace@example.org"] == "bounced"
+    assert [h for h in history(site, "grace@example.org") if h[0] == "bounce"] == [
+        ("bounce", "status: active -> bounced (4.4.7; 3 temporary failures within 14 days)")]
 
 
 def test_a_complaint_makes_the_subscriber_complained_for_good(sent_with_verp,
@@ -173,6 +172,8 @@ def test_a_complaint_makes_the_subscriber_complained_for_good(sent_with_verp,
     code, out, _ = invoke("bounces", "process", "--site", str(site), str(report))
     assert code == 0 and "grace@example.org: complained" in out
     assert statuses(site)["grace@example.org"] == "complained"
+    assert history(site, "grace@example.org")[-1] == (
+        "complaint", "status: active -> complained (feedback type abuse)")
     # Never mailed again: an import with --reactivate does not bring it back.
     csv = tmp_path / "back.csv"
     csv.write_text("email,name,categories,status\ngrace@example.org,,,active\n")

@@ -24,7 +24,7 @@ from cryptography.x509.oid import NameOID
 from conftest import free_port
 from pipeline.mail.return_path import return_path
 from pipeline.subscribers.returns import sns
-from returning import statuses
+from returning import history, statuses, subscriber_id
 
 TOPIC = "arn:aws:sns:eu-west-1:123456789012:ses-bounces"
 CERT_URL = "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-test.pem"
@@ -144,13 +144,9 @@ def bounce(address: str, source: str = "journal@example.org", bounce_type: str =
 
 
 def secret_path(site: Path, email: str) -> str:
-    import sqlite3
-
-    db = sqlite3.connect(site / ".newsletter" / "state.sqlite3")
-    sid = db.execute("SELECT id FROM subscribers WHERE email = ?", (email,)).fetchone()[0]
-    db.close()
     key = b"test-secret-for-this-site-0123456789"  # conftest's NEWSLETTER_SECRET
-    return return_path("bounces+{token}@example.org", key, 1, sid, email)
+    return return_path("bounces+{token}@example.org", key, 1, subscriber_id(site, email),
+                       email)
 
 
 def test_the_subscription_is_confirmed_once_the_signature_verifies(served, signer) -> None:
@@ -178,10 +174,32 @@ def test_bounces_and_complaints_change_the_list(served, signer) -> None:
                 ) == (200, "complained")
     assert statuses(site)["ada@example.org"] == "bounced"
     assert statuses(site)["grace@example.org"] == "complained"
+    # The audit trail says how, with the status code or SES's own label.
+    assert history(site, "ada@example.org")[-1] == ("bounce",
+                                                    "status: active -> bounced (5.1.1)")
+    assert history(site, "grace@example.org")[-1] == (
+        "complaint", "status: active -> complained (SES complaint (feedback type abuse))")
     # The certificate was fetched once; the same notification again changes nothing.
     assert loopback.requests == ["/SimpleNotificationService-test.pem"]
     assert post(url, signer.sign(notification("m-2", bounce("ada@example.org", ada)))
                 ) == (200, "seen before")
+    assert len(history(site, "ada@example.org")) == 2  # imported, then bounced once
+
+
+def test_without_a_status_code_the_audit_trail_has_the_ses_bounce_type(served, signer) -> None:
+    site, url, _ = served
+    body = bounce("ada@example.org", sub_type="NoEmail", status="")
+    assert post(url, signer.sign(notification("m-6", body))) == (200, "bounced")
+    assert history(site, "ada@example.org")[-1] == (
+        "bounce", "status: active -> bounced (SES Permanent bounce (NoEmail))")
+    # An address where a label belongs never reaches the trail.
+    complaint = {"notificationType": "Complaint",
+                 "complaint": {"complainedRecipients": [{"emailAddress": "grace@example.org"}],
+                               "complaintFeedbackType": "see grace@example.org <x>"},
+                 "mail": {"source": "journal@example.org"}}
+    assert post(url, signer.sign(notification("m-7", complaint))) == (200, "complained")
+    assert history(site, "grace@example.org")[-1] == ("complaint",
+                                                      "status: active -> complained")
 
 
 def test_a_transient_bounce_is_counted_not_applied(served, signer) -> None:

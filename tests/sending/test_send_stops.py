@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -27,14 +26,12 @@ from conftest import (
 )
 from pipeline.delivery import folders as folders_module
 from pipeline.run import run
-from pipeline.state.ledger import LEDGER_NAME
+from pipeline.state.ledger import open_ledger
 
 
 def ledger_states(site: Path) -> Counter[str]:
-    db = sqlite3.connect(site / ".newsletter" / LEDGER_NAME)
-    states = Counter(state for (state,) in db.execute("SELECT state FROM deliveries"))
-    db.close()
-    return states
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return Counter(d.state for d in ledger.deliveries())
 
 
 def queued_site(site: Path, port: int, count: int, **smtp: object) -> list[str]:

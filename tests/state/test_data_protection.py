@@ -117,6 +117,57 @@ def test_an_empty_or_short_secret_file_stops_every_command_that_needs_it(
     assert (state / "secret").read_bytes() == content  # never replaced behind one's back
 
 
+def secret_lines(site: Path) -> tuple[int, list[str]]:
+    """`check`'s exit code and its problem lines about the secret."""
+    code, out, err = invoke("check", "--site", str(site))
+    return code, [line for line in (out + err).splitlines()
+                  if SECRET_ENV in line.split(" — ")[0] or "secret:" in line]
+
+
+@pytest.mark.parametrize("value", ["change-me", "x" * 31])
+def test_check_warns_of_a_weak_environment_secret(site: Path, value: str,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(SECRET_ENV, value)
+    write_entry(site, "a.md", markdown_entry())
+    code, lines = secret_lines(site)
+    assert code == 0  # a warning: check itself does not need the secret
+    assert len(lines) == 1 and lines[0].startswith(f"environment: warning: {SECRET_ENV}: ")
+    assert "exit 78" in lines[0] and "0600 environment file" in lines[0]
+    assert value not in lines[0]  # never echoed
+    monkeypatch.setenv(SECRET_ENV, "a-long-random-value-0123456789abcdefghij")
+    assert secret_lines(site) == (0, [])
+
+
+@pytest.mark.parametrize("content", [b"", b"cut-short"])
+def test_check_warns_of_a_weak_secret_file(site: Path, content: bytes,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_ENV)
+    (site / ".newsletter").mkdir()
+    (site / ".newsletter" / "secret").write_bytes(content)
+    code, lines = secret_lines(site)
+    assert code == 0 and len(lines) == 1
+    assert lines[0].startswith(".newsletter/secret: warning: ")
+    assert "restore it from your backup" in lines[0] and "exit 78" in lines[0]
+    assert (site / ".newsletter" / "secret").read_bytes() == content  # check writes nothing
+
+
+def test_check_warns_of_a_missing_secret_only_once_links_were_mailed(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_ENV)
+    write_entry(site, "a.md", markdown_entry())
+    assert secret_lines(site) == (0, [])  # a new site: the first run makes one
+    assert not (site / ".newsletter" / "secret").exists()  # ... not check
+    assert run(site).written == 2
+    assert secret_lines(site) == (0, [])
+    (site / ".newsletter" / "secret").unlink()
+    code, lines = secret_lines(site)
+    assert code == 0 and len(lines) == 1
+    assert lines[0].startswith(".newsletter/secret: warning: is missing and NEWSLETTER_SECRET "
+                               "is not set")
+    assert "restore .newsletter/secret from your backup" in lines[0]
+    assert "link already sent would stop working" in lines[0]
+
+
 def test_the_generated_secret_is_whole_and_kept(site: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(SECRET_ENV)

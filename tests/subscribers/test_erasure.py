@@ -108,3 +108,18 @@ def test_an_erased_address_is_nowhere_in_the_site(site: Path, port: int) -> None
 def test_an_address_not_on_the_list_is_reported(site: Path) -> None:
     code, _, err = invoke("subscribers", "remove", "nobody@example.org", "--site", str(site))
     assert code == 1 and "not on the list" in err
+
+
+def test_an_erased_address_leaves_the_record_of_returning_mail(site: Path,
+                                                               tmp_path: Path) -> None:
+    from returning import dsn, returns_rows
+
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    delayed = tmp_path / "delayed.eml"  # counted: Ada stays on the list, her row is kept
+    delayed.write_bytes(dsn("journal@example.org", ADA, status="4.2.2", action="delayed",
+                            diagnostic="452 4.2.2 Mailbox full"))
+    assert invoke("bounces", "process", "--site", str(site), str(delayed))[0] == 0
+    assert [row[0] for row in returns_rows(site)] == [ADA]
+    assert invoke("subscribers", "remove", ADA, "--site", str(site))[0] == 0
+    assert returns_rows(site) == [] and traces(site, ADA) == []

@@ -150,7 +150,7 @@ def _row(subscriber: Subscriber, failure: Failure, digest_id: int | None, config
         failure.kind, "")
     limits = config.bounces
     return ReturnRow(subscriber.id, subscriber.email, digest_id, failure.kind, failure.status,
-                     new_status, CURRENT,
+                     failure.report, new_status, CURRENT,
                      soft_limit=limits.soft_limit if failure.kind == TEMPORARY else 0,
                      soft_since=now - timedelta(days=limits.soft_days))
 

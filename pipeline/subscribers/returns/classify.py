@@ -81,6 +81,8 @@ class Failure:
     # or complaint
     status: str = ""  # RFC 3463, e.g. 5.1.1
     detail: str = ""  # the diagnostic, shortened
+    report: str = ""  # the report's own label where it gives no status code (SES's bounce
+    # type, a feedback type): for the audit trail, so never an address
 
 
 @dataclass
@@ -182,10 +184,11 @@ def _complaint(message: Message, verdict: Verdict) -> None:
     if original is not None:
         verdict.sent_to += [a for _, a in getaddresses(original.get_all("return-path", []))]
     verdict.kind = COMPLAINT
-    verdict.failures = [Failure(a, "complaint", "", f"feedback type {feedback}")
+    label = f"feedback type {feedback}"
+    verdict.failures = [Failure(a, "complaint", "", label, label)
                         for a in dict.fromkeys(r.strip("<>") for r in recipients if "@" in r)]
     if not verdict.failures:
-        verdict.failures = [Failure("", "complaint", "", f"feedback type {feedback}")]
+        verdict.failures = [Failure("", "complaint", "", label, label)]
     verdict.reason = f"a spam complaint (feedback type {feedback})"
 
 

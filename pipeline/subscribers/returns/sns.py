@@ -156,7 +156,8 @@ def ses_verdict(notification: dict[str, Any], key: str) -> Verdict:
             found_kind = default if default == POLICY else failure_kind(status, diagnostic,
                                                                         default)
             verdict.failures.append(Failure(str(recipient.get("emailAddress", "")),
-                                            found_kind, status, diagnostic))
+                                            found_kind, status, diagnostic,
+                                            f"SES {bounce_type} bounce ({sub_type})"))
         verdict.kind = BOUNCE
         verdict.reason = f"an SES {bounce_type} bounce ({sub_type})"
     elif kind == "Complaint":
@@ -165,8 +166,9 @@ def ses_verdict(notification: dict[str, Any], key: str) -> Verdict:
         if feedback == "not-spam":
             verdict.reason = "an SES not-spam report"
             return verdict
+        label = f"SES complaint (feedback type {feedback})"
         verdict.failures = [Failure(str(r.get("emailAddress", "")), "complaint", "",
-                                    f"feedback type {feedback}")
+                                    label, label)
                             for r in _list(complaint.get("complainedRecipients"))]
         verdict.kind, verdict.reason = COMPLAINT, f"an SES complaint ({feedback})"
     elif kind == "Delivery":
