@@ -55,8 +55,9 @@ def template_environment(config: Config) -> jinja2.Environment:
     env.filters["short_date"] = lambda day: languages.short_date(day, language)
     found = translations(config)
     env.install_gettext_translations(found, newstyle=True)  # type: ignore[attr-defined]
-    # Values put into a translated phrase get the same guard as `{{ }}` output.
-    for name in ("gettext", "_", "ngettext", "pgettext", "npgettext"):
+    # Values put into a translated phrase get the same guard as `{{ }}` output. (`_` and
+    # `{% trans %}` call these by name.)
+    for name in ("gettext", "ngettext", "pgettext", "npgettext"):
         env.globals[name] = _finalizing(env.globals[name])
     return env
 
