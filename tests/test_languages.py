@@ -259,3 +259,14 @@ def test_a_german_run_with_nothing_to_do_imports_no_babel(site: Path) -> None:
     imported = {line.rsplit("|", 1)[-1].strip() for line in quiet.stderr.splitlines()
                 if line.startswith("import time:")}
     assert "babel" not in imported and "jinja2" not in imported
+
+
+def test_a_broken_site_catalogue_stops_the_run_naming_the_file(site: Path) -> None:
+    folder = site / "locales" / "de" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    (folder / "messages.mo").write_bytes(b"not a catalogue")
+    german_entries(in_german(site))
+    code, _, err = invoke("run", "--site", str(site))
+    assert code == 78
+    assert "locales/de/LC_MESSAGES/messages.mo: catalogue: cannot be read" in err
+    assert "pybabel compile" in err and not (site / "outbox").exists()

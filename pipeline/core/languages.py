@@ -16,6 +16,8 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
+from pipeline.core.errors import Problem, TemplateError
+
 DOMAIN = "messages"
 SOURCE_LANGUAGE = "en"
 PACKAGE_LOCALES = Path(__file__).parent / "locales"
@@ -81,10 +83,17 @@ def _catalogue(folder: Path) -> Path | None:
 
 
 def _load(path: Path) -> gettext.GNUTranslations:
-    if path.suffix == ".mo":
-        with path.open("rb") as handle:
-            return gettext.GNUTranslations(handle)
-    return gettext.GNUTranslations(io.BytesIO(compile_po(path.read_bytes())))
+    """One catalogue; a broken one stops the render (as a broken template does), named."""
+    try:
+        if path.suffix == ".mo":
+            with path.open("rb") as handle:
+                return gettext.GNUTranslations(handle)
+        return gettext.GNUTranslations(io.BytesIO(compile_po(path.read_bytes())))
+    except Exception as exc:  # gettext: OSError or struct errors; Babel: its own
+        raise TemplateError(Problem(
+            path, "catalogue", f"cannot be read ({type(exc).__name__}: {exc})",
+            "compile it again from its .po: pybabel compile -d locales -D messages",
+            line=0)) from None
 
 
 def compile_po(po: bytes) -> bytes:
