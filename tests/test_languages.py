@@ -205,6 +205,9 @@ def test_every_msgid_used_is_translated_in_the_german_catalogue() -> None:
             assert set(PLACEHOLDER.findall(msgid)) - {"num"} <= \
                 set(PLACEHOLDER.findall(translation)), msgid
     assert sorted(set(shipped) - used) == []  # nothing stale
+    # The template a site starts a new language from lists them all too.
+    template = read_po((PACKAGE_LOCALES / "messages.pot").open("rb"))
+    assert {m.id[0] if isinstance(m.id, tuple) else m.id for m in template if m.id} == used
 
 
 def test_the_committed_mo_is_the_compiled_po() -> None:
