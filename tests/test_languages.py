@@ -244,6 +244,12 @@ def test_an_unknown_language_warns_and_falls_back_to_english(site: Path) -> None
     assert "Read the full article" in text and "This message was sent to" in text
 
 
+def test_a_value_that_is_no_language_tag_warns_too(site: Path) -> None:
+    toml = site / "newsletter.toml"
+    toml.write_text(toml.read_text().replace("[site]\n", '[site]\nlanguage = "../de"\n', 1))
+    assert [w.field for w in load_config(site).warnings] == ["site.language"]
+
+
 def test_english_is_the_default_and_needs_no_warning(site: Path) -> None:
     assert [w for w in load_config(site).warnings if w.field == "site.language"] == []
     in_german(site)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gettext
 import io
+import re
 from datetime import date
 from functools import cache
 from pathlib import Path
@@ -22,6 +23,7 @@ DOMAIN = "messages"
 SOURCE_LANGUAGE = "en"
 PACKAGE_LOCALES = Path(__file__).parent / "locales"
 SITE_LOCALES = "locales"  # under the site folder, beside newsletter.toml
+_TAG = re.compile(r"[A-Za-z]{2,8}(?:_[A-Za-z0-9]{1,8})*")
 
 
 def N_(message: str) -> str:
@@ -32,7 +34,7 @@ def N_(message: str) -> str:
 def candidates(language: str) -> list[str]:
     """`de-AT` → ["de_AT", "de"]: the catalogue folders to look for, most specific first."""
     tag = language.strip().replace("-", "_")
-    if not tag:
+    if not _TAG.fullmatch(tag):  # empty, or not a language tag (it names folders)
         return [SOURCE_LANGUAGE]
     parts = tag.split("_")
     tag = "_".join([parts[0].lower(), *(p.upper() if len(p) == 2 else p for p in parts[1:])])
@@ -45,6 +47,8 @@ def is_english(language: str) -> bool:
 
 def known(language: str, site_dir: Path) -> bool:
     """True when English is asked for, or a catalogue exists for the language."""
+    if not _TAG.fullmatch(language.strip().replace("-", "_")):
+        return False
     return is_english(language) or any(
         _catalogue(root / name) for name in candidates(language)
         for root in (site_dir / SITE_LOCALES, PACKAGE_LOCALES))
@@ -108,7 +112,7 @@ def compile_po(po: bytes) -> bytes:
 
 def long_date(day: date, language: str) -> str:
     """`24 June 2026`, `24. Juni 2026`: an issue's date."""
-    if is_english(language):
+    if is_english(language) or _babel_locale(language) == SOURCE_LANGUAGE:
         return f"{day.day} {day:%B %Y}"  # the journal's own style (Babel's en is US order)
     from babel.dates import format_date
 
@@ -117,7 +121,7 @@ def long_date(day: date, language: str) -> str:
 
 def short_date(day: date, language: str) -> str:
     """`24 Jun 2026`, `24. Juni 2026`: an entry's date in the digest."""
-    if is_english(language):
+    if is_english(language) or _babel_locale(language) == SOURCE_LANGUAGE:
         return f"{day.day} {day:%b %Y}"
     from babel.dates import format_skeleton
 
