@@ -20,6 +20,8 @@ url = "https://journal.example.org/"
 # even when the domain changes.
 id = "{journal_id}"
 description = "Evidence-minded health notes from the Example Clinic."
+# The readers' language: the digest's, the web pages' and the confirmation's words and dates
+# ("en" or "de" are shipped; see "Languages" in the README to add one).
 language = "en"
 # The site's clock (an IANA name such as "Europe/London"; UTC is also the default): dates
 # without a time or offset, and the times in digest.cadence, are on it.
@@ -46,7 +48,9 @@ reply_to = ""
 # The unsubscribe link in every message; {{token}} identifies the subscriber without their address.
 unsubscribe_url = "{{site_url}}unsubscribe?token={{token}}"
 unsubscribe_mailto = "unsubscribe@example.org"
-reason = "You are receiving this because you subscribed to the Example Clinic Health Journal."
+# The footer's line on why the reader gets this. Unset, it is "You are receiving this because
+# you subscribed to <site.title>." in site.language; set, it is shown as written.
+# reason = "You are receiving this because you asked for the Example Clinic Health Journal."
 # The sender's postal address, shown in every digest's footer (bulk-mail rules ask for one).
 # postal_address = "Example Clinic, 1 High Street, Exampletown EX1 1AA, United Kingdom"
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pipeline.core import languages
 from pipeline.core.addresses import Mailbox, parse_address
 from pipeline.core.bounce_settings import BOUNCES_SCHEMA, BounceSettings, bounce_settings
 from pipeline.core.errors import ConfigError, Problem
@@ -265,13 +266,20 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
     for key in ("site.title", "site.id"):
         if not string(key) and key in v:
             bad(key, "is empty", "give it a value")
+    language = string("site.language") or "en"
+    if not languages.known(language, site_dir):
+        problems.append(Problem(
+            path, "site.language", f"no catalogue for {language!r}: readers get English",
+            f"use one of {', '.join(languages.available(site_dir))}, or add "
+            f"{languages.SITE_LOCALES}/{languages.candidates(language)[0]}/LC_MESSAGES/"
+            "messages.po (README: Languages)", line=_line_of(text, "language"), warning=True))
     config = Config(
         site_dir=site_dir,
         title=string("site.title"),
         site_url=site_url,
         journal_id=string("site.id"),
         description=string("site.description"),
-        language=string("site.language") or "en",
+        language=language,
         timezone=tz,
         author=string("site.author"),
         article_url=article_url,
@@ -284,8 +292,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         unsubscribe_url=link("email.unsubscribe_url"),
         unsubscribe_mailto=mailto.addr_spec if mailto
         else (f"unsubscribe@{from_address.domain}" if from_address else ""),
-        reason=string("email.reason")
-        or f"You are receiving this because you subscribed to {string('site.title')}.",
+        reason=string("email.reason"),  # empty: the digest says it in the site's language
         warnings=tuple(p for p in problems if p.warning),
         confirm_url=string("email.confirm_url"),
         double_opt_in=v.get("subscribers.double_opt_in") is True,

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from xml.parsers import expat
 
@@ -15,6 +15,7 @@ import jinja2
 
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem, TemplateError
+from pipeline.core.languages import N_
 from pipeline.core.models import Article
 from pipeline.entries.sanitise import header_text
 from pipeline.publishing.feed_types import RSS
@@ -24,6 +25,7 @@ from pipeline.publishing.templates import (
     render_template,
     shown_name,
     template_environment,
+    translations,
 )
 from pipeline.publishing.web_copies import ARCHIVE_DIR, web_copy_url
 
@@ -33,7 +35,9 @@ TEXT_TEMPLATE = "digest.txt.j2"
 PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
 
 
-DISCLAIMER = "For general information and education only — not medical advice."
+DISCLAIMER = N_("For general information and education only — not medical advice.")
+# email.reason when the site sets none.
+REASON = N_("You are receiving this because you subscribed to %(title)s.")
 GMAIL_CLIP = 102_000  # bytes of HTML past which Gmail shows "[Message clipped]" and hides the rest
 
 
@@ -57,7 +61,8 @@ def render_web_html(articles: Sequence[Article], created: datetime, config: Conf
     Placeholders a site's own template still uses get neutral values, never a subscriber's."""
     env = template_environment(config)
     html = _html(env, _context(articles, created, config, web_copy=True))
-    return html.replace(PLACEHOLDERS["email"], "you").replace(
+    you = translations(config).gettext("you")
+    return html.replace(PLACEHOLDERS["email"], you).replace(
         PLACEHOLDERS["unsubscribe_url"], config.site_url)
 
 
@@ -78,6 +83,7 @@ def size_problems(html: str, config: Config) -> list[Problem]:
 
 def _context(articles: Sequence[Article], created: datetime, config: Config, *,
              web_copy: bool) -> dict[str, object]:
+    words = translations(config)
     logo = ({"url": config.logo_url, "width": config.logo_width, "height": config.logo_height}
             if config.logo_url else None)
     return {
@@ -85,10 +91,10 @@ def _context(articles: Sequence[Article], created: datetime, config: Config, *,
         "journal": {"title": config.title, "url": config.site_url,
                     "description": config.description},
         "issue_date": issue_date(created, config),
-        "preheader": _preheader(articles),
+        "preheader": _preheader(articles, words.ngettext),
         "articles": articles,
-        "disclaimer": DISCLAIMER,
-        "reason": config.reason,
+        "disclaimer": words.gettext(DISCLAIMER),
+        "reason": config.reason or words.gettext(REASON) % {"title": config.title},
         "postal_address": config.postal_address,
         "web_copy": web_copy,
         "web_url": web_copy_url(created, articles[0].slug, config) if articles else "",
@@ -170,9 +176,13 @@ def _mjml_problem(env: jinja2.Environment, exc: ValueError) -> Problem:
                    "check the tags you changed against the default template")
 
 
-def _preheader(articles: Sequence[Article]) -> str:
+def _preheader(articles: Sequence[Article], ngettext: Callable[[str, str, int], str]) -> str:
     titles = "; ".join(a.title for a in articles[:3])
-    return titles if len(articles) <= 3 else f"{titles}; and {len(articles) - 3} more"
+    if len(articles) <= 3:
+        return titles
+    more = len(articles) - 3
+    return ngettext("%(titles)s; and %(num)d more", "%(titles)s; and %(num)d more",
+                    more) % {"titles": titles, "num": more}
 
 
 def _tidy_text(text: str) -> str:

@@ -4,13 +4,17 @@ template file and line."""
 
 from __future__ import annotations
 
+import gettext
 import textwrap
+from collections.abc import Callable
 from datetime import datetime
 from functools import cache
 from pathlib import Path
 
 import jinja2
+from markupsafe import Markup
 
+from pipeline.core import languages
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem, TemplateError
 
@@ -30,8 +34,11 @@ def default_templates_dir() -> Path:
 
 
 def template_environment(config: Config) -> jinja2.Environment:
-    """A site's own templates/ override the defaults by name."""
+    """A site's own templates/ override the defaults by name. Fixed words come through
+    gettext (`_()`, `ngettext()`, `{% trans %}`) in `site.language`; dates through the
+    `long_date` and `short_date` filters."""
     env = jinja2.Environment(
+        extensions=["jinja2.ext.i18n"],
         loader=jinja2.ChoiceLoader([
             jinja2.FileSystemLoader(config.templates_dir),
             jinja2.FileSystemLoader(default_templates_dir()),
@@ -43,12 +50,43 @@ def template_environment(config: Config) -> jinja2.Environment:
         finalize=_not_a_placeholder,
     )
     env.filters["wrap"] = _wrap
+    language = config.language
+    env.filters["long_date"] = lambda day: languages.long_date(day, language)
+    env.filters["short_date"] = lambda day: languages.short_date(day, language)
+    found = translations(config)
+    env.install_gettext_translations(found, newstyle=True)  # type: ignore[attr-defined]
+    # Values put into a translated phrase get the same guard as `{{ }}` output. (`_` and
+    # `{% trans %}` call these by name.)
+    for name in ("gettext", "ngettext", "pgettext", "npgettext"):
+        env.globals[name] = _finalizing(env.globals[name])
     return env
 
 
+def translations(config: Config) -> gettext.NullTranslations:
+    return languages.translations(config.language, config.site_dir)
+
+
 def issue_date(created: datetime, config: Config) -> str:
-    local = created.astimezone(config.timezone)
-    return f"{local.day} {local:%B %Y}"
+    return languages.long_date(created.astimezone(config.timezone), config.language)
+
+
+def _finalizing(function: Callable[..., str]) -> Callable[..., str]:
+    """The values are guarded on their way in; the phrase (which may hold a placeholder put
+    there on purpose, like the footer's address) is then left alone by `finalize`."""
+    @jinja2.pass_context
+    def guarded(context: jinja2.runtime.Context, *args: object, **variables: object) -> str:
+        phrase = function(context, *args, **{key: _not_a_placeholder(value)
+                                             for key, value in variables.items()})
+        return _SafePhrase(phrase) if isinstance(phrase, Markup) else _Phrase(phrase)
+    return guarded
+
+
+class _Phrase(str):
+    """A translated phrase whose values were already guarded."""
+
+
+class _SafePhrase(Markup):
+    """The same, in an autoescaped template."""
 
 
 def render_template(env: jinja2.Environment, name: str, context: dict[str, object]) -> str:
@@ -112,7 +150,8 @@ def _search_paths(env: jinja2.Environment) -> list[Path]:
 def _not_a_placeholder(value: object) -> object:
     """Entry text quoting a per-subscriber placeholder must not be filled in with the
     subscriber's address: an invisible word joiner breaks it."""
-    if isinstance(value, str) and "@@" in value and not isinstance(value, Placeholder):
+    if (isinstance(value, str) and "@@" in value
+            and not isinstance(value, Placeholder | _Phrase | _SafePhrase)):
         return value.replace("@@", "@\u2060@")
     return value
 

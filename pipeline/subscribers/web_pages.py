@@ -44,10 +44,11 @@ class Page(Exception):
 
 class Pages:
     def __init__(self, config: Config) -> None:
-        from pipeline.publishing.digest import template_environment
+        from pipeline.publishing.templates import template_environment, translations
 
         self.config = config
         self.env = template_environment(config)
+        self.words = translations(config)
         self.check()
 
     def check(self) -> None:
@@ -87,6 +88,8 @@ class Pages:
             return status, [("Content-Type", "application/json"), ("Cache-Control", "no-store"),
                             ("X-Content-Type-Options", "nosniff"), *page.headers], body
         context = {**self.sample(page.name), **page.context}
+        if context.get("message"):  # our own fixed words (marked N_ where they are raised)
+            context["message"] = self.words.gettext(context["message"])
         body = render_template(self.env, f"pages/{page.name}.html.j2", context).encode()
         replaced = {name.lower() for name, _ in page.headers}
         return status, [*(h for h in HTML_HEADERS if h[0].lower() not in replaced),

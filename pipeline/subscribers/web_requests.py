@@ -7,6 +7,7 @@ import json
 import re
 from urllib.parse import parse_qs
 
+from pipeline.core.languages import N_
 from pipeline.subscribers.web_pages import Page
 
 MAX_BODY = 64 * 1024
@@ -35,10 +36,10 @@ def _json_form(raw: bytes) -> Form:
     try:
         data = json.loads(raw or b"{}")
     except (ValueError, RecursionError):
-        raise Page(400, "subscribe_invalid", message="The request is not valid JSON.",
+        raise Page(400, "subscribe_invalid", message=N_("The request is not valid JSON."),
                    data={"ok": False, "error": "not valid JSON"}) from None
     if not isinstance(data, dict):
-        raise Page(400, "subscribe_invalid", message="The request is not a JSON object.",
+        raise Page(400, "subscribe_invalid", message=N_("The request is not a JSON object."),
                    data={"ok": False, "error": "expected a JSON object"})
     form: Form = {}
     for key, value in data.items():

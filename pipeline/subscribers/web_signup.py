@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 from pipeline.core.addresses import normalise_address
 from pipeline.core.config import Config
+from pipeline.core.languages import N_
 from pipeline.core.models import Subscriber, parse_categories
 from pipeline.state.ledger import Ledger
 from pipeline.state.signups import Signups
@@ -112,8 +113,8 @@ def signup(config: Config, ledger: Ledger, form: Form, environ: dict,
     try:
         address = normalise_address(raw[:320])
     except ValueError:
-        raise Page(400, "subscribe_invalid", message="That does not look like an email "
-                   "address.", data={"ok": False, "error": "invalid email address"}) from None
+        raise Page(400, "subscribe_invalid", message=N_("That does not look like an email "
+                   "address."), data={"ok": False, "error": "invalid email address"}) from None
     name = " ".join((form.get("name") or [""])[0].split())[:200]
     wanted = {t.casefold() for t in form.get("topics", [])[:100]}
     topics = parse_categories([t for t in offered() if t.casefold() in wanted])
