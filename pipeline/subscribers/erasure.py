@@ -2,7 +2,8 @@
 
 The ledger's rows that hold it (the list, messages, deliveries, notices) are deleted and their
 pages scrubbed (secure deletion, VACUUM, the WAL truncated); its messages and confirmations
-leave every outbox folder; its rows leave the site's subscribers.csv. What stays is that an
+leave every outbox folder; returning mail kept aside that names it leaves returns/kept/; its
+rows leave the site's subscribers.csv. What stays is that an
 erasure happened (the ledger's erasures table: subscriber id and time, no address).
 """
 
@@ -24,6 +25,7 @@ from pipeline.state.ledger import Ledger
 from pipeline.state.lock import SEND_LOCK_NAME, site_lock
 from pipeline.state.subscribers import SubscriberBook
 from pipeline.state.upkeep import record_erased_files, scrub
+from pipeline.subscribers.returns.intake import KEPT_DIR
 
 log = logging.getLogger("pipeline")
 LOCK_WAIT = 60.0  # seconds to wait for a run or send to finish before erasing under them
@@ -47,6 +49,7 @@ def erase(config: Config, ledger: Ledger, email: str, now: datetime) -> ErasureR
         names = _message_names(ledger, outbox, email)  # before the rows listing them go
         erasure = SubscriberBook(ledger).erase(email, now)
         files = outbox.remove(names | erasure.filenames)
+        files += _drop_kept_mail(config.site_dir / KEPT_DIR, email)
         csv_rows = _drop_from_csv(config.subscribers_file, email)
         found = bool(erasure.ledger_rows or files or csv_rows)
         if files and erasure.ledger_rows:
@@ -66,6 +69,18 @@ def _message_names(ledger: Ledger, outbox: Outbox, email: str) -> set[str]:
              for listing in ledger.digest_listing()}
     who = hashlib.sha256(email_key(email).encode()).hexdigest()[:16]  # manage.confirmation_name
     return names | outbox.find(f"confirm-*-{who}.eml")
+
+
+def _drop_kept_mail(folder: Path, email: str) -> int:
+    """Delete returning mail kept aside (bounces process/fetch) that names the address, with
+    its .reason; returns how many files went."""
+    needle, gone = email_key(email).encode(), 0
+    for kept in sorted(folder.glob("*.eml")) if folder.is_dir() else ():
+        if needle in kept.read_bytes().lower():
+            for path in (kept, kept.with_suffix(".reason")):
+                path.unlink(missing_ok=True)
+                gone += 1
+    return gone
 
 
 def _drop_from_csv(path: Path, email: str) -> int:

@@ -123,3 +123,21 @@ def test_an_erased_address_leaves_the_record_of_returning_mail(site: Path,
     assert [row[0] for row in returns_rows(site)] == [ADA]
     assert invoke("subscribers", "remove", ADA, "--site", str(site))[0] == 0
     assert returns_rows(site) == [] and traces(site, ADA) == []
+
+
+def test_returning_mail_kept_aside_that_names_the_address_is_erased_too(site: Path) -> None:
+    from pipeline.core.config import load_config
+    from pipeline.subscribers.returns.intake import keep_aside
+
+    run(site)
+    config = load_config(site)
+    named = keep_aside(config, "a", b"Subject: failure\r\n\r\n550 <Ada@Example.org>: unknown\r\n",
+                       "not tied to a current subscriber")
+    other = keep_aside(config, "b", b"Subject: failure\r\n\r\n550 <grace@example.org>: gone\r\n",
+                       "not tied to a current subscriber")
+    assert oct(named.stat().st_mode & 0o777) == "0o600"  # subscribers' addresses: owner only
+    code, out, _ = invoke("subscribers", "remove", "ada@example.org", "--site", str(site))
+    assert code == 0, out
+    assert not named.exists() and not named.with_suffix(".reason").exists()
+    assert other.exists()  # another person's mail stays
+    assert traces(site, "ada@example.org") == []

@@ -24,6 +24,7 @@ from pathlib import Path
 from pipeline.core.atomic import write_atomic
 from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
+from pipeline.state.connection import private_dir
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import site_lock
 from pipeline.state.returns import ReturnsBook
@@ -155,10 +156,9 @@ def _apply(batch: list[tuple[Item, Verdict, str, bytes]], config: Config, ledger
 def keep_aside(config: Config, key: str, data: bytes, reason: str) -> Path:
     """A copy of the mail in returns/kept/, beside a .reason file saying why."""
     name = hashlib.sha256(key.encode()).hexdigest()[:20]
-    folder = config.site_dir / KEPT_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    write_atomic(folder / f"{name}.reason", f"{reason}\n".encode())
-    write_atomic(folder / f"{name}.eml", data)
+    folder = private_dir(config.site_dir / KEPT_DIR)  # it holds subscribers' addresses
+    write_atomic(folder / f"{name}.reason", f"{reason}\n".encode(), mode=0o600)
+    write_atomic(folder / f"{name}.eml", data, mode=0o600)
     return folder / f"{name}.eml"
 
 
