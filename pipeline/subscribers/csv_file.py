@@ -70,12 +70,13 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                                 "create it with a header line `email,name,categories,status`",
                                 warning=True))
         return
-    text = _text_of(path, shown)
     opted_out: dict[str, tuple[int, str]] = {}  # email_key → (line, status) of its opt-out
-    for line, key, status in _opt_outs(text, shown):
+    for line, key, status in _opt_outs(path, shown):
         opted_out.setdefault(key, (line, status))
-    seen: dict[str, str] = {}  # email_key → the status of the row kept
-    for line, row in _cells(text, shown):
+    # The hash of each address kept (a million strings would take ~100 MB; their 64-bit hashes
+    # half that; two addresses colliding is a one-in-10^10 chance at a million rows).
+    seen: set[int] = set()
+    for line, row in _cells(path, shown):
         raw = row.get("email", "")
         status = parse_status(row.get("status", ""))
         if status is None:
@@ -96,9 +97,9 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                 shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
                 "the opt-out wins; delete the row you do not mean", line=line, warning=True))
             continue
-        if key in seen:
+        if hash(key) in seen:
             continue
-        seen[key] = status
+        seen.add(hash(key))
         for column in ("name", "categories"):
             if ILLEGAL.search(row.get(column, "")):
                 problems.append(Problem(shown, column, f"{email}: contains a control character",
@@ -110,10 +111,11 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                          status=status)
 
 
-def _opt_outs(text: str, shown: Path | str) -> Iterator[tuple[int, str, str]]:
+def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
     """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
-    down is known before an earlier row for the same address is taken."""
-    for line, row in _cells(text, shown):
+    down is known before an earlier row for the same address is taken (and a file that is not
+    UTF-8 is refused before any row is taken)."""
+    for line, row in _cells(path, shown):
         status = parse_status(row.get("status", ""))
         if status in OPTED_OUT:
             try:
@@ -122,30 +124,58 @@ def _opt_outs(text: str, shown: Path | str) -> Iterator[tuple[int, str, str]]:
                 continue
 
 
-def _cells(text: str, shown: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
+def _cells(path: Path, shown: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, {column: cell}) of each non-blank row, cells stripped of spaces and of the quote
-    that neutralised them on export."""
-    with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f, delimiter=_delimiter(text.partition("\n")[0]))
-        if "email" not in _columns(reader, shown):
-            raise ConfigError([Problem(shown, "email", "no `email` column",
-                                       "start the file with `email,name,categories,status`")])
-        for row in _rows(reader, shown):
-            cells = {(k or "").strip().lower(): _unquoted((v or "").strip())
-                     for k, v in row.items() if isinstance(v, str)}
-            if any(cells.values()):
-                yield reader.line_num, cells
+    that neutralised them on export. The file is streamed, never read whole."""
+    with _open_text(path, shown) as f:
+        try:
+            delimiter = _delimiter(_first_line(f))
+            f.seek(0)
+            reader = csv.DictReader(f, delimiter=delimiter)
+            if "email" not in _columns(reader, shown):
+                raise ConfigError([Problem(shown, "email", "no `email` column",
+                                           "start the file with `email,name,categories,status`")])
+            for row in _rows(reader, shown):
+                cells = {(k or "").strip().lower(): _unquoted((v or "").strip())
+                         for k, v in row.items() if isinstance(v, str)}
+                if any(cells.values()):
+                    yield reader.line_num, cells
+        except UnicodeDecodeError:
+            _text_of(path, shown)  # raises the ConfigError that names the byte and line
+            raise
+
+
+def _open_text(path: Path, shown: Path | str) -> io.TextIOWrapper:
+    raw = path.open("rb")
+    if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raw.close()
+        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", _UTF8_HINT)])
+    raw.seek(0)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _first_line(f: io.TextIOWrapper) -> str:
+    """The text up to the first \\n (as the whole-file reading this replaced judged it)."""
+    text = ""
+    while "\n" not in text:
+        more = f.read(65536)
+        if not more:
+            break
+        text += more
+    return text.partition("\n")[0]
 
 
 def _unquoted(cell: str) -> str:
     return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
 
 
+_UTF8_HINT = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
+
+
 def _text_of(path: Path, shown: Path | str) -> str:
+    """The whole file's text: only to locate a decoding error that streaming met."""
     data = path.read_bytes()
-    hint = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", hint)])
+    hint = _UTF8_HINT
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:  # guessing (Latin-1? Windows-1252?) would garble names
