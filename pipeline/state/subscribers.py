@@ -74,6 +74,7 @@ class _Merge:
         self.source, self.detail = source, detail
         self.inserts: list[tuple[str, str, str, str, str, str]] = []  # (key, email, …, status)
         self.changes: list[tuple[int, str, str]] = []  # (id, old, new)
+        self.topics: dict[tuple[str, ...], tuple[str, str]] = {}  # → (categories, segment)
 
     def chunk(self, rows: list[Subscriber]) -> None:
         if not rows:
@@ -91,9 +92,8 @@ class _Merge:
             found = known.get(key)
             if found is None:
                 status = PENDING if self.double_opt_in and row.status == ACTIVE else row.status
-                categories = parse_categories(row.categories)
-                self.inserts.append((key, row.email, row.name, ";".join(categories),
-                                     segment_key(categories), status))
+                self.inserts.append((key, row.email, row.name, *self._topics(row.categories),
+                                     status))
                 known[key] = (None, status, row.email)
                 continue
             sid, old, email = found
@@ -115,6 +115,15 @@ class _Merge:
             known[key] = (sid, new, email)
         self._flush_inserts()
         self._flush_changes()
+
+    def _topics(self, chosen: tuple[str, ...]) -> tuple[str, str]:
+        found = self.topics.get(chosen)
+        if found is None:
+            categories = parse_categories(chosen)
+            found = (";".join(categories), segment_key(categories))
+            if len(self.topics) < 10_000:
+                self.topics[chosen] = found
+        return found
 
     def _flush_inserts(self) -> dict[str, int]:
         """Insert the new rows and record their audit rows; email_key → id."""
@@ -213,19 +222,18 @@ class SubscriberBook:
         merge = _Merge(self._db, report, now.isoformat(), reactivate, double_opt_in, source,
                        detail)
         pending = iter(rows)
-        finished = False
-        while not finished:
+        # The first rows are read before the lock is taken: a file's first pass (its opt-outs)
+        # runs then, outside any batch.
+        chunk = list(islice(pending, CHUNK))
+        while chunk:
             with transaction(self._db):
                 started = time.monotonic()
-                while True:
-                    chunk = list(islice(pending, CHUNK))
+                while chunk:
                     merge.chunk(chunk)
-                    if len(chunk) < CHUNK:
-                        finished = True
-                        break
+                    chunk = list(islice(pending, CHUNK)) if len(chunk) == CHUNK else []
                     if time.monotonic() - started > BATCH_SECONDS:
                         break
-            if not finished:
+            if chunk:
                 time.sleep(BATCH_PAUSE)  # let a waiting writer in
         return report
 

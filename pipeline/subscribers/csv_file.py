@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.core.addresses import normalise_address
 from pipeline.core.errors import ConfigError, Problem
@@ -76,6 +76,7 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
     # The hash of each address kept (a million strings would take ~100 MB; their 64-bit hashes
     # half that; two addresses colliding is a one-in-10^10 chance at a million rows).
     seen: set[int] = set()
+    topics: dict[str, tuple[str, ...]] = {}  # a list repeats a few spellings of its categories
     for line, row in _cells(path, shown):
         raw = row.get("email", "")
         status = parse_status(row.get("status", ""))
@@ -97,25 +98,31 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                 shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
                 "the opt-out wins; delete the row you do not mean", line=line, warning=True))
             continue
-        if hash(key) in seen:
+        hashed = hash(key)
+        if hashed in seen:
             continue
-        seen.add(hash(key))
+        seen.add(hashed)
         for column in ("name", "categories"):
             if ILLEGAL.search(row.get(column, "")):
                 problems.append(Problem(shown, column, f"{email}: contains a control character",
                                         "removed; check that row in the file", line=line,
                                         warning=True))
                 row[column] = strip_illegal(row[column])
+        text = row.get("categories", "")
+        categories = topics.get(text)
+        if categories is None:
+            categories = parse_categories(text)
+            if len(topics) < 10_000:
+                topics[text] = categories
         yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
-                         categories=parse_categories(row.get("categories", "")),
-                         status=status)
+                         categories=categories, status=status)
 
 
 def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
     """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
     down is known before an earlier row for the same address is taken (and a file that is not
     UTF-8 is refused before any row is taken)."""
-    for line, row in _cells(path, shown):
+    for line, row in _cells(path, shown, ("email", "status")):
         status = parse_status(row.get("status", ""))
         if status in OPTED_OUT:
             try:
@@ -124,22 +131,29 @@ def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
                 continue
 
 
-def _cells(path: Path, shown: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, {column: cell}) of each non-blank row, cells stripped of spaces and of the quote
-    that neutralised them on export. The file is streamed, never read whole."""
+def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS
+           ) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: cell}) of each non-blank row, for the columns import reads, cells
+    stripped of spaces and of the quote that neutralised them on export. The file is
+    streamed, never read whole; a row is blank when every cell under a header is."""
     with _open_text(path, shown) as f:
         try:
             delimiter = _delimiter(_first_line(f))
             f.seek(0)
-            reader = csv.DictReader(f, delimiter=delimiter)
-            if "email" not in _columns(reader, shown):
+            reader = csv.reader(f, delimiter=delimiter)
+            names = _columns(reader, shown)
+            if "email" not in names:
                 raise ConfigError([Problem(shown, "email", "no `email` column",
                                            "start the file with `email,name,categories,status`")])
+            width = len(names)
+            # Where each column read is (the last of two with one name, as a dict keeps it).
+            wanted = [(c, max(i for i, n in enumerate(names) if n == c))
+                      for c in columns if c in names]
             for row in _rows(reader, shown):
-                cells = {(k or "").strip().lower(): _unquoted((v or "").strip())
-                         for k, v in row.items() if isinstance(v, str)}
-                if any(cells.values()):
-                    yield reader.line_num, cells
+                if not any(cell.strip() for cell in row[:width]):
+                    continue
+                yield reader.line_num, {column: _unquoted(row[i].strip())
+                                        for column, i in wanted if i < len(row)}
         except UnicodeDecodeError:
             _text_of(path, shown)  # raises the ConfigError that names the byte and line
             raise
@@ -166,7 +180,7 @@ def _first_line(f: io.TextIOWrapper) -> str:
 
 
 def _unquoted(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA_START else cell
 
 
 _UTF8_HINT = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
@@ -184,21 +198,22 @@ def _text_of(path: Path, shown: Path | str) -> str:
                                    line=line)]) from None
 
 
-def _columns(reader: csv.DictReader[str], shown: Path | str) -> list[str]:
+def _columns(reader: Any, shown: Path | str) -> list[str]:
+    """The header line's names (none if the file is empty)."""
     try:
-        return [h.strip().lower() for h in reader.fieldnames or ()]
+        return [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise _broken(exc, reader, shown) from None
 
 
-def _rows(reader: csv.DictReader[str], shown: Path | str) -> Iterator[dict[str, str | None]]:
+def _rows(reader: Any, shown: Path | str) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as exc:
         raise _broken(exc, reader, shown) from None
 
 
-def _broken(exc: csv.Error, reader: csv.DictReader[str], shown: Path | str) -> ConfigError:
+def _broken(exc: csv.Error, reader: Any, shown: Path | str) -> ConfigError:
     # The reader cannot resume after a syntax error, so the rest of the file is suspect too.
     return ConfigError([Problem(shown, "file", f"is not valid CSV ({exc})",
                                 "fix that line or export the list again", line=reader.line_num)])
