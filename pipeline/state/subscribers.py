@@ -135,12 +135,16 @@ class _Merge:
             "INSERT INTO subscribers (email_key, email, name, categories, segment, status, "
             "created, updated) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [(*r, stamp, stamp) for r in rows])
-        ids: dict[str, int] = {}
-        for start in range(0, len(rows), 500):
-            part = [r[0] for r in rows[start:start + 500]]
-            ids.update(self.db.execute(
-                "SELECT email_key, id FROM subscribers WHERE email_key IN "
-                f"({','.join('?' * len(part))})", part).fetchall())
+        # Under the write lock an INTEGER PRIMARY KEY takes max(id) + 1 for each row in turn:
+        # the ids are the last one's and those before it (checked at both ends; else asked).
+        last = self.db.execute("SELECT last_insert_rowid()").fetchone()[0]
+        first = last - len(rows) + 1
+        ends = dict(self.db.execute("SELECT id, email_key FROM subscribers WHERE id IN (?, ?)",
+                                    (first, last)).fetchall())
+        if ends.get(first) == rows[0][0] and ends.get(last) == rows[-1][0]:
+            ids = {r[0]: first + n for n, r in enumerate(rows)}
+        else:
+            ids = self._ids(rows)
         events.record_many(self.db, [(ids[r[0]], stamp, events.STATUS, "", r[5], self.source,
                                       self.detail) for r in rows])
         self.report.added += len(rows)
@@ -148,6 +152,15 @@ class _Merge:
             Subscriber(id=ids[key], email=email, name=name,
                        categories=tuple(c for c in categories.split(";") if c), status=status)
             for key, email, name, categories, _, status in rows if status == PENDING)
+        return ids
+
+    def _ids(self, rows: list[tuple[str, str, str, str, str, str]]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for start in range(0, len(rows), 500):
+            part = [r[0] for r in rows[start:start + 500]]
+            ids.update(self.db.execute(
+                "SELECT email_key, id FROM subscribers WHERE email_key IN "
+                f"({','.join('?' * len(part))})", part).fetchall())
         return ids
 
     def _flush_changes(self) -> None:

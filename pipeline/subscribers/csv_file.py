@@ -122,7 +122,7 @@ def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
     """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
     down is known before an earlier row for the same address is taken (and a file that is not
     UTF-8 is refused before any row is taken)."""
-    for line, row in _cells(path, shown, ("email", "status")):
+    for line, row in _cells(path, shown, ("email", "status"), opt_outs_only=True):
         status = parse_status(row.get("status", ""))
         if status in OPTED_OUT:
             try:
@@ -131,11 +131,13 @@ def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
                 continue
 
 
-def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS
-           ) -> Iterator[tuple[int, dict[str, str]]]:
+def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
+           opt_outs_only: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
     """(line, {column: cell}) of each non-blank row, for the columns import reads, cells
     stripped of spaces and of the quote that neutralised them on export. The file is
-    streamed, never read whole; a row is blank when every cell under a header is."""
+    streamed, never read whole; a row is blank when every cell under a header is.
+    `opt_outs_only` passes over rows whose status cannot be an opt-out, cheaply (the first
+    pass of a large import sees every row)."""
     with _open_text(path, shown) as f:
         try:
             delimiter = _delimiter(_first_line(f))
@@ -149,7 +151,12 @@ def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS
             # Where each column read is (the last of two with one name, as a dict keeps it).
             wanted = [(c, max(i for i, n in enumerate(names) if n == c))
                       for c in columns if c in names]
+            status = wanted[-1][1] if opt_outs_only and "status" in names else -1
+            if opt_outs_only and status < 0:
+                return
             for row in _rows(reader, shown):
+                if status >= 0 and (status >= len(row) or not _may_opt_out(row[status])):
+                    continue
                 if not any(cell.strip() for cell in row[:width]):
                     continue
                 yield reader.line_num, {column: _unquoted(row[i].strip())
@@ -157,6 +164,12 @@ def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS
         except UnicodeDecodeError:
             _text_of(path, shown)  # raises the ConfigError that names the byte and line
             raise
+
+
+def _may_opt_out(cell: str) -> bool:
+    """False for a status that surely is no opt-out (every spelling of one has these)."""
+    low = cell.lower()
+    return "unsub" in low or "bounc" in low
 
 
 def _open_text(path: Path, shown: Path | str) -> io.TextIOWrapper:
