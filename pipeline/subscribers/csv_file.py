@@ -151,16 +151,23 @@ def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
             # Where each column read is (the last of two with one name, as a dict keeps it).
             wanted = [(c, max(i for i, n in enumerate(names) if n == c))
                       for c in columns if c in names]
+            last = max(i for _, i in wanted)
             status = wanted[-1][1] if opt_outs_only and "status" in names else -1
             if opt_outs_only and status < 0:
                 return
             for row in _rows(reader, shown):
                 if status >= 0 and (status >= len(row) or not _may_opt_out(row[status])):
                     continue
-                if not any(cell.strip() for cell in row[:width]):
+                if not "".join(row[:width]).strip():
                     continue
-                yield reader.line_num, {column: _unquoted(row[i].strip())
-                                        for column, i in wanted if i < len(row)}
+                if len(row) > last:
+                    cells = {column: row[i].strip() for column, i in wanted}
+                else:
+                    cells = {column: row[i].strip() for column, i in wanted if i < len(row)}
+                for column, cell in cells.items():
+                    if cell[:1] == "'":
+                        cells[column] = _unquoted(cell)
+                yield reader.line_num, cells
         except UnicodeDecodeError:
             _text_of(path, shown)  # raises the ConfigError that names the byte and line
             raise
