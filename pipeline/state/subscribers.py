@@ -4,8 +4,11 @@ survive a power cut as surely as a digest does."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
 import sqlite3
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -52,11 +55,57 @@ class ImportReport:
     status_changed: int = 0  # active → unsubscribed/bounced, as the file says
     kept_out: list[str] = field(default_factory=list)  # left the list; not re-activated
     unchanged: int = 0
+    longest_batch: float = 0.0  # seconds the longest batch held the write lock, its commit too
 
 
 def _row(row: tuple) -> Subscriber:
     return Subscriber(id=row[0], email=row[1], name=row[2],
                       categories=tuple(c for c in row[3].split(";") if c), status=row[4])
+
+
+class _Prefetch:
+    """Rows read a chunk ahead in a thread of their own (parsing a file holds the GIL, while
+    SQLite lets go of it as it writes: the two overlap). Whatever reading raises is raised by
+    next(); leaving stops the reader."""
+
+    def __init__(self, rows: Iterable[Subscriber]) -> None:
+        self._rows = iter(rows)
+        self._ready: queue.Queue[list[Subscriber] | BaseException] = queue.Queue(maxsize=4)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._read, name="import-reader", daemon=True)
+
+    def __enter__(self) -> _Prefetch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                self._ready.get_nowait()  # unblock a reader waiting to put
+            self._thread.join(0.01)
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = list(islice(self._rows, CHUNK))
+                self._put(chunk)
+                if len(chunk) < CHUNK:
+                    return
+        except BaseException as exc:  # handed to the importing thread
+            self._put(exc)
+
+    def _put(self, item: list[Subscriber] | BaseException) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(queue.Full):
+                self._ready.put(item, timeout=0.1)
+                return
+
+    def next(self) -> list[Subscriber]:
+        item = self._ready.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item
 
 
 class _Merge:
@@ -234,20 +283,26 @@ class SubscriberBook:
         report = ImportReport()
         merge = _Merge(self._db, report, now.isoformat(), reactivate, double_opt_in, source,
                        detail)
-        pending = iter(rows)
-        # The first rows are read before the lock is taken: a file's first pass (its opt-outs)
-        # runs then, outside any batch.
-        chunk = list(islice(pending, CHUNK))
-        while chunk:
-            with transaction(self._db):
-                started = time.monotonic()
-                while chunk:
-                    merge.chunk(chunk)
-                    chunk = list(islice(pending, CHUNK)) if len(chunk) == CHUNK else []
-                    if time.monotonic() - started > BATCH_SECONDS:
-                        break
-            if chunk:
-                time.sleep(BATCH_PAUSE)  # let a waiting writer in
+        with _Prefetch(rows) as pending:
+            # The first rows are read before the lock is taken: a file's first pass (its
+            # opt-outs) runs then, outside any batch.
+            chunk = pending.next()
+            budget = BATCH_SECONDS
+            while chunk:
+                with transaction(self._db):
+                    started = time.monotonic()
+                    while chunk:
+                        merge.chunk(chunk)
+                        chunk = pending.next() if len(chunk) == CHUNK else []
+                        if time.monotonic() - started > budget:
+                            break
+                    committing = time.monotonic()
+                ended = time.monotonic()
+                report.longest_batch = max(report.longest_batch, ended - started)
+                # The commit's sync holds the lock too: the next batch leaves room for it.
+                budget = max(BATCH_SECONDS / 3, BATCH_SECONDS - (ended - committing))
+                if chunk:
+                    time.sleep(BATCH_PAUSE)  # let a waiting writer in
         return report
 
     def add(self, subscriber: Subscriber, now: datetime, *, source: str = "cli"
