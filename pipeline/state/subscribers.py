@@ -35,7 +35,7 @@ _COLUMNS = "id, email, name, categories, status"
 PAGE = 2000  # subscribers read per query while streaming the list
 # An import commits after this much work, and pauses briefly between batches: no other writer
 # (an unsubscribe from `serve`) waits longer than about this for the lock.
-BATCH_SECONDS = 0.15
+BATCH_SECONDS = 0.1
 BATCH_PAUSE = 0.005
 CHUNK = 500  # rows looked up, inserted and recorded together within a batch
 
@@ -70,7 +70,7 @@ class _Prefetch:
 
     def __init__(self, rows: Iterable[Subscriber]) -> None:
         self._rows = iter(rows)
-        self._ready: queue.Queue[list[Subscriber] | BaseException] = queue.Queue(maxsize=4)
+        self._ready: queue.Queue[list[Subscriber] | BaseException] = queue.Queue(maxsize=16)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._read, name="import-reader", daemon=True)
 
