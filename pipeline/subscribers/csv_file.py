@@ -155,10 +155,16 @@ def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
             status = wanted[-1][1] if opt_outs_only and "status" in names else -1
             if opt_outs_only and status < 0:
                 return
+            # A name given twice is read from its last column, and is missing if the row is
+            # shorter than that (as csv.DictReader has it): the blank test follows the same.
+            distinct = sorted({n: i for i, n in enumerate(names)}.values())
             for row in _rows(reader, shown):
                 if status >= 0 and (status >= len(row) or not _may_opt_out(row[status])):
                     continue
-                if not "".join(row[:width]).strip():
+                if len(distinct) == width:
+                    if not "".join(row[:width]).strip():
+                        continue
+                elif not any(row[i].strip() for i in distinct if i < len(row)):
                     continue
                 if len(row) > last:
                     cells = {column: row[i].strip() for column, i in wanted}
