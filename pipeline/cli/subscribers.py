@@ -67,7 +67,7 @@ def import_(file: Path, reactivate: bool, site: Path) -> None:
     for problem in problems:
         click.echo(str(problem), err=True)
     rejected = [p for p in problems if not p.warning]
-    click.echo(f"{len(report.added)} added, {report.status_changed} taken off the list, "
+    click.echo(f"{report.added} added, {report.status_changed} taken off the list, "
                f"{report.reactivated} re-activated, {report.unchanged} unchanged, "
                f"{counted(len(rejected), 'row')} rejected.")
     if report.kept_out:

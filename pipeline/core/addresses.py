@@ -30,15 +30,15 @@ class Mailbox:
 # they cost ~14 ms to compile, on every run; label lengths are checked in Python instead.
 _PLAIN_MAILBOX = re.compile(r"(?:([A-Za-z0-9 .'-]*?) *<)?([^<>\s\"]+@[^<>\s\"]+)(?(1)>|)")
 _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+# Dot-separated labels of letters, digits and inner hyphens, the last one letters only (≥ 2).
+_DOMAIN = re.compile(r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z]+")
 
 
 def _plain_addr(addr: str) -> bool:
     local, _, domain = addr.rpartition("@")
-    labels = domain.split(".")
     return (len(local) <= 64 and len(domain) <= 253 and bool(_DOT_ATOM.fullmatch(local))
-            and len(labels) >= 2 and labels[-1].isalpha() and len(labels[-1]) >= 2
-            and all(len(label) <= 63 and _LABEL.fullmatch(label) for label in labels))
+            and bool(_DOMAIN.fullmatch(domain))
+            and (len(domain) <= 63 or all(len(label) <= 63 for label in domain.split("."))))
 
 
 def parse_address(value: str) -> tuple[Mailbox | None, str]:

@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pipeline.core.addresses import normalise_address
 from pipeline.core.errors import ConfigError, Problem
@@ -70,12 +70,14 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                                 "create it with a header line `email,name,categories,status`",
                                 warning=True))
         return
-    text = _text_of(path, shown)
     opted_out: dict[str, tuple[int, str]] = {}  # email_key → (line, status) of its opt-out
-    for line, key, status in _opt_outs(text, shown):
+    for line, key, status in _opt_outs(path, shown):
         opted_out.setdefault(key, (line, status))
-    seen: dict[str, str] = {}  # email_key → the status of the row kept
-    for line, row in _cells(text, shown):
+    # The hash of each address kept (a million strings would take ~100 MB; their 64-bit hashes
+    # half that; two addresses colliding is a one-in-10^10 chance at a million rows).
+    seen: set[int] = set()
+    topics: dict[str, tuple[str, ...]] = {}  # a list repeats a few spellings of its categories
+    for line, row in _cells(path, shown):
         raw = row.get("email", "")
         status = parse_status(row.get("status", ""))
         if status is None:
@@ -96,24 +98,31 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                 shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
                 "the opt-out wins; delete the row you do not mean", line=line, warning=True))
             continue
-        if key in seen:
+        hashed = hash(key)
+        if hashed in seen:
             continue
-        seen[key] = status
+        seen.add(hashed)
         for column in ("name", "categories"):
             if ILLEGAL.search(row.get(column, "")):
                 problems.append(Problem(shown, column, f"{email}: contains a control character",
                                         "removed; check that row in the file", line=line,
                                         warning=True))
                 row[column] = strip_illegal(row[column])
+        text = row.get("categories", "")
+        categories = topics.get(text)
+        if categories is None:
+            categories = parse_categories(text)
+            if len(topics) < 10_000:
+                topics[text] = categories
         yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
-                         categories=parse_categories(row.get("categories", "")),
-                         status=status)
+                         categories=categories, status=status)
 
 
-def _opt_outs(text: str, shown: Path | str) -> Iterator[tuple[int, str, str]]:
+def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
     """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
-    down is known before an earlier row for the same address is taken."""
-    for line, row in _cells(text, shown):
+    down is known before an earlier row for the same address is taken (and a file that is not
+    UTF-8 is refused before any row is taken)."""
+    for line, row in _cells(path, shown, ("email", "status"), opt_outs_only=True):
         status = parse_status(row.get("status", ""))
         if status in OPTED_OUT:
             try:
@@ -122,30 +131,91 @@ def _opt_outs(text: str, shown: Path | str) -> Iterator[tuple[int, str, str]]:
                 continue
 
 
-def _cells(text: str, shown: Path | str) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, {column: cell}) of each non-blank row, cells stripped of spaces and of the quote
-    that neutralised them on export."""
-    with io.StringIO(text, newline="") as f:
-        reader = csv.DictReader(f, delimiter=_delimiter(text.partition("\n")[0]))
-        if "email" not in _columns(reader, shown):
-            raise ConfigError([Problem(shown, "email", "no `email` column",
-                                       "start the file with `email,name,categories,status`")])
-        for row in _rows(reader, shown):
-            cells = {(k or "").strip().lower(): _unquoted((v or "").strip())
-                     for k, v in row.items() if isinstance(v, str)}
-            if any(cells.values()):
+def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
+           opt_outs_only: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: cell}) of each non-blank row, for the columns import reads, cells
+    stripped of spaces and of the quote that neutralised them on export. The file is
+    streamed, never read whole; a row is blank when every cell under a header is.
+    `opt_outs_only` passes over rows whose status cannot be an opt-out, cheaply (the first
+    pass of a large import sees every row)."""
+    with _open_text(path, shown) as f:
+        try:
+            delimiter = _delimiter(_first_line(f))
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter)
+            names = _columns(reader, shown)
+            if "email" not in names:
+                raise ConfigError([Problem(shown, "email", "no `email` column",
+                                           "start the file with `email,name,categories,status`")])
+            width = len(names)
+            # Where each column read is (the last of two with one name, as a dict keeps it).
+            wanted = [(c, max(i for i, n in enumerate(names) if n == c))
+                      for c in columns if c in names]
+            last = max(i for _, i in wanted)
+            status = wanted[-1][1] if opt_outs_only and "status" in names else -1
+            if opt_outs_only and status < 0:
+                return
+            # A name given twice is read from its last column, and is missing if the row is
+            # shorter than that (as csv.DictReader has it): the blank test follows the same.
+            distinct = sorted({n: i for i, n in enumerate(names)}.values())
+            for row in _rows(reader, shown):
+                if status >= 0 and (status >= len(row) or not _may_opt_out(row[status])):
+                    continue
+                if len(distinct) == width:
+                    if not "".join(row[:width]).strip():
+                        continue
+                elif not any(row[i].strip() for i in distinct if i < len(row)):
+                    continue
+                if len(row) > last:
+                    cells = {column: row[i].strip() for column, i in wanted}
+                else:
+                    cells = {column: row[i].strip() for column, i in wanted if i < len(row)}
+                for column, cell in cells.items():
+                    if cell[:1] == "'":
+                        cells[column] = _unquoted(cell)
                 yield reader.line_num, cells
+        except UnicodeDecodeError:
+            _text_of(path, shown)  # raises the ConfigError that names the byte and line
+            raise
+
+
+def _may_opt_out(cell: str) -> bool:
+    """False for a status that surely is no opt-out (every spelling of one has these)."""
+    low = cell.lower()
+    return "unsub" in low or "bounc" in low
+
+
+def _open_text(path: Path, shown: Path | str) -> io.TextIOWrapper:
+    raw = path.open("rb")
+    if raw.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raw.close()
+        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", _UTF8_HINT)])
+    raw.seek(0)
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
+
+
+def _first_line(f: io.TextIOWrapper) -> str:
+    """The text up to the first \\n (as the whole-file reading this replaced judged it)."""
+    text = ""
+    while "\n" not in text:
+        more = f.read(65536)
+        if not more:
+            break
+        text += more
+    return text.partition("\n")[0]
 
 
 def _unquoted(cell: str) -> str:
-    return cell[1:] if cell.startswith("'") and cell[1:2] in _FORMULA_START else cell
+    return cell[1:] if cell[:1] == "'" and cell[1:2] in _FORMULA_START else cell
+
+
+_UTF8_HINT = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
 
 
 def _text_of(path: Path, shown: Path | str) -> str:
+    """The whole file's text: only to locate a decoding error that streaming met."""
     data = path.read_bytes()
-    hint = "export it as \"CSV UTF-8\" (Excel) or save it as UTF-8"
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ConfigError([Problem(shown, "file", "is UTF-16, not UTF-8", hint)])
+    hint = _UTF8_HINT
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:  # guessing (Latin-1? Windows-1252?) would garble names
@@ -154,21 +224,22 @@ def _text_of(path: Path, shown: Path | str) -> str:
                                    line=line)]) from None
 
 
-def _columns(reader: csv.DictReader[str], shown: Path | str) -> list[str]:
+def _columns(reader: Any, shown: Path | str) -> list[str]:
+    """The header line's names (none if the file is empty)."""
     try:
-        return [h.strip().lower() for h in reader.fieldnames or ()]
+        return [h.strip().lower() for h in next(reader, [])]
     except csv.Error as exc:
         raise _broken(exc, reader, shown) from None
 
 
-def _rows(reader: csv.DictReader[str], shown: Path | str) -> Iterator[dict[str, str | None]]:
+def _rows(reader: Any, shown: Path | str) -> Iterator[list[str]]:
     try:
         yield from reader
     except csv.Error as exc:
         raise _broken(exc, reader, shown) from None
 
 
-def _broken(exc: csv.Error, reader: csv.DictReader[str], shown: Path | str) -> ConfigError:
+def _broken(exc: csv.Error, reader: Any, shown: Path | str) -> ConfigError:
     # The reader cannot resume after a syntax error, so the rest of the file is suspect too.
     return ConfigError([Problem(shown, "file", f"is not valid CSV ({exc})",
                                 "fix that line or export the list again", line=reader.line_num)])

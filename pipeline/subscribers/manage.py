@@ -33,8 +33,7 @@ def import_file(config: Config, ledger: Ledger, path: Path, now: datetime, *,
     report = SubscriberBook(ledger).import_rows(
         read_rows(path, problems, shown or path), now, reactivate=reactivate,
         double_opt_in=config.double_opt_in, source="import", detail=Path(shown or path).name)
-    send_confirmations(config, ledger, [s for s in report.added if s.status == PENDING],
-                       now)
+    send_confirmations(config, ledger, report.pending, now)
     return report, problems
 
 
@@ -52,7 +51,7 @@ def sync_site_csv(config: Config, ledger: Ledger, now: datetime) -> list[Problem
         return []
     report, problems = import_file(config, ledger, path, now, shown=shown)
     ledger.set_state(CSV_STATE, fingerprint)
-    log.info("subscribers.csv imported: %d new, %d taken off, %d left alone", len(report.added),
+    log.info("subscribers.csv imported: %d new, %d taken off, %d left alone", report.added,
              report.status_changed, report.unchanged + len(report.kept_out))
     return problems
 

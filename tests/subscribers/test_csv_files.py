@@ -166,3 +166,29 @@ def test_names_and_categories_keep_their_text(tmp_path: Path) -> None:
     assert problems == []
     assert subscriber.name == "Ada Lovelace"
     assert subscriber.categories == ("Heart Health", "Sleep")
+
+
+def test_a_column_named_twice_is_read_from_its_last_and_a_short_row_counts_as_blank(
+        tmp_path: Path) -> None:
+    """As spreadsheets' CSV readers (and csv.DictReader, which this reading replaced) have it:
+    a row too short to reach the last `email` column has no address, and is skipped as blank
+    rather than reported."""
+    path = tmp_path / "subscribers.csv"
+    path.write_text("email,status,email\nAnn\nold@example.org,active,ada@example.org\n",
+                    encoding="utf-8")
+    found, problems = load_subscribers(path)
+    assert [s.email for s in found] == ["ada@example.org"]
+    assert problems == []
+
+
+def test_a_large_list_is_read_in_order_with_its_opt_outs_winning(tmp_path: Path) -> None:
+    """Read as a stream, 20,000 rows keep their order, and an opt-out at the end still wins
+    over the same address's earlier active row."""
+    path = tmp_path / "subscribers.csv"
+    rows = [f"r{n:05d}@example.org,,,active\n" for n in range(20_000)]
+    path.write_text(HEADER + "".join(rows) + "R00007@Example.org,,,unsubscribed\n",
+                    encoding="utf-8")
+    found, problems = load_subscribers(path)
+    assert len(found) == 19_999 and found[0].email == "r00000@example.org"
+    assert "r00007@example.org" not in {s.email for s in found}
+    assert [p.line for p in problems] == [9]
