@@ -43,6 +43,19 @@ _CODE = {state: code for code, state in OUTCOMES.items()}
 Record = tuple[int, int, str, str, str]  # rendition, subscriber id, address, name, token
 
 
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+
+
+def record_line(index: int, subscriber: Subscriber, secret: bytes) -> bytes:
+    """A recipient's line: what Composer.assemble needs besides the rendition."""
+    return (_dumps([index, subscriber.id, subscriber.email, display_name(subscriber),
+                    token_of(secret, subscriber)]) + "\n").encode()
+
+
+def parse_record(line: bytes) -> Record:
+    return tuple(json.loads(line))  # type: ignore[return-value]
+
+
 def store_name(message: str) -> str:
     """The store folder of a digest message's name: its prefix without the trailing dash."""
     return message[:-21]
@@ -97,7 +110,7 @@ class CompactStore:
         with f:
             for line in f:
                 if line.endswith(b"\n"):
-                    yield tuple(json.loads(line))  # type: ignore[misc]
+                    yield parse_record(line)
 
     def open_for_append(self) -> int:
         """The recipients file for appending, cut after its last complete line."""
@@ -207,13 +220,17 @@ def remove_messages(outbox_dir: Path, names: Iterable[str]) -> int:
 
 
 def waiting_count(outbox_dir: Path, prefix: str = "") -> tuple[int, int]:
-    """(messages waiting, messages sent) in the compact stores (of one digest's prefix)."""
+    """(messages waiting, messages sent) in the compact stores (of one digest's prefix).
+    Lines counted, not parsed: `status` stays quick at a million recipients."""
     waiting = sent = 0
     for store in stores(outbox_dir):
         if prefix and store.dir.name != prefix.rstrip("-"):
             continue
+        recipients = 0
+        with open(store.recipients, "rb") as f:
+            while chunk := f.read(1 << 20):
+                recipients += chunk.count(b"\n")
         outcomes = store.outcomes()
-        recipients = sum(1 for _ in store.records())
         waiting += recipients - len(outcomes)
         sent += sum(1 for state, _, _ in outcomes.values() if state == "sent")
     return waiting, sent
@@ -250,7 +267,6 @@ def write_compact(digest: Digest, subscribers: Iterable[Subscriber], config: Con
     out = open(fd, "wb", buffering=1 << 20)  # noqa: SIM115
     written = 0
     batch: list[tuple[str, str]] = []
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
     try:
         with out, _Recorder(ledger, digest, now, store.dir) as recorder:
             for subscriber in subscribers:
@@ -266,8 +282,7 @@ def write_compact(digest: Digest, subscribers: Iterable[Subscriber], config: Con
                         index = indexes[rendition.slugs] = len(indexes)
                         composers[rendition.slugs] = Composer(rendition, config, secret)
                         store.add_rendition(index, composers[rendition.slugs])
-                    out.write((dumps([index, subscriber.id, email, display_name(subscriber),
-                                      token_of(secret, subscriber)]) + "\n").encode())
+                    out.write(record_line(index, subscriber, secret))
                     written += 1
                 batch.append((email, message_name(digest, email)))
                 if len(batch) >= BATCH:

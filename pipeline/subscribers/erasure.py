@@ -2,8 +2,9 @@
 
 The ledger's rows that hold it (the list, messages, deliveries, notices) are deleted and their
 pages scrubbed (secure deletion, VACUUM, the WAL truncated); its messages and confirmations
-leave every outbox folder; its rows leave the site's subscribers.csv. What stays is that an
-erasure happened (the ledger's erasures table: subscriber id and time, no address).
+leave every outbox folder, its recipient and outcome lines the compact outbox's stores; its
+rows leave the site's subscribers.csv. What stays is that an erasure happened (the ledger's
+erasures table: subscriber id and time, no address).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from pipeline.core.atomic import write_atomic
 from pipeline.core.config import Config
 from pipeline.core.models import email_key
+from pipeline.mail.compact import remove_messages
 from pipeline.mail.compose import message_name
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger
@@ -47,6 +49,7 @@ def erase(config: Config, ledger: Ledger, email: str, now: datetime) -> ErasureR
         names = _message_names(ledger, outbox, email)  # before the rows listing them go
         erasure = SubscriberBook(ledger).erase(email, now)
         files = outbox.remove(names | erasure.filenames)
+        files += remove_messages(config.outbox_dir, names)  # the compact stores' lines
         csv_rows = _drop_from_csv(config.subscribers_file, email)
         found = bool(erasure.ledger_rows or files or csv_rows)
         if files and erasure.ledger_rows:
