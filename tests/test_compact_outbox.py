@@ -209,3 +209,55 @@ def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     assert sorted(received(later)) == [addresses[2]]
     assert states(site) == {"sent": 4, "withdrawn": 1}  # the erased address's rows went
     assert sum(1 for _ in CompactStore(site / "outbox", store.dir.name).records()) == 5
+
+
+def test_a_writer_killed_mid_digest_resumes_without_a_second_line(site: Path) -> None:
+    from pipeline.mail.compact import write_compact
+    from pipeline.state.secret import load_secret
+    from pipeline.state.subscribers import SubscriberBook
+
+    compact(site)
+    addresses = add_subscribers(site, 2600)  # more than one batch (2,000)
+    write_entry(site, "a.md", markdown_entry())
+    assert run(site, NOW).written == 2600
+    config = load_config(site)
+    [store] = stores(site / "outbox")
+    lines = store.recipients.read_bytes().splitlines(keepends=True)
+    # As a kill leaves it: the first batch recorded, 300 more lines on disk and half a line.
+    store.recipients.write_bytes(b"".join(lines[:2300]) + lines[2300][:17])
+    with open_ledger(config.state_dir) as ledger:
+        digest = ledger.last_digest()
+        ledger._db.execute("DELETE FROM messages WHERE filename NOT IN "
+                           "(SELECT filename FROM messages ORDER BY rowid LIMIT 2000)")
+        ledger._db.execute("UPDATE digests SET complete = 0")
+        ledger._db.commit()
+        people = list(SubscriberBook(ledger).active())
+        written = write_compact(digest, people, config, ledger, load_secret(config.state_dir),
+                                NOW)
+        assert written == 300 and ledger.message_count(digest.id) == 2600
+    records = [r[2] for r in store.records()]
+    assert sorted(records) == sorted(addresses)  # each once, the half line gone
+    port = free_port()
+    use_relay(site, port, connections=2)
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        assert send(site, NOW).sent == 2600
+    assert sorted(received(inbox)) == sorted(addresses)
+
+
+def test_retention_removes_a_finished_store_only(site: Path) -> None:
+    from pipeline.mail.outbox import Outbox
+
+    port = free_port()
+    compact(site)
+    use_relay(site, port)
+    write_entry(site, "a.md", markdown_entry())
+    run(site, NOW)
+    [store] = stores(site / "outbox")
+    later = NOW + timedelta(days=400)
+    assert Outbox(site / "outbox").prune(later) == 0  # nothing sent yet: kept
+    with smtp_server(Inbox(), port):
+        assert send(site, NOW).sent == 2
+    assert Outbox(site / "outbox").prune(NOW - timedelta(days=1)) == 0  # too recent
+    assert Outbox(site / "outbox").prune(later) == 3
+    assert not store.dir.exists()
