@@ -17,6 +17,7 @@ per-subscriber .eml would have had. Everything here is the owner's alone (0700/0
 from __future__ import annotations
 
 import json
+import json.encoder
 import logging
 import os
 import shutil
@@ -24,12 +25,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from hashlib import sha256
 from pathlib import Path
 
 from pipeline.core.atomic import write_atomic
 from pipeline.core.config import Config
 from pipeline.core.models import Digest, Subscriber
-from pipeline.mail.compose import Composer, display_name, message_name, message_prefix, token_of
+from pipeline.mail.compose import Composer, display_name, message_prefix, token_of
 from pipeline.mail.outbox import BATCH, _Recorder
 from pipeline.state.ledger import Ledger
 
@@ -43,13 +45,14 @@ _CODE = {state: code for code, state in OUTCOMES.items()}
 Record = tuple[int, int, str, str, str]  # rendition, subscriber id, address, name, token
 
 
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_quoted = json.encoder.encode_basestring  # type: ignore[attr-defined]  # C, "…" escaped
 
 
 def record_line(index: int, subscriber: Subscriber, secret: bytes) -> bytes:
-    """A recipient's line: what Composer.assemble needs besides the rendition."""
-    return (_dumps([index, subscriber.id, subscriber.email, display_name(subscriber),
-                    token_of(secret, subscriber)]) + "\n").encode()
+    """A recipient's line (JSON): what Composer.assemble needs besides the rendition."""
+    return (f"[{index},{subscriber.id},{_quoted(subscriber.email)},"
+            f"{_quoted(display_name(subscriber))},"
+            f"{_quoted(token_of(secret, subscriber))}]\n").encode()
 
 
 def parse_record(line: bytes) -> Record:
@@ -170,8 +173,7 @@ class CompactStore:
 
 
 def message_name_hash(email: str) -> str:
-    import hashlib
-    return hashlib.sha256(email.lower().encode()).hexdigest()[:16]
+    return sha256(email.lower().encode()).hexdigest()[:16]
 
 
 class Journal:
@@ -263,6 +265,7 @@ def write_compact(digest: Digest, subscribers: Iterable[Subscriber], config: Con
     stored = set() if fresh else {r[2] for r in store.records()}
     indexes = {} if fresh else store.rendition_slugs()
     composers: dict[tuple[str, ...], Composer] = {}
+    prefix = message_prefix(digest)  # message_name, inlined: this runs once per subscriber
     fd = store.open_for_append()
     out = open(fd, "wb", buffering=1 << 20)  # noqa: SIM115
     written = 0
@@ -284,7 +287,8 @@ def write_compact(digest: Digest, subscribers: Iterable[Subscriber], config: Con
                         store.add_rendition(index, composers[rendition.slugs])
                     out.write(record_line(index, subscriber, secret))
                     written += 1
-                batch.append((email, message_name(digest, email)))
+                who = sha256(email.lower().encode()).hexdigest()[:16]
+                batch.append((email, f"{prefix}{who}.eml"))
                 if len(batch) >= BATCH:
                     out.flush()  # in the kernel's hands before the sync that precedes recording
                     recorder.add(batch)
