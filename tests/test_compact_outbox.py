@@ -104,6 +104,8 @@ def test_both_modes_put_the_same_bytes_on_the_wire(site: Path, tmp_path: Path,
     assert outbox_folder(twin, "sent") == []  # nothing per subscriber, in either folder
     _, out, _ = invoke("status", "--site", str(twin))
     assert "6 messages written, 6 sent" in out and "waiting in the outbox: 0" in out
+    _, out, _ = invoke("status", "--json", "--site", str(twin))
+    assert json.loads(out)["kept"]["outbox"]["compact"]["messages"] == 6
 
 
 names = st.text(st.characters(blacklist_categories=("Cs",)), max_size=140)
@@ -178,6 +180,8 @@ def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     [store] = stores(site / "outbox")
     plan = plan_send(site, NOW)
     assert plan.due == 6
+    _, out, _ = invoke("status", "--site", str(site))
+    assert "waiting in the outbox: 6" in out
     _, out, _ = invoke("send", "--dry-run", "--site", str(site))
     assert "6" in out
     # reader0001 leaves before the send: withdrawn, never sent

@@ -35,6 +35,7 @@ from pipeline.delivery.settings import delivery_settings, ready_to_send
 from pipeline.delivery.signing import DkimSettings, DkimSigner
 from pipeline.delivery.stopping import Stopped, stop_on_signals
 from pipeline.delivery.transport import Outcome, Settings
+from pipeline.mail.compact import waiting_count
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
@@ -69,8 +70,10 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
             raise OutboxError(f"cannot create {exc.filename}: {exc.strerror}; nothing was "
                               "sent — make the outbox a writable folder") from None
         waiting = folders.listing()
-        if waiting or _listing(folders.cur):  # before anything is moved or handed over
-            check_writable(folders, config.state_dir, len(waiting) + len(_listing(folders.cur)))
+        in_stores = waiting_count(folders.root)[0]  # the compact outbox's
+        if waiting or _listing(folders.cur) or in_stores:  # before anything is moved or sent
+            check_writable(folders, config.state_dir,
+                           len(waiting) + len(_listing(folders.cur)) + in_stores)
         _adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,

@@ -238,6 +238,21 @@ def waiting_count(outbox_dir: Path, prefix: str = "") -> tuple[int, int]:
     return waiting, sent
 
 
+def usage(outbox_dir: Path) -> tuple[int, int] | None:
+    """(recipients, bytes) of every store; None without compact stores."""
+    found = stores(outbox_dir)
+    if not found:
+        return None
+    recipients = size = 0
+    for store in found:
+        for path in store.dir.iterdir():
+            size += path.stat().st_size
+        with open(store.recipients, "rb") as f:
+            while chunk := f.read(1 << 20):
+                recipients += chunk.count(b"\n")
+    return recipients, size
+
+
 def prune(outbox_dir: Path, before: datetime) -> int:
     """Delete the stores whose every message has an outcome, the last before `before`;
     returns how many files went."""

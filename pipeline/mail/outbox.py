@@ -108,6 +108,10 @@ class Outbox:
                 count += entry.name.endswith(".eml")
                 size += entry.stat().st_size
             found[state] = (count, size)
+        from pipeline.mail.compact import usage as compact_usage
+
+        if (compact := compact_usage(self.root)) is not None:  # recipients, store bytes
+            found["compact"] = compact
         return found
 
     def prune(self, before: datetime) -> int:
