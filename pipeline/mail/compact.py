@@ -138,12 +138,14 @@ class CompactStore:
             data = self.journal.read_bytes()
         except FileNotFoundError:
             return {}
-        for line in data.split(b"\n"):
+        for line in data.split(b"\n")[:-1]:  # after the last newline: never whole
             parts = line.split(b" ", 3)
-            if len(parts) < 3 or parts[0].decode() not in OUTCOMES:
-                continue  # the half-written last line of a killed send
-            text = json.loads(parts[3]) if len(parts) == 4 else ""
-            found[parts[1].decode()] = (OUTCOMES[parts[0].decode()], float(parts[2]), text)
+            try:
+                state = OUTCOMES[parts[0].decode()]
+                text = json.loads(parts[3]) if len(parts) == 4 else ""
+                found[parts[1].decode()] = (state, float(parts[2]), text)
+            except (KeyError, IndexError, ValueError):  # not a line we wrote: left alone
+                log.warning("outbox: %s has a line it cannot read: %r", self.journal, line[:80])
         return found
 
     def remove(self, hashes: set[str]) -> int:
@@ -207,7 +209,8 @@ def stores(outbox_dir: Path) -> list[CompactStore]:
     folder = outbox_dir / FOLDER
     if not folder.is_dir():
         return []
-    return [CompactStore(outbox_dir, p.name) for p in sorted(folder.iterdir()) if p.is_dir()]
+    return [CompactStore(outbox_dir, p.name) for p in sorted(folder.iterdir())
+            if (p / RECIPIENTS).is_file()]
 
 
 def remove_messages(outbox_dir: Path, names: Iterable[str]) -> int:
