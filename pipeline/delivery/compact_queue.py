@@ -112,8 +112,9 @@ class CompactQueue:
     def assemble(self, message: QueuedMessage) -> bytes:
         digest = self._digest(message)
         assert digest is not None
-        rendition, _, email, name, token = digest.record(message.filename[HASH])
-        return digest.renditions[rendition].assemble(email, name, token)
+        who = message.filename[HASH]
+        rendition, _, email, name, token = digest.record(who)
+        return digest.renditions[rendition].assemble(email, name, token, who)
 
     def record(self, message: QueuedMessage, state: str, text: str = "") -> None:
         """The outcome, in the journal at once: sent, failed (text: the reason) or

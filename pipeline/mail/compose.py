@@ -96,16 +96,17 @@ class Composer:
         return self.assemble(subscriber.email, display_name(subscriber), token_of(
             self.secret, subscriber))
 
-    def assemble(self, email: str, name: str, token: str) -> bytes:
+    def assemble(self, email: str, name: str, token: str, who: str = "") -> bytes:
         """The message for an address, its display name (display_name) and unsubscribe token:
         compose's work once the subscriber's values are known (the compact outbox stores them
-        and assembles each message while sending, with the same bytes)."""
+        and assembles each message while sending, with the same bytes). `who`: the address's
+        part of message_name, if the caller has it already."""
         url = self.url_template.format(site_url=self.site_url, token=token)
         if name.isascii():
             to_header = f"To: {formataddr((name, email))}\r\n".encode()
         else:
             to_header = f"To: {_encoded_words(name)}\r\n <{email}>\r\n".encode()
-        who = hashlib.sha256(email.lower().encode()).hexdigest()[:16]  # as message_name
+        who = who or hashlib.sha256(email.lower().encode()).hexdigest()[:16]  # message_name
         message_id = f"<{self.prefix}{who}@{self.domain}>"
         values = {"unsubscribe_url": url, "email": email}
         return b"".join((
