@@ -178,6 +178,11 @@ def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     write_entry(site, "a.md", markdown_entry())
     assert run(site, NOW).written == 6
     [store] = stores(site / "outbox")
+    write_entry(site, "b.md", markdown_entry(title="A second entry"))
+    code, out, _ = invoke("run", "--site", str(site))  # a second digest, as cron runs it
+    assert code == 0 and "6 messages written to outbox/compact." in out, out
+    assert len(stores(site / "outbox")) == 2
+    shutil.rmtree(stores(site / "outbox")[1].dir)  # this test follows the first digest only
     plan = plan_send(site, NOW)
     assert plan.due == 6
     _, out, _ = invoke("status", "--site", str(site))
