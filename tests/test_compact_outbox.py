@@ -183,6 +183,7 @@ def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     assert code == 0 and "6 messages written to outbox/compact." in out, out
     assert len(stores(site / "outbox")) == 2
     shutil.rmtree(stores(site / "outbox")[1].dir)  # this test follows the first digest only
+    assert len(plan_send(site, NOW).missing) == 6  # the second digest's, named, not sent
     plan = plan_send(site, NOW)
     assert plan.due == 6
     _, out, _ = invoke("status", "--site", str(site))

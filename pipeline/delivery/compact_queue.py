@@ -66,6 +66,10 @@ class CompactQueue:
             self.digests[name] = _Digest(store) if store.exists() else None
         return self.digests[name]
 
+    def has_store(self, name: str) -> bool:
+        """Whether the digest message of that name has a compact store (already looked at)."""
+        return self.digests.get(store_name(name)) is not None
+
     def holds(self, message: QueuedMessage) -> bool:
         """Whether the message is the compact store's (its digest has one, and it is not
         in new/)."""

@@ -203,8 +203,9 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
             warning=True))
     for name in report.missing:
         report.problems.append(Problem(
-            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/",
-            "put the file back into outbox/new/ to send it"))
+            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/"
+            + (", nor in its compact store" if compact.has_store(name) else ""),
+            "put the file back into outbox/new/ (or its compact store from a backup) to send it"))
     due, unwanted = _still_wanted(due, ledger)
     return due, recovered, unwanted
 
