@@ -153,6 +153,10 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     report.written = write_outbox(digest, book.active(), config, ledger,
                                   load_secret(config.state_dir), now,
                                   renditions.for_subscriber, fresh=fresh)
+    from pipeline.mail.compact import CompactStore
+
+    if CompactStore.of(config.outbox_dir, digest).exists():
+        report.written_to = "outbox/compact"
     return report
 
 

@@ -276,7 +276,7 @@ def _print_run(report: RunReport) -> None:
     click.echo(f"{counted(report.published, 'published entry')}; feeds {feeds}.")
     if report.digest_id is not None:
         click.echo(f"Digest {report.digest_id}: {counted(report.new, 'entry')}, "
-                   f"{counted(report.written, 'message')} written to outbox/new.")
+                   f"{counted(report.written, 'message')} written to {report.written_to}.")
     elif report.held_back:
         click.echo(f"{_waiting(report)} for the next digest "
                    f"(digest.cadence: {due_line(report.next_digest)}); feeds refreshed.")

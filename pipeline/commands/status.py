@@ -11,6 +11,7 @@ from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.wording import counted, due_line
 from pipeline.entries.collect import collect_articles
+from pipeline.mail.compact import waiting_count
 from pipeline.mail.compose import message_prefix
 from pipeline.mail.outbox import SENT, Outbox
 from pipeline.run import next_digest
@@ -49,7 +50,8 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
         digest = ledger.last_digest()
         shown = None
         if digest is not None:
-            sent = outbox.count(SENT, message_prefix(digest))
+            sent = outbox.count(SENT, message_prefix(digest)) + waiting_count(
+                config.outbox_dir, message_prefix(digest))[1]
             counts = ledger.delivery_counts(digest.id)
             shown = {"id": digest.id, "created": digest.created.isoformat(),
                      "complete": ledger.open_digest() is None, "entries": len(digest.slugs),
@@ -68,7 +70,7 @@ def gather_status(site: Path, now: datetime | None = None) -> dict[str, object]:
     status["cadence"] = config.cadence
     status["timezone"] = config.timezone.key
     status["next_digest"] = due.isoformat() if due else None
-    status["messages_queued"] = outbox.count("new")
+    status["messages_queued"] = outbox.count("new") + waiting_count(config.outbox_dir)[0]
     status["problems"] = [as_dict(p) for p in problems]
     status["kept"] = _kept(config, outbox, rows)
     status["clock_ahead"] = ahead

@@ -53,8 +53,12 @@ SCHEMA: dict[str, dict[str, object]] = {
     # [smtp], is checked by pipeline.delivery) and how many refusals a send tolerates.
     "delivery": {"backend": "smtp", "fail_threshold": 5},
     "retention": {"days": 30},
+    # "maildir": one .eml per subscriber (outbox/new/); "compact": a digest stored once per
+    # rendition, its recipients beside it, each message assembled while it is sent
+    "outbox": {"mode": "maildir"},
     "bounces": BOUNCES_SCHEMA,
 }
+OUTBOX_MODES = ("maildir", "compact")
 # Every other table ([dkim], a delivery backend's such as [smtp]) belongs to a
 # later stage: its raw values are kept in Config.tables and checked by the code that owns it
 # when it is used (pipeline.delivery.settings), which also warns about unknown tables.
@@ -98,6 +102,7 @@ class Config:
     postal_address: str = ""  # the sender's, in every digest's footer (one line)
     # Sent, withdrawn and failed messages and their delivery details are kept this long.
     retention_days: int = 30
+    outbox_mode: str = "maildir"  # or "compact" (pipeline/mail/compact.py)
     delivery_backend: str = "smtp"  # a name in pipeline.delivery.transport.BACKENDS
     return_path: str = ""  # VERP envelope sender template, e.g. bounces+{token}@your.domain
     bounces: BounceSettings = field(default_factory=BounceSettings)
@@ -307,6 +312,7 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
         postal_address=", ".join(line.strip().rstrip(",") for line in
                                  string("email.postal_address").splitlines() if line.strip()),
         retention_days=count("retention.days"),
+        outbox_mode=string("outbox.mode").lower() or "maildir",
         return_path=string("email.return_path"),
         bounces=bounce_settings(site_dir, v, string, bad),
     )
@@ -317,6 +323,9 @@ def _build(site_dir: Path, path: Path, text: str, v: dict[str, object],
                        ("email.logo_url", config.logo_url)):
         if value and not value.startswith(("https://", "http://")):
             bad(key, f"{value!r} is not an absolute URL", "write it as https://…")
+    if config.outbox_mode not in OUTBOX_MODES:
+        bad("outbox.mode", f"{config.outbox_mode!r} is not an outbox mode",
+            'use "maildir" (one .eml per subscriber) or "compact" (for large lists)')
     try:
         parse_cadence(config.cadence)
     except ScheduleError as exc:

@@ -178,6 +178,7 @@ class RunReport:
     published: int = 0
     new: int = 0  # entries in the digest this run built or finished
     written: int = 0  # messages written to the outbox by this run
+    written_to: str = "outbox/new"  # or outbox/compact (outbox.mode = "compact")
     subscribers: int = 0
     feeds_changed: list[str] = field(default_factory=list)
     digest_id: int | None = None

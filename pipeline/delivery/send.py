@@ -26,6 +26,7 @@ from pipeline.core.config import Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
 from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
+from pipeline.delivery.compact_queue import CompactQueue
 from pipeline.delivery.envelope import envelope_senders
 from pipeline.delivery.folders import OutboxError, check_writable, seen_by_a_reader
 from pipeline.delivery.pool import Pool
@@ -34,6 +35,7 @@ from pipeline.delivery.settings import delivery_settings, ready_to_send
 from pipeline.delivery.signing import DkimSettings, DkimSigner
 from pipeline.delivery.stopping import Stopped, stop_on_signals
 from pipeline.delivery.transport import Outcome, Settings
+from pipeline.mail.compact import waiting_count
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
@@ -68,24 +70,29 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
             raise OutboxError(f"cannot create {exc.filename}: {exc.strerror}; nothing was "
                               "sent — make the outbox a writable folder") from None
         waiting = folders.listing()
-        if waiting or _listing(folders.cur):  # before anything is moved or handed over
-            check_writable(folders, config.state_dir, len(waiting) + len(_listing(folders.cur)))
+        in_stores = waiting_count(folders.root)[0]  # the compact outbox's
+        if waiting or _listing(folders.cur) or in_stores:  # before anything is moved or sent
+            check_writable(folders, config.state_dir,
+                           len(waiting) + len(_listing(folders.cur)) + in_stores)
         _adopt_confirmations(ledger, waiting, clock())
+        compact = CompactQueue(folders, waiting)
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
-                                          retry_now, take_back=True)
+                                          retry_now, take_back=True, compact=compact)
         if recovered:  # a killed send moved these but never recorded them
             _record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
+        compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
         if unwanted:
-            _withdraw(unwanted, folders, ledger, report, clock())
+            _withdraw(unwanted, folders, ledger, report, clock(), compact)
         due = _cap(due, limit, settings, report)
         log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
         try:
             if due:
                 _drain(due, delivery, settings.rate if rate is None else rate, signer,
                        folders, ledger, report, clock, progress,
-                       envelope_senders(config, ledger, settings.envelope_from))
+                       envelope_senders(config, ledger, settings.envelope_from), compact)
         finally:
+            compact.close()
             _mark_bouncing(config, ledger, report)
             ledger.close_delivered_digests()
     return report
@@ -102,8 +109,10 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
                         for p in delivery.backend.check(delivery.transport, config)]
     with open_ledger(config.state_dir, read_only=True) as ledger:
         folders = Outbox(config.outbox_dir)
-        due, recovered, unwanted = _queue(ledger, folders, folders.listing(),
-                                          now or datetime.now(UTC), report, config, retry_now)
+        waiting = folders.listing()
+        due, recovered, unwanted = _queue(ledger, folders, waiting, now or datetime.now(UTC),
+                                          report, config, retry_now,
+                                          compact=CompactQueue(folders, waiting))
     report.recovered, report.withdrawn = len(recovered), len(unwanted)
     _cap(due, limit, delivery.settings, report)
     return report
@@ -149,18 +158,20 @@ def _listing(folder: Path) -> set[str]:
 
 def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
            report: SendReport, config: Config, retry_now: bool = False,
-           take_back: bool = False
+           take_back: bool = False, compact: CompactQueue | None = None
            ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
     """(messages due now, outcomes a killed send left unrecorded, due messages whose
     subscriber no longer wants them), from the ledger's queue checked against the folders;
     `waiting` lists outbox/new/. A queued message that a mail client moved (to cur/, or
-    renamed with flags) counts as waiting; with `take_back` it is moved back into new/."""
+    renamed with flags) counts as waiting; with `take_back` it is moved back into new/.
+    A compact digest's message waits in its store until its journal has an outcome."""
     from pipeline.state.notices import Notices
 
     due: list[QueuedMessage] = []
     recovered: list[Delivery] = []
     known = set()
     seen = seen_by_a_reader(folders)
+    compact = compact or CompactQueue(folders, waiting)
     for message in ledger.queued_messages() + Notices(ledger).queued():
         known.add(message.filename)
         if message.filename not in waiting and message.filename in seen:
@@ -168,13 +179,15 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
                 os.rename(seen[message.filename], folders.new / message.filename)
                 report.taken_back += 1
             waiting.add(message.filename)
-        if message.filename in waiting:
+        if message.filename in waiting or compact.waiting(message):
             if retry_now or message.next_attempt is None or message.next_attempt <= now:
                 due.append(message)
             else:
                 report.waiting += 1
         elif moved := folders.where(message.filename):
             recovered.append(_recovered(message, folders, moved))
+        elif done := compact.recovered(message):
+            recovered.append(done)
         else:
             report.missing.append(message.filename)
     report.recovered = len(recovered)
@@ -190,8 +203,9 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
             warning=True))
     for name in report.missing:
         report.problems.append(Problem(
-            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/",
-            "put the file back into outbox/new/ to send it"))
+            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/"
+            + (", nor in its compact store" if compact.has_store(name) else ""),
+            "put the file back into outbox/new/ (or its compact store from a backup) to send it"))
     due, unwanted = _still_wanted(due, ledger)
     return due, recovered, unwanted
 
@@ -236,12 +250,16 @@ def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -
 
 
 def _withdraw(unwanted: list[Withdrawal], folders: Outbox, ledger: Ledger,
-              report: SendReport, now: datetime) -> None:
+              report: SendReport, now: datetime, compact: CompactQueue) -> None:
     """Move messages no one wants any more into outbox/withdrawn/ and record why."""
     new, withdrawn = str(folders.new), str(folders.withdrawn)
-    for message, _ in unwanted:
-        move(message.filename, new, withdrawn)
+    for message, why in unwanted:
+        if compact.holds(message):
+            compact.record(message, "withdrawn", why)
+        else:
+            move(message.filename, new, withdrawn)
     flush_folders(folders.new, folders.withdrawn)
+    compact.flush()
     _record_outcomes(ledger, [Delivery(message, "withdrawn", why, now, message.attempts)
                               for message, why in unwanted])
     report.withdrawn += len(unwanted)
@@ -303,15 +321,18 @@ def _cap(due: list[QueuedMessage], limit: int, settings: Settings, report: SendR
 def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
            signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
            clock: Callable[[], datetime], progress: Progress | None,
-           sender_for: Callable[[QueuedMessage], str]) -> None:
+           sender_for: Callable[[QueuedMessage], str], compact: CompactQueue) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
     settings = delivery.settings
     new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
     def load(message: QueuedMessage) -> tuple[str, list[str], bytes]:
-        with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
-            data = f.read()
+        if compact.holds(message):
+            data = compact.assemble(message)
+        else:
+            with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
+                data = f.read()
         return sender_for(message), [message.address], signer.sign(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
@@ -319,7 +340,10 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         state, reply, next_attempt = outcome.state, outcome.reply, None
         if state == "sent":
             try:
-                move(message.filename, new, sent)
+                if compact.holds(message):
+                    compact.record(message, "sent")
+                else:
+                    move(message.filename, new, sent)
             except OSError as exc:  # record it all the same: it must never go out twice
                 results.put(Delivery(message, state, reply, when, attempts))
                 raise OutboxError(
@@ -336,8 +360,11 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         if state == "failed":
             note = ("the address is refused: subscriber marked bounced" if bouncing
                     else "the subscriber is not marked")
-            folders.write_reason(message.filename, f"{reply}\n{note}\n")
-            move(message.filename, new, failed)
+            if compact.holds(message):
+                compact.record(message, "failed", f"{reply}\n{note}\n")
+            else:
+                folders.write_reason(message.filename, f"{reply}\n{note}\n")
+                move(message.filename, new, failed)
         results.put(Delivery(message, state, reply, when, attempts, next_attempt,
                              bouncing and state == "failed"))
 
@@ -348,7 +375,7 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
     try:
         # Wake up a few times a second, not once per message: the workers need the GIL more.
         while not pool.wait(RECORD_EVERY):
-            _record(batch, results, folders, ledger, report, progress)
+            _record(batch, results, folders, ledger, report, progress, compact)
     except KeyboardInterrupt as exc:  # finish the messages in flight, record them, stop
         pool.stop.set()
         report.signal = exc.signum if isinstance(exc, Stopped) else 0
@@ -357,19 +384,21 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         if not report.signal:
             raise
     finally:
-        _record(batch, results, folders, ledger, report, progress)
+        _record(batch, results, folders, ledger, report, progress, compact)
         report.left += len(due) - (report.sent + report.deferred + report.failed)
         pool.join()  # raises a setup error (login, TLS, sender) after recording what was done
     report.stopped = report.stopped or pool.stopped
 
 
 def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders: Outbox,
-            ledger: Ledger, report: SendReport, progress: Progress | None) -> None:
+            ledger: Ledger, report: SendReport, progress: Progress | None,
+            compact: CompactQueue) -> None:
     while not results.empty():
         batch.append(results.get_nowait())
     if not batch:
         return
     flush_folders(folders.new, folders.sent, folders.failed)
+    compact.flush()
     _record_outcomes(ledger, batch)
     for delivery in batch:
         setattr(report, delivery.state, getattr(report, delivery.state) + 1)

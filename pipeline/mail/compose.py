@@ -88,18 +88,27 @@ class Composer:
         self.html_head = CRLF + part("html")
         self.tail = CRLF + b"--" + boundary + b"--" + CRLF
         self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
+        self.url_template, self.site_url = config.unsubscribe_url, config.site_url
+        self.prefix = message_prefix(digest)
 
     def compose(self, subscriber: Subscriber) -> bytes:
         """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
-        token = subscriber_token(self.secret, subscriber.id, subscriber.email)
-        url = self.config.unsubscribe_url.format(site_url=self.config.site_url, token=token)
-        name = header_text(subscriber.name)[:MAX_NAME]
+        return self.assemble(subscriber.email, display_name(subscriber), token_of(
+            self.secret, subscriber))
+
+    def assemble(self, email: str, name: str, token: str, who: str = "") -> bytes:
+        """The message for an address, its display name (display_name) and unsubscribe token:
+        compose's work once the subscriber's values are known (the compact outbox stores them
+        and assembles each message while sending, with the same bytes). `who`: the address's
+        part of message_name, if the caller has it already."""
+        url = self.url_template.format(site_url=self.site_url, token=token)
         if name.isascii():
-            to_header = f"To: {formataddr((name, subscriber.email))}\r\n".encode()
+            to_header = f"To: {formataddr((name, email))}\r\n".encode()
         else:
-            to_header = f"To: {_encoded_words(name)}\r\n <{subscriber.email}>\r\n".encode()
-        message_id = f"<{message_name(self.digest, subscriber.email)[:-4]}@{self.domain}>"
-        values = {"unsubscribe_url": url, "email": subscriber.email}
+            to_header = f"To: {_encoded_words(name)}\r\n <{email}>\r\n".encode()
+        who = who or hashlib.sha256(email.lower().encode()).hexdigest()[:16]  # message_name
+        message_id = f"<{self.prefix}{who}@{self.domain}>"
+        values = {"unsubscribe_url": url, "email": email}
         return b"".join((
             to_header,
             f"Message-ID: {message_id}\r\n"
@@ -110,6 +119,30 @@ class Composer:
             self.tail,
         ))
 
+    def frozen(self) -> dict[str, object]:
+        """What assemble needs, as JSON-ready values (bytes as Latin-1 text: they are ASCII
+        but for nothing); `thawed` builds an assembler from it, without config or secret."""
+        def text(value: object) -> object:
+            if isinstance(value, bytes):
+                return {"b": value.decode("latin-1")}
+            if isinstance(value, list):
+                return [text(v) for v in value]
+            return value
+        return {key: text(getattr(self, key)) for key in _FROZEN}
+
+    @classmethod
+    def thawed(cls, state: dict[str, object]) -> Composer:
+        def value(item: object) -> object:
+            if isinstance(item, dict):
+                return item["b"].encode("latin-1")
+            if isinstance(item, list):
+                return [value(v) for v in item]
+            return item
+        composer = cls.__new__(cls)
+        for key in _FROZEN:
+            setattr(composer, key, value(state[key]))
+        return composer
+
     def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes]:
         """(part head, body): 7bit when the digest allows it and the filled-in values keep
         every line within SMTP's 998 bytes, else quoted-printable."""
@@ -118,6 +151,20 @@ class Composer:
             if body is not None:
                 return self.html_7bit_head, body
         return self.html_head, _fill(self.html, values, escape=True)
+
+
+# A Composer's state once built: everything assemble reads.
+_FROZEN = ("domain", "head", "text", "text_head", "html_7bit", "html_7bit_head", "html",
+           "html_head", "tail", "mailto", "url_template", "site_url", "prefix")
+
+
+def display_name(subscriber: Subscriber) -> str:
+    """The name as the To header shows it: one line, plain text, at most MAX_NAME characters."""
+    return header_text(subscriber.name)[:MAX_NAME]
+
+
+def token_of(secret: bytes, subscriber: Subscriber) -> str:
+    return subscriber_token(secret, subscriber.id, subscriber.email)
 
 
 def _header(name: str, value: str) -> bytes:

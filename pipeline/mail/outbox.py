@@ -96,7 +96,8 @@ class Outbox:
 
     def has_digest_history(self) -> bool:
         """Whether a digest's message was ever written here (so a ledger knew of it)."""
-        return any(self.count(state, DIGEST_PREFIX) for state in ("new", *HISTORY))
+        return any(self.count(state, DIGEST_PREFIX) for state in ("new", *HISTORY)) or any(
+            self.root.glob(f"compact/{DIGEST_PREFIX}*/recipients"))
 
     def usage(self) -> dict[str, tuple[int, int]]:
         """state → (messages, bytes with their .reason files) of every folder."""
@@ -107,12 +108,18 @@ class Outbox:
                 count += entry.name.endswith(".eml")
                 size += entry.stat().st_size
             found[state] = (count, size)
+        from pipeline.mail.compact import usage as compact_usage
+
+        if (compact := compact_usage(self.root)) is not None:  # recipients, store bytes
+            found["compact"] = compact
         return found
 
     def prune(self, before: datetime) -> int:
         """Delete messages (and reasons) that reached sent/, failed/ or withdrawn/ before
         `before`; returns how many files went. The time a file was moved there is its ctime."""
-        cutoff, gone = before.timestamp(), 0
+        from pipeline.mail.compact import prune as prune_compact
+
+        cutoff, gone = before.timestamp(), prune_compact(self.root, before)
         for state in HISTORY:
             folder = self.folder(state)
             for entry in os.scandir(folder) if folder.is_dir() else ():
@@ -158,6 +165,11 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
     digest was created just now, so none of its files can exist and none are looked for.
     Memory stays flat in the number of subscribers, and in the number of messages sent before.
     """
+    if _compact(digest, config, ledger, fresh):
+        from pipeline.mail.compact import write_compact
+
+        return write_compact(digest, subscribers, config, ledger, secret, now, rendition_for,
+                             fresh=fresh)
     outbox = Outbox(config.outbox_dir)
     outbox.prepare_writing()
     outbox.clear_tmp()  # half-written by a killed run; we hold the site lock
@@ -193,6 +205,15 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
     ledger.complete_digest(digest.id)
     log.info("outbox: digest %d complete, %d messages written by this run", digest.id, written)
     return written
+
+
+def _compact(digest: Digest, config: Config, ledger: Ledger, fresh: bool) -> bool:
+    """Whether the digest is written compact: a digest keeps the mode it was begun in."""
+    from pipeline.mail.compact import CompactStore
+
+    if CompactStore.of(config.outbox_dir, digest).exists():
+        return True
+    return config.outbox_mode == "compact" and (fresh or not ledger.message_count(digest.id))
 
 
 class _Recorder:

@@ -158,11 +158,11 @@ class Ledger:
     def record_messages(self, digest_id: int, written: datetime,
                         rows: Iterable[tuple[str, str]]) -> None:
         """Record (address, filename) pairs whose files are already durable in the outbox."""
+        when = written.isoformat()
         with transaction(self._db):
             self._db.executemany(
                 "INSERT OR IGNORE INTO messages (digest_id, address, filename, written) "
-                "VALUES (?, ?, ?, ?)",
-                [(digest_id, address, name, written.isoformat()) for address, name in rows])
+                "VALUES (?, ?, ?, ?)", [(digest_id, address, name, when) for address, name in rows])
 
     def complete_digest(self, digest_id: int) -> None:
         with transaction(self._db):

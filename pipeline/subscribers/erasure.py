@@ -2,9 +2,10 @@
 
 The ledger's rows that hold it (the list, messages, deliveries, notices) are deleted and their
 pages scrubbed (secure deletion, VACUUM, the WAL truncated); its messages and confirmations
-leave every outbox folder; returning mail kept aside that names it leaves returns/kept/; its
-rows leave the site's subscribers.csv. What stays is that an
-erasure happened (the ledger's erasures table: subscriber id and time, no address).
+leave every outbox folder, its recipient and outcome lines the compact outbox's stores;
+returning mail kept aside that names it leaves returns/kept/; its rows leave the site's
+subscribers.csv. What stays is that an erasure happened (the ledger's erasures table:
+subscriber id and time, no address).
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ from pathlib import Path
 from pipeline.core.atomic import write_atomic
 from pipeline.core.config import Config
 from pipeline.core.models import email_key
+from pipeline.mail.compact import remove_messages
 from pipeline.mail.compose import message_name
-from pipeline.mail.outbox import Outbox
+from pipeline.mail.outbox import REASON, Outbox
 from pipeline.state.ledger import Ledger
 from pipeline.state.lock import SEND_LOCK_NAME, site_lock
 from pipeline.state.subscribers import SubscriberBook
@@ -49,6 +51,7 @@ def erase(config: Config, ledger: Ledger, email: str, now: datetime) -> ErasureR
         names = _message_names(ledger, outbox, email)  # before the rows listing them go
         erasure = SubscriberBook(ledger).erase(email, now)
         files = outbox.remove(names | erasure.filenames)
+        files += remove_messages(config.outbox_dir, names)  # the compact stores' lines
         files += _drop_kept_mail(config.site_dir / KEPT_DIR, email)
         csv_rows = _drop_from_csv(config.subscribers_file, email)
         found = bool(erasure.ledger_rows or files or csv_rows)
@@ -77,7 +80,7 @@ def _drop_kept_mail(folder: Path, email: str) -> int:
     needle, gone = email_key(email).encode(), 0
     for kept in sorted(folder.glob("*.eml")) if folder.is_dir() else ():
         if needle in kept.read_bytes().lower():
-            for path in (kept, kept.with_suffix(".reason")):
+            for path in (kept, kept.with_suffix(REASON)):  # the same convention as failed/
                 path.unlink(missing_ok=True)
                 gone += 1
     return gone
