@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import os
 import re
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +34,32 @@ def serving(site: Path, threads: int = 8) -> Iterator[str]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(10)
+
+
+@contextmanager
+def serving_process(site: Path, threads: int = 8) -> Iterator[str]:
+    """The real `newsletter serve` in a process of its own (as in production: the clients of a
+    load test then do not share its interpreter), on 127.0.0.1 and a free port; its
+    host:port. Stopped with SIGTERM, killed if it does not stop."""
+    log = (site / "serve.log").open("w")  # the access log: a pipe would fill and block it
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "serve", "--site", str(site), "--port", "0",
+         "--threads", str(threads)],
+        env={**os.environ, "NEWSLETTER_SECRET": "test-secret-for-this-site-0123456789"},
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    try:
+        first = process.stdout.readline() if process.stdout else ""
+        found = re.search(r"http://127\.0\.0\.1:(\d+)/", first)
+        assert found, f"serve did not start: {first}{(site / 'serve.log').read_text()}"
+        yield f"127.0.0.1:{found[1]}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
 
 
 def request(server: str, method: str, target: str, body: bytes = b"",

@@ -19,7 +19,7 @@ from pipeline.mail.tokens import subscriber_token
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 from pipeline.state.subscribers import SubscriberBook
-from web_client import burst, one_click, request, serving
+from web_client import burst, one_click, request, serving, serving_process
 
 
 def add_many(site: Path, count: int) -> list[str]:
@@ -42,8 +42,10 @@ def test_500_simultaneous_one_click_posts_are_all_recorded(site: Path) -> None:
     run(site)
     targets = add_many(site, 500)
     before = unsubscribed(site)
-    with serving(site) as server:
-        outcomes = burst(server, [one_click(t) for t in targets])
+    with serving_process(site) as server:
+        # Latency is bench/web_bench.py's to measure (and it misses today: see bench/README);
+        # this holds that every request of the burst is answered and recorded.
+        outcomes = burst(server, [one_click(t) for t in targets], timeout=120)
     errors = [o.error for o in outcomes if o.status is None]
     assert errors == []
     assert sorted({o.status for o in outcomes}) == [200]
