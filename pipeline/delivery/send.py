@@ -69,11 +69,10 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         except OSError as exc:
             raise OutboxError(f"cannot create {exc.filename}: {exc.strerror}; nothing was "
                               "sent — make the outbox a writable folder") from None
-        waiting = folders.listing()
+        waiting, seen = folders.listing(), len(folders.listing("cur"))
         in_stores = waiting_count(folders.root)[0]  # the compact outbox's
-        if waiting or _listing(folders.cur) or in_stores:  # before anything is moved or sent
-            check_writable(folders, config.state_dir,
-                           len(waiting) + len(_listing(folders.cur)) + in_stores)
+        if waiting or seen or in_stores:  # before anything is moved or sent
+            check_writable(folders, config.state_dir, len(waiting) + seen + in_stores)
         _adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
         due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
@@ -150,10 +149,6 @@ def send_test(site: Path, address: str) -> Outcome:
 
 def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
     return None if dkim is None else DkimSigner(dkim)
-
-
-def _listing(folder: Path) -> set[str]:
-    return set(os.listdir(folder)) if folder.is_dir() else set()
 
 
 def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,

@@ -45,8 +45,9 @@ class Outbox:
         self.sent, self.failed, self.withdrawn = root / SENT, root / FAILED, root / WITHDRAWN
 
     def folder(self, state: str) -> Path:
-        """The folder of messages in that state: new (queued), sent, failed or withdrawn."""
-        return {"new": self.new, SENT: self.sent, FAILED: self.failed,
+        """The folder of messages in that state: new (queued), cur (seen by a mail client,
+        still queued), sent, failed or withdrawn."""
+        return {"new": self.new, "cur": self.cur, SENT: self.sent, FAILED: self.failed,
                 WITHDRAWN: self.withdrawn}[state]
 
     def prepare_writing(self) -> None:
