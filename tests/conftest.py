@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 import email
 import json
+import os
 import re
 import shutil
+import signal
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -281,6 +286,20 @@ def use_relay(site: Path, port: int, **settings: object) -> None:
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
         f.write("\n[smtp]\n" + "\n".join(lines) + "\n")
+
+
+def kill_send_midway(site: Path, inbox: Inbox, after: int = 100) -> int:
+    """Start a real `newsletter send` (10 ms a message), SIGKILL it once the relay has taken
+    `after` messages; how many it had taken when it died."""
+    sender = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "send", "--site", str(site), "--rate", "150"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
+    deadline = time.monotonic() + 30
+    while len(inbox.received) < after and time.monotonic() < deadline:
+        time.sleep(0.01)
+    sender.send_signal(signal.SIGKILL)
+    sender.wait()
+    return len(inbox.received)
 
 
 def invoke(*args: str) -> tuple[int, str, str]:

@@ -6,13 +6,8 @@ from __future__ import annotations
 
 import email
 import json
-import os
 import secrets
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from datetime import timedelta
 from email import policy
@@ -28,6 +23,7 @@ from conftest import (
     add_subscribers,
     free_port,
     invoke,
+    kill_send_midway,
     markdown_entry,
     outbox_folder,
     smtp_server,
@@ -145,15 +141,7 @@ def test_a_sender_killed_with_sigkill_loses_nothing_and_sends_nothing_twice(
     assert run(site).written == 300
     inbox = Inbox()
     with smtp_server(inbox, port):
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "send", "--site", str(site), "--rate", "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-        deadline = time.monotonic() + 30
-        while len(inbox.received) < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sender.send_signal(signal.SIGKILL)
-        sender.wait()
-        killed_at = len(inbox.received)
+        killed_at = kill_send_midway(site, inbox)
         assert 0 < killed_at < 300, "the kill must land mid-run"
         [store] = stores(site / "outbox")
         journaled = len(store.outcomes())

@@ -10,11 +10,7 @@ import ipaddress
 import logging
 import os
 import re
-import signal
-import subprocess
-import sys
 import threading
-import time
 from collections import Counter
 from email import policy
 from pathlib import Path
@@ -32,6 +28,7 @@ from conftest import (
     Inbox,
     add_subscribers,
     free_port,
+    kill_send_midway,
     markdown_entry,
     smtp_server,
     use_relay,
@@ -96,15 +93,7 @@ def test_a_sender_killed_with_sigkill_loses_nothing_and_the_next_send_finishes(
     run(site)
     inbox = Inbox()
     with smtp_server(inbox, port):
-        sender = subprocess.Popen(
-            [sys.executable, "-m", "pipeline", "send", "--site", str(site), "--rate", "150"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ})
-        deadline = time.monotonic() + 30
-        while len(inbox.received) < 100 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        sender.send_signal(signal.SIGKILL)
-        sender.wait()
-        killed_at = len(inbox.received)
+        killed_at = kill_send_midway(site, inbox)
         assert 0 < killed_at < 300, "the kill must land mid-run"
         moved = len(outbox(site, "sent"))
         report = send(site)
