@@ -138,7 +138,19 @@ def transaction(db: sqlite3.Connection, durable: bool = True) -> Iterator[None]:
     Durable ones (digests, messages, migrations) are synced to disk at commit and survive a
     power loss. The rest (run records, the entry cache, feed fingerprints) can be lost to one
     without harm, and skip the fsync that would cost a no-op cron run more than its work.
+    One opened inside another is a savepoint: its changes are undone alone if it fails, and
+    kept or lost with the outer one.
     """
+    if db.in_transaction:  # inside another (group_commit.py): a savepoint, undone alone
+        db.execute("SAVEPOINT inner")
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK TO inner")
+            db.execute("RELEASE inner")
+            raise
+        db.execute("RELEASE inner")
+        return
     db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
     _begin(db, "BEGIN IMMEDIATE")
     try:

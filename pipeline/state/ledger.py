@@ -288,6 +288,9 @@ class Ledger:
     def journal_mode(self) -> str:
         return self._db.execute("PRAGMA journal_mode").fetchone()[0]
 
+    def close(self) -> None:
+        self._db.close()
+
 
 
 @contextmanager

@@ -4,7 +4,8 @@ public signup form (served by web_server.py).
 GET never changes anything: link scanners and previews follow GETs, and a GET reads in a
 read-only transaction. A change takes a POST: the page's button, or a mail client's RFC 8058
 one-click POST (`List-Unsubscribe=One-Click`), which gets its answer at once, with no redirect;
-each is one short write transaction that records its source in the audit trail. A bad or
+each is one short write, committed (with the others that came meanwhile) before its answer,
+and records its source in the audit trail. A bad or
 forged token changes nothing and gets a 400.
 """
 
@@ -21,6 +22,7 @@ from urllib.parse import parse_qs
 
 from pipeline.core.config import Config, load_config
 from pipeline.core.models import ACTIVE, PENDING, UNSUBSCRIBED
+from pipeline.state.group_commit import GroupCommit
 from pipeline.state.ledger import Ledger, connect_ledger, open_ledger
 from pipeline.state.secret import load_secrets
 from pipeline.state.subscribers import SubscriberBook
@@ -53,9 +55,9 @@ class App:
         with open_ledger(self.config.state_dir) as ledger:  # migrations: once, here
             self.tokens.index_legacy(ledger)
         self._local = threading.local()
-        # SQLite takes one writer at a time anyway: the other threads wait here, asleep,
-        # instead of each polling the database's lock (which costs a burst its CPU).
-        self.writing = threading.Lock()
+        # Every change goes through one writer thread: SQLite takes one writer at a time
+        # anyway, and changes that queue during a commit share the next one (and its sync).
+        self.writer = GroupCommit(lambda: connect_ledger(self.config.state_dir))
         self._categories: tuple[float, list[str]] = (-CATEGORIES_TTL, [])
         self._categories_lock = threading.Lock()
         self.client_limit = web_signup.ClientLimit(self.config.signups_per_client_hour)
@@ -79,6 +81,9 @@ class App:
         start_response(status, [*headers, ("Content-Length", str(len(body)))])
         return [body]
 
+    def close(self) -> None:
+        self.writer.close()
+
     def ledger(self) -> Ledger:
         """This thread's connection (opened once: no migration, no schema check per request)."""
         found = getattr(self._local, "ledger", None)
@@ -100,12 +105,12 @@ class App:
         query = parse_qs(environ.get("QUERY_STRING", ""))
         form, _ = read_form(environ) if method == "POST" else ({}, False)
         token = (form.get("token") or query.get("token") or [""])[0]
-        ledger = self.ledger()
+        handler = handlers[path]
         if method == "POST":
-            with self.writing:
-                return handlers[path](ledger, token, True, form), False
+            return self.writer.run(lambda writing: handler(writing, token, True, form)), False
+        ledger = self.ledger()
         with SubscriberBook(ledger).reading():
-            return handlers[path](ledger, token, False, form), False
+            return handler(ledger, token, False, form), False
 
     def unsubscribe(self, ledger: Ledger, token: str, post: bool, form: Form) -> Page:
         who, book = self.tokens.subscriber(ledger, token), SubscriberBook(ledger)
@@ -170,10 +175,10 @@ class App:
                 "ok": False, "error": f"too many requests: try again in {minutes} minutes"},
                 headers=[*cors, ("Retry-After", str(int(wait) + 1))]), as_json
         form, as_json = read_form(environ)
+        topics = self.categories(())  # outside the writer: it may read every entry
         try:
-            with self.writing:
-                page = web_signup.signup(self.config, self.ledger(), form, environ,
-                                         lambda: self.categories(()))
+            page = self.writer.run(lambda writing: web_signup.signup(
+                self.config, writing, form, environ, lambda: topics))
         except Page as answer:
             page = answer
         page.headers = [*page.headers, *cors]
