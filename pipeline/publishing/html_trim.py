@@ -11,7 +11,7 @@ under Gmail's clip and our size budget.
   around a section's single full-width column is dropped, as is that column's own div.
 - The font stack is said once (on the page's wrapper, and in <head> for Outlook) instead of on
   each of ~26 text blocks and buttons; `display:block` on paragraphs, `cursor:auto` on cells,
-  units on zero lengths and MJML's `vertical-align` attribute go: 3.4 KB in all.
+  units on zero lengths, MJML's `vertical-align` attribute and bare `<tbody>`s go: 3.9 KB.
 """
 
 from __future__ import annotations
@@ -46,6 +46,12 @@ def trimmed(html: str) -> str:
     page = etree.fromstring(html.strip(), etree.HTMLParser())
     _drop_lone_column_tables(page)
     _hoist_font_family(page)
+    # MJML's <tbody>s: every HTML parser puts a table's rows in one anyway (one with
+    # attributes of a site's own template stays).
+    for tbody in page.iter("tbody"):
+        if not tbody.attrib:
+            tbody.tag = "bare-tbody"
+    etree.strip_tags(page, "bare-tbody")
     for element in page.iter():
         if not isinstance(element.tag, str):
             continue

@@ -125,7 +125,7 @@ def test_read_buttons_are_bulletproof_table_buttons(digest) -> None:
         assert "display:inline-block" in style_of(a) and "padding:10px18px" in style_of(a)
         assert "background:#0b5c8a" in style_of(a)
         assert re.search(r"(^|;)color:#fff(fff)?(;|$)", style_of(a))  # white on blue
-        assert cell.getparent().getparent().getparent().get("role") == "presentation"
+        assert next(cell.iterancestors("table")).get("role") == "presentation"
 
 
 def test_view_in_browser_leads_to_the_digests_web_copy(digest) -> None:
