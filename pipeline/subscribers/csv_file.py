@@ -88,7 +88,7 @@ def read_import_rows(path: Path, problems: list[Problem], shown: Path | str | No
     # A 128-bit digest of each address kept, not the address: a million strings would take
     # ~100 MB, these about half; two addresses colliding (one silently taken for a duplicate)
     # is a chance of about 10^-27 at a million rows, where hash()'s 64 bits gave 10^-8.
-    seen: set[bytes] = set()
+    seen: set[int] = set()  # (an int takes 48 bytes, the digest's bytes 56)
     topics: dict[str, tuple[str, ...]] = {}  # a list repeats a few spellings of its categories
     statuses = _STATUS_SPELLINGS.copy()  # a status cell as written → its status (or None)
     illegal = ILLEGAL.search
@@ -115,7 +115,7 @@ def read_import_rows(path: Path, problems: list[Problem], shown: Path | str | No
                 shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
                 "the opt-out wins; delete the row you do not mean", line=line, warning=True))
             continue
-        hashed = blake2b(key.encode(), digest_size=16).digest()
+        hashed = int.from_bytes(blake2b(key.encode(), digest_size=16).digest(), "little")
         if hashed in seen:
             continue
         seen.add(hashed)
