@@ -8,6 +8,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator, Mapping
 from hashlib import blake2b
+from operator import itemgetter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -23,6 +24,7 @@ from pipeline.core.models import (
     parse_categories,
 )
 from pipeline.core.text import CONTROL, ILLEGAL, strip_illegal
+from pipeline.state.subscribers import ImportRow
 
 if TYPE_CHECKING:
     from pipeline.state.events import Consent
@@ -65,6 +67,15 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
     ConfigError: going on would build a digest that reaches no one and mark its entries as
     sent.
     """
+    for _, email, name, categories, status in read_import_rows(path, problems, shown):
+        yield Subscriber(email, name, categories, status)
+
+
+def read_import_rows(path: Path, problems: list[Problem], shown: Path | str | None = None
+                     ) -> Iterator[ImportRow]:
+    """read_rows' rows as the ledger's import takes them: the same rows and problems, as
+    plain tuples (email_key, email, name, categories, status): a million frozen Subscribers
+    would cost a second."""
     shown = shown or path
     if not path.exists():
         problems.append(Problem(shown, "file", "not found",
@@ -77,14 +88,18 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
     # A 128-bit digest of each address kept, not the address: a million strings would take
     # ~100 MB, these about half; two addresses colliding (one silently taken for a duplicate)
     # is a chance of about 10^-27 at a million rows, where hash()'s 64 bits gave 10^-8.
-    seen: set[int] = set()
+    seen: set[int] = set()  # (an int takes 48 bytes, the digest's bytes 56)
     topics: dict[str, tuple[str, ...]] = {}  # a list repeats a few spellings of its categories
-    for line, row in _cells(path, shown):
-        raw = row.get("email", "")
-        status = parse_status(row.get("status", ""))
+    statuses = _STATUS_SPELLINGS.copy()  # a status cell as written → its status (or None)
+    illegal = ILLEGAL.search
+    for line, (raw, name, text, written) in _cells(path, shown):
+        status = statuses.get(written, _UNKNOWN)
+        if status is _UNKNOWN:
+            status = parse_status(written)
+            if len(statuses) < 1000:
+                statuses[written] = status
         if status is None:
-            problems.append(Problem(shown, "status", f"{raw}: unknown status "
-                                    f"{row.get('status')!r}",
+            problems.append(Problem(shown, "status", f"{raw}: unknown status {written!r}",
                                     f"use one of: {', '.join(STATUSES)}", line=line))
             continue
         try:
@@ -94,7 +109,7 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
                                     "correct the address or remove the row", line=line))
             continue
         key = email_key(email)
-        if status not in OPTED_OUT and key in opted_out:
+        if opted_out and status not in OPTED_OUT and key in opted_out:
             out_line, out_status = opted_out[key]
             problems.append(Problem(
                 shown, "status", f"{email} is {status} here but {out_status} on line {out_line}",
@@ -104,42 +119,49 @@ def read_rows(path: Path, problems: list[Problem], shown: Path | str | None = No
         if hashed in seen:
             continue
         seen.add(hashed)
-        for column in ("name", "categories"):
-            if ILLEGAL.search(row.get(column, "")):
-                problems.append(Problem(shown, column, f"{email}: contains a control character",
-                                        "removed; check that row in the file", line=line,
-                                        warning=True))
-                row[column] = strip_illegal(row[column])
-        text = row.get("categories", "")
+        if illegal(name):
+            name = _stripped(problems, shown, line, email, "name", name)
+        if illegal(text):
+            text = _stripped(problems, shown, line, email, "categories", text)
         categories = topics.get(text)
         if categories is None:
             categories = parse_categories(text)
             if len(topics) < 10_000:
                 topics[text] = categories
-        yield Subscriber(email=email, name=" ".join(row.get("name", "").split()),
-                         categories=categories, status=status)
+        yield key, email, " ".join(name.split()), categories, status
+
+
+_UNKNOWN = object()
+_STATUS_SPELLINGS: dict[str, str | None] = {s: s for s in STATUSES}
+
+
+def _stripped(problems: list[Problem], shown: Path | str, line: int, email: str, column: str,
+              cell: str) -> str:
+    problems.append(Problem(shown, column, f"{email}: contains a control character",
+                            "removed; check that row in the file", line=line, warning=True))
+    return strip_illegal(cell)
 
 
 def _opt_outs(path: Path, shown: Path | str) -> Iterator[tuple[int, str, str]]:
     """(line, email_key, status) of each opt-out row: a first pass, so that an opt-out further
     down is known before an earlier row for the same address is taken (and a file that is not
     UTF-8 is refused before any row is taken)."""
-    for line, row in _cells(path, shown, ("email", "status"), opt_outs_only=True):
-        status = parse_status(row.get("status", ""))
+    for line, (email, written) in _cells(path, shown, ("email", "status"), opt_outs_only=True):
+        status = parse_status(written)
         if status in OPTED_OUT:
             try:
-                yield line, email_key(normalise_address(row.get("email", ""))), status
+                yield line, email_key(normalise_address(email)), status
             except ValueError:
                 continue
 
 
 def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
-           opt_outs_only: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line, {column: cell}) of each non-blank row, for the columns import reads, cells
-    stripped of spaces and of the quote that neutralised them on export. The file is
-    streamed, never read whole; a row is blank when every cell under a header is.
-    `opt_outs_only` passes over rows whose status cannot be an opt-out, cheaply (the first
-    pass of a large import sees every row)."""
+           opt_outs_only: bool = False) -> Iterator[tuple[int, list[str]]]:
+    """(line, cells) of each non-blank row: the cells of `columns` in that order ("" for a
+    column the file or the row lacks), stripped of spaces and of the quote that neutralised
+    them on export. The file is streamed, never read whole; a row is blank when every cell
+    under a header is. `opt_outs_only` passes over rows whose status cannot be an opt-out,
+    cheaply (the first pass of a large import sees every row)."""
     with _open_text(path, shown) as f:
         try:
             delimiter = _delimiter(_first_line(f))
@@ -150,32 +172,39 @@ def _cells(path: Path, shown: Path | str, columns: tuple[str, ...] = COLUMNS, *,
                 raise ConfigError([Problem(shown, "email", "no `email` column",
                                            "start the file with `email,name,categories,status`")])
             width = len(names)
-            # Where each column read is (the last of two with one name, as a dict keeps it).
-            wanted = [(c, max(i for i, n in enumerate(names) if n == c))
-                      for c in columns if c in names]
-            last = max(i for _, i in wanted)
-            status = wanted[-1][1] if opt_outs_only and "status" in names else -1
+            # Where each column read is (the last of two with one name, as a dict keeps it);
+            # -1: the file has no such column.
+            wanted = [max((i for i, n in enumerate(names) if n == c), default=-1)
+                      for c in columns]
+            last = max(wanted)
+            status = wanted[-1] if opt_outs_only else -1
             if opt_outs_only and status < 0:
                 return
+            # All present: one itemgetter takes them (the common case, a row at a time).
+            take = itemgetter(*wanted) if min(wanted) >= 0 and len(wanted) > 1 else None
             # A name given twice is read from its last column, and is missing if the row is
             # shorter than that (as csv.DictReader has it): the blank test follows the same.
             distinct = sorted({n: i for i, n in enumerate(names)}.values())
-            for row in _rows(reader, shown):
+            for row in reader:
                 if status >= 0 and (status >= len(row) or not _may_opt_out(row[status])):
                     continue
-                if len(distinct) == width:
-                    if not "".join(row[:width]).strip():
-                        continue
-                elif not any(row[i].strip() for i in distinct if i < len(row)):
-                    continue
-                if len(row) > last:
-                    cells = {column: row[i].strip() for column, i in wanted}
+                if take is not None and len(row) > last:
+                    cells = [cell.strip() for cell in take(row)]
                 else:
-                    cells = {column: row[i].strip() for column, i in wanted if i < len(row)}
-                for column, cell in cells.items():
+                    cells = [row[i].strip() if 0 <= i < len(row) else "" for i in wanted]
+                if not cells[0]:  # no address (columns start with email): blank, or bad
+                    if len(distinct) == width:
+                        if not "".join(row[:width]).strip():
+                            continue
+                    elif not any(row[i].strip() for i in distinct if i < len(row)):
+                        continue
+                for n, cell in enumerate(cells):
                     if cell[:1] == "'":
-                        cells[column] = _unquoted(cell)
+                        cells[n] = _unquoted(cell)
                 yield reader.line_num, cells
+        except csv.Error as exc:
+            # The reader cannot resume after a syntax error: the rest of the file is suspect.
+            raise _broken(exc, reader, shown) from None
         except UnicodeDecodeError:
             _text_of(path, shown)  # raises the ConfigError that names the byte and line
             raise
@@ -234,15 +263,7 @@ def _columns(reader: Any, shown: Path | str) -> list[str]:
         raise _broken(exc, reader, shown) from None
 
 
-def _rows(reader: Any, shown: Path | str) -> Iterator[list[str]]:
-    try:
-        yield from reader
-    except csv.Error as exc:
-        raise _broken(exc, reader, shown) from None
-
-
 def _broken(exc: csv.Error, reader: Any, shown: Path | str) -> ConfigError:
-    # The reader cannot resume after a syntax error, so the rest of the file is suspect too.
     return ConfigError([Problem(shown, "file", f"is not valid CSV ({exc})",
                                 "fix that line or export the list again", line=reader.line_num)])
 

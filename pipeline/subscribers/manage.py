@@ -17,7 +17,7 @@ from pipeline.core.models import BOUNCED, PENDING, UNSUBSCRIBED, Subscriber
 from pipeline.state.ledger import Ledger
 from pipeline.state.secret import load_secret
 from pipeline.state.subscribers import ImportReport, SubscriberBook
-from pipeline.subscribers.csv_file import read_rows
+from pipeline.subscribers.csv_file import read_import_rows
 
 log = logging.getLogger("pipeline")
 CSV_STATE = "subscribers_csv"  # the ledger's note of the subscribers.csv last imported
@@ -31,7 +31,7 @@ def import_file(config: Config, ledger: Ledger, path: Path, now: datetime, *,
     """Import a subscribers CSV: good rows in, bad rows reported with their line numbers."""
     problems: list[Problem] = []
     report = SubscriberBook(ledger).import_rows(
-        read_rows(path, problems, shown or path), now, reactivate=reactivate,
+        read_import_rows(path, problems, shown or path), now, reactivate=reactivate,
         double_opt_in=config.double_opt_in, source="import", detail=Path(shown or path).name)
     send_confirmations(config, ledger, report.pending, now)
     return report, problems

@@ -60,3 +60,38 @@ def test_the_seven_bit_form_is_the_same_document_in_ascii_and_short_lines() -> N
 def test_what_cannot_be_said_in_ascii_stays_as_it_is() -> None:
     assert seven_bit_html('<style>p::before { content: "→"; }</style><p>x</p>') is None
     assert seven_bit_html("<p>" + "word " * 300 + "</p>") is None  # no tag to break in
+
+
+STACK = "-apple-system, BlinkMacSystemFont, 'Segoe UI', Helvetica, Arial, sans-serif"
+FONTS = """<!doctype html><html><head><style>p {{ display: block; margin: 13px 0; }}</style>
+</head><body><div role="article" style="background-color:#eef2f5"><table><tbody><tr>
+<td vertical-align="middle"><div style="font-family:{one};font-size:16px">text
+<p style="margin:0">para</p></div></td>
+<td><a href="https://e.org/" style='font-family:{two}; padding:10px 18px'>button</a></td>
+</tr></tbody></table></div></body></html>"""
+
+
+def test_one_font_stack_is_said_once_where_every_client_finds_it() -> None:
+    """MJML's stack on every text block and button (" or ' around Segoe UI) is written once:
+    inline on the page's wrapper, which clients pass on to what is inside, and as a <head>
+    rule for Outlook, which does not pass fonts on to table cells."""
+    html = inline_css(FONTS.format(one=STACK, two=STACK.replace("'", '"')))
+    page = lxml.html.document_fromstring(html)
+    wrapper = page.find(".//div[@role='article']")
+    spelled = "-apple-system,BlinkMacSystemFont,'Segoe UI',Helvetica,Arial,sans-serif"
+    assert wrapper.get("style") == f"font-family:{spelled};background-color:#eef2f5"
+    assert [el for el in wrapper.iterdescendants() if "font-family" in el.get("style", "")] == []
+    rules = "".join(s.text or "" for s in page.iter("style"))
+    assert f"td,div,p,li,a,span{{font-family:{spelled}}}" in rules
+    found = styles(html)
+    assert found["button"] == "padding:10px 18px" and found["para"] == "margin:0"  # no display
+    assert page.find(".//td").get("vertical-align") is None  # not HTML: it did nothing
+    assert "<tbody" not in html and page.find(".//table/tr") is not None  # a parser adds it
+
+
+def test_a_template_with_two_fonts_keeps_each_where_it_is_set() -> None:
+    html = inline_css(FONTS.format(one=STACK, two="Georgia, serif"))
+    page = lxml.html.document_fromstring(html)
+    assert "font-family" not in page.find(".//div[@role='article']").get("style")
+    assert "Georgia, serif" in page.find(".//a").get("style")
+    assert STACK in page.find(".//td/div").get("style")

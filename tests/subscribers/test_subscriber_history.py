@@ -112,3 +112,22 @@ def test_remove_erases_the_trail_with_the_address(site: Path) -> None:
                                        timedelta(hours=1))  # no note of the last one kept
     invoke("subscribers", "add", "gone@example.org", "--site", str(site))
     assert history(site, "gone@example.org") == [("cli", "status: (new) -> active")]
+
+
+def test_a_large_import_records_each_new_subscriber_once_with_their_status(
+        site: Path, tmp_path: Path) -> None:
+    """Several chunks of new rows (their audit rows written a chunk at a time): each
+    subscriber added has exactly one row, theirs, with the status the file gave them."""
+    rows = "".join(f"r{n:04d}@example.org,,,{'unsubscribed' if n % 7 == 3 else 'active'}\n"
+                   for n in range(1_234))
+    code, _, _ = invoke("subscribers", "import", str(_csv(tmp_path, rows)), "--site", str(site))
+    assert code == 0
+    with open_ledger(site / ".newsletter") as ledger:
+        book = SubscriberBook(ledger)
+        added = [s for s in book.everyone() if s.email.startswith("r")]
+        assert len(added) == 1_234
+        for s in added:
+            status = "unsubscribed" if int(s.email[1:5]) % 7 == 3 else "active"
+            assert s.status == status
+            assert [(e.change, e.old, e.new, e.source, e.detail)
+                    for e in book.history(s.id)] == [("status", "", status, "import", "in.csv")]
