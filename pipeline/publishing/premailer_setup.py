@@ -1,11 +1,13 @@
 """premailer without the parts of it this pipeline never uses, which cost a run that builds a
-digest ~0.07 s of its ~0.4 s:
+digest ~0.08 s of its ~0.45 s:
 
-- `import requests`: premailer imports it at the top of its module, for remote stylesheets,
-  which we never fetch (allow_network=False). A stand-in takes its place in premailer's
-  namespace and imports the real module the first time any attribute of it is read.
-  (`importlib.util.LazyLoader` cannot do this here: an `import requests` statement reads the
-  module's `__spec__`, which makes LazyLoader load it at once.)
+- Imports for fetching remote stylesheets, which we never do (allow_network=False): premailer
+  imports `requests`, cssutils `urllib.request`, `encutils` and `importlib.metadata` (for its
+  User-Agent), all at the top of their modules and used only inside their fetch functions. A
+  stand-in takes each one's place in those modules' namespaces and imports the real module
+  the first time any attribute of it is read. (`importlib.util.LazyLoader` cannot do this: an
+  `import requests` statement reads the module's `__spec__`, which makes LazyLoader load it
+  at once.)
 - cssutils' property validation: premailer's `disable_validation` does not reach the inline
   styles it merges (merge_style.csstext_to_pairs validates them regardless), and validating
   compiles a large regular expression per CSS property on first use. Validation only writes
@@ -24,7 +26,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-NEVER_USED = ("requests",)  # premailer's imports that only remote stylesheets need
+# What premailer and cssutils import only to fetch remote stylesheets.
+NEVER_USED = ("requests", "urllib.request", "encutils", "importlib.metadata")
 _SWAP = threading.Lock()  # cssutils.profile is one global: one swap at a time
 _no_profiles: Any = None
 
@@ -42,10 +45,16 @@ class Deferred(types.ModuleType):
 
 def import_deferring(module: str, deferred: tuple[str, ...]) -> types.ModuleType:
     """Import `module` with each of `deferred` not yet imported stood in for (see Deferred).
-    Only `module`'s own namespace keeps the stand-ins: they leave sys.modules afterwards, so
-    any other import of those modules gets the real thing."""
+    The stand-ins leave sys.modules afterwards, so any later import of those modules gets the
+    real thing; only the namespaces that imported them meanwhile keep them."""
     placed = {name: Deferred(name) for name in deferred if name not in sys.modules}
     sys.modules.update(placed)
+    for name, stand_in in placed.items():
+        # `import urllib.request` binds `urllib` and reads `request` from it later: as after a
+        # real import, the package holds the submodule (the real one replaces it on import).
+        package, _, child = name.rpartition(".")
+        if package in sys.modules and not hasattr(sys.modules[package], child):
+            setattr(sys.modules[package], child, stand_in)
     try:
         return importlib.import_module(module)
     finally:
