@@ -12,6 +12,7 @@ import json
 import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
@@ -26,7 +27,12 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and p
 
 def entry_id(config: Config, slug: str) -> str:
     """A guid that survives a change of domain or scheme: built from the journal's own id."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}:{slug}')}"
+    return _entry_id(config.journal_id, slug)
+
+
+@lru_cache(maxsize=4096)  # each entry's id is written ~5 times a run (id and guid, per feed)
+def _entry_id(journal_id: str, slug: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{journal_id}:{slug}')}"
 
 
 def feed_id(config: Config) -> str:
