@@ -362,9 +362,13 @@ def _check_history(config: Config, ledger: Ledger) -> None:
     if ledger.digest_count():
         return
     from pipeline.mail.outbox import Outbox
+    from pipeline.publishing.web_copies import ARCHIVE_PAGE
 
     seen = []
-    if any((config.public_dir / "digests").glob("*.html")):
+    # The archive page, not a web copy: a digest's web copy is written before the ledger
+    # records the digest, so a first run killed in between leaves one behind with nothing sent;
+    # the archive page is written once the ledger holds a digest.
+    if (config.public_dir / ARCHIVE_PAGE).exists():
         seen.append("public/digests/")
     if Outbox(config.outbox_dir).has_digest_history():
         seen.append("outbox/")
