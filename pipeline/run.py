@@ -8,6 +8,7 @@ when their inputs changed, and the heavy libraries are imported only on the path
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterable
@@ -20,7 +21,7 @@ from pipeline.core.errors import ConfigError, Problem
 from pipeline.core.models import Article, RunReport
 from pipeline.delivery.transport import unknown_tables
 from pipeline.entries.collect import collect_articles, scan
-from pipeline.publishing.feed_types import FEEDS
+from pipeline.publishing.feed_types import FEEDS, feed_entries
 from pipeline.state.ledger import LEDGER_NAME, Ledger, open_ledger
 from pipeline.state.lock import site_lock
 from pipeline.state.problems import note as note_problems
@@ -28,6 +29,7 @@ from pipeline.state.problems import note as note_problems
 log = logging.getLogger("pipeline")
 CADENCE_SINCE = "cadence_since"  # the timed digest.cadence and when a run first saw it
 HUB_OWED = "websub_owed"  # the ledger's note of feed URLs the hub has not been told about yet
+FEEDS_MADE_OF = "feeds"  # the ledger's note of what each feed was last written from
 
 
 def run(site: Path, now: datetime | None = None, *, wait: float = 0.0) -> RunReport:
@@ -79,11 +81,15 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
 def _fingerprint(config: Config, parts: Iterable[str]) -> str:
     """A hash of the code's version, the config file and `parts`: what a stored result (the
     feeds, a quiet run) was made from."""
+    return _fingerprint_of(config, parts).hexdigest()
+
+
+def _fingerprint_of(config: Config, parts: Iterable[str]) -> hashlib._Hash:
     digest = hashlib.sha256(__version__.encode())
     digest.update((config.site_dir / CONFIG_NAME).read_bytes())
     for part in parts:
         digest.update(f"\0{part}".encode())
-    return digest.hexdigest()
+    return digest
 
 
 def _quiet_key(files: list[tuple[str, os.stat_result]], config: Config) -> str:
@@ -161,22 +167,36 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
 
 
 def _refresh_feeds(articles: list[Article], config: Config, ledger: Ledger) -> list[str]:
-    """Render and write the feeds only when what they are made of changed; returns the files
-    whose bytes changed."""
+    """Render and write each feed only when what it is made of changed (after one new entry:
+    the site feeds and its category's, not the other categories'); returns the files whose
+    bytes changed."""
     shown = articles[: config.feed_max_items]
-    fingerprint = _feed_fingerprint(shown, config)
-    if _feeds_present(config) and ledger.get_state("feeds") == fingerprint:
+    made_of = _feed_fingerprints(shown, config)
+    kept = _kept_feed_fingerprints(ledger)
+    stale = {path for path, fingerprint in made_of.items()
+             if kept.get(path) != fingerprint or not (config.public_dir / path).exists()}
+    if not stale:
         return []
     from pipeline.core.atomic import write_if_changed
     from pipeline.publishing.feeds import render_feeds
     from pipeline.publishing.shown_bodies import keep_bodies, recall_bodies
 
     recall_bodies(shown, ledger)  # most were shown last time: no Markdown to render again
-    changed = [name for name, data in render_feeds(shown, config).items()
+    changed = [name for name, data in render_feeds(shown, config, only=stale).items()
                if write_if_changed(config.public_dir / name, data)]
     keep_bodies(shown, ledger)
-    ledger.set_state("feeds", fingerprint)
+    ledger.set_state(FEEDS_MADE_OF, json.dumps(made_of, sort_keys=True))
     return changed
+
+
+def _kept_feed_fingerprints(ledger: Ledger) -> dict[str, str]:
+    """What each feed was last written from (empty if unknown, e.g. kept by a version that
+    stored one fingerprint for all: every feed is then written once more)."""
+    try:
+        kept = json.loads(ledger.get_state(FEEDS_MADE_OF) or "{}")
+    except ValueError:
+        return {}
+    return kept if isinstance(kept, dict) else {}
 
 
 def _tell_hub(changed: list[str], config: Config, ledger: Ledger) -> list[Problem]:
@@ -214,9 +234,17 @@ def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> N
         write_if_changed(page, render_archive(ledger.digest_listing(), config))
 
 
-def _feed_fingerprint(articles: list[Article], config: Config) -> str:
-    """Everything the feeds' bytes depend on: the code, the config, each shown entry's file."""
-    return _fingerprint(config, (f"{a.path}\0{a.checksum}" for a in articles))
+def _feed_fingerprints(shown: list[Article], config: Config) -> dict[str, str]:
+    """{feed path: everything its bytes depend on}: the code, the config, the files of the
+    entries it shows."""
+    common = _fingerprint_of(config, ())
+    made_of = {}
+    for path, entries in feed_entries(shown).items():
+        digest = common.copy()
+        for a in entries:
+            digest.update(f"\0{a.path}\0{a.checksum}".encode())
+        made_of[path] = digest.hexdigest()
+    return made_of
 
 
 def plan(site: Path, now: datetime | None = None) -> RunReport:
@@ -334,9 +362,13 @@ def _check_history(config: Config, ledger: Ledger) -> None:
     if ledger.digest_count():
         return
     from pipeline.mail.outbox import Outbox
+    from pipeline.publishing.web_copies import ARCHIVE_PAGE
 
     seen = []
-    if any((config.public_dir / "digests").glob("*.html")):
+    # The archive page, not a web copy: a digest's web copy is written before the ledger
+    # records the digest, so a first run killed in between leaves one behind with nothing sent;
+    # the archive page is written once the ledger holds a digest.
+    if (config.public_dir / ARCHIVE_PAGE).exists():
         seen.append("public/digests/")
     if Outbox(config.outbox_dir).has_digest_history():
         seen.append("outbox/")

@@ -123,12 +123,11 @@ def compile_mjml(source: str) -> str:
 
 
 def inline_css(document: str) -> str:
-    from premailer import Premailer  # ~0.2 s to import: only on paths that render
-
     from pipeline.publishing.html_trim import keep_reset_in_style, trimmed
+    from pipeline.publishing.premailer_setup import premailer_class, without_css_validation
     from pipeline.publishing.seven_bit import seven_bit_html
 
-    inlined = Premailer(
+    premailer = premailer_class()(  # ~0.1 s to import: only on paths that render
         keep_reset_in_style(document),
         allow_network=False,
         keep_style_tags=True,  # @media and dark-mode rules must stay in <style>
@@ -140,7 +139,9 @@ def inline_css(document: str) -> str:
         disable_basic_attributes=["width", "height"],
         disable_validation=True,
         cssutils_logging_level=logging.CRITICAL,
-    ).transform()
+    )
+    with without_css_validation():
+        inlined = premailer.transform()
     # premailer drops the doctype; without it clients render in quirks mode.
     html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", trimmed(inlined),
                                          flags=re.I)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from pipeline.core.config import Config
 from pipeline.core.models import Article
+from pipeline.core.text import slugify
 
 # (articles, config, path under public/) → the feed's bytes
 Renderer = Callable[[Sequence[Article], Config, str], bytes]
@@ -45,3 +46,22 @@ FEEDS = (
 def category_feed_path(slug: str) -> str:
     """Where a category's own feed (RSS, the site feed's entries in that category) goes."""
     return f"categories/{slug}/{RSS.name}"
+
+
+def category_feeds(articles: Sequence[Article]) -> dict[str, tuple[str, list[Article]]]:
+    """{category_feed_path(slug): (category, its articles)}; categories that differ only in
+    case or punctuation share a slug, and so a feed (named after the first one seen)."""
+    feeds: dict[str, tuple[str, list[Article]]] = {}
+    for article in articles:
+        slug = slugify(article.category.replace("'", "").replace("’", ""))  # childrens-health
+        if slug:
+            feeds.setdefault(category_feed_path(slug), (article.category, []))[1].append(article)
+    return feeds
+
+
+def feed_entries(articles: Sequence[Article]) -> dict[str, Sequence[Article]]:
+    """Every feed of these articles (the ones the feeds show, newest first) and the entries it
+    shows, keyed by its path under public/: what each feed's bytes are made of, besides the
+    config and the code."""
+    return {**{feed.name: articles for feed in FEEDS},
+            **{path: entries for path, (_, entries) in category_feeds(articles).items()}}

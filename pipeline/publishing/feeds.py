@@ -10,16 +10,16 @@ from __future__ import annotations
 import html
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
+from functools import lru_cache
 
 from feedgen.ext.base import BaseExtension
 from feedgen.feed import FeedGenerator
 
 from pipeline.core.config import Config
 from pipeline.core.models import Article
-from pipeline.core.text import slugify
-from pipeline.publishing.feed_types import FEEDS, RSS, category_feed_path
+from pipeline.publishing.feed_types import FEEDS, RSS, category_feeds
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and plainly "never"
@@ -27,21 +27,30 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and p
 
 def entry_id(config: Config, slug: str) -> str:
     """A guid that survives a change of domain or scheme: built from the journal's own id."""
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}:{slug}')}"
+    return _entry_id(config.journal_id, slug)
+
+
+@lru_cache(maxsize=4096)  # each entry's id is written ~5 times a run (id and guid, per feed)
+def _entry_id(journal_id: str, slug: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{journal_id}:{slug}')}"
 
 
 def feed_id(config: Config) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}')}"
 
 
-def render_feeds(articles: Sequence[Article], config: Config) -> dict[str, bytes]:
-    """All feeds for the newest `feed.max_items` articles (given newest first): the site
-    feeds, then one RSS feed per category, keyed by their path under public/."""
+def render_feeds(articles: Sequence[Article], config: Config,
+                 only: Collection[str] | None = None) -> dict[str, bytes]:
+    """All feeds (or those whose paths are in `only`) for the newest `feed.max_items` articles
+    (given newest first): the site feeds, then one RSS feed per category, keyed by their path
+    under public/."""
     items = list(articles[: config.feed_max_items])
-    feeds = {feed.name: feed.render(items, config) for feed in FEEDS}
+    feeds = {feed.name: feed.render(items, config) for feed in FEEDS
+             if only is None or feed.name in only}
     for path, (category, entries) in category_feeds(items).items():
-        fg = _generator(entries, config, path, f"{config.title}: {category}")
-        feeds[path] = fg.rss_str(pretty=True)
+        if only is None or path in only:
+            fg = _generator(entries, config, path, f"{config.title}: {category}")
+            feeds[path] = fg.rss_str(pretty=True)
     return feeds
 
 
@@ -51,17 +60,6 @@ def rss(items: Sequence[Article], config: Config, path: str) -> bytes:
 
 def atom(items: Sequence[Article], config: Config, path: str) -> bytes:
     return _generator(items, config, path).atom_str(pretty=True)
-
-
-def category_feeds(articles: Sequence[Article]) -> dict[str, tuple[str, list[Article]]]:
-    """{category_feed_path(slug): (category, its articles)}; categories that differ only in
-    case or punctuation share a slug, and so a feed (named after the first one seen)."""
-    feeds: dict[str, tuple[str, list[Article]]] = {}
-    for article in articles:
-        slug = slugify(article.category.replace("'", "").replace("’", ""))  # childrens-health
-        if slug:
-            feeds.setdefault(category_feed_path(slug), (article.category, []))[1].append(article)
-    return feeds
 
 
 def content_html(article: Article) -> str:

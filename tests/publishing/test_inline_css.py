@@ -4,8 +4,15 @@ mail part decodes to the same document."""
 
 from __future__ import annotations
 
-import lxml.html
+import subprocess
+import sys
+from pathlib import Path
 
+import lxml.html
+import pytest
+
+from conftest import NOW, REPO, articles_of
+from pipeline.publishing import digest
 from pipeline.publishing.digest import inline_css
 from pipeline.publishing.seven_bit import LINE, seven_bit_html
 
@@ -95,3 +102,51 @@ def test_a_template_with_two_fonts_keeps_each_where_it_is_set() -> None:
     assert "font-family" not in page.find(".//div[@role='article']").get("style")
     assert "Georgia, serif" in page.find(".//a").get("style")
     assert STACK in page.find(".//td/div").get("style")
+
+
+# --- premailer without what we never use (premailer_setup.py) ---------------------------------
+
+# What premailer and cssutils import at the top of their modules only to fetch stylesheets.
+FETCHING = ["encutils", "importlib.metadata", "requests", "urllib.request"]
+
+
+def in_fresh_interpreter(code: str) -> str:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_inlining_imports_nothing_for_fetching_stylesheets_which_still_works_if_used() -> None:
+    out = in_fresh_interpreter(f"""
+import sys
+from pipeline.publishing.digest import inline_css
+html = inline_css({PAGE!r})
+print(sorted(name for name in {FETCHING!r} if name in sys.modules))
+import premailer.premailer, cssutils._fetch
+print(premailer.premailer.requests.codes.ok, cssutils._fetch._get_version() != 'unknown')
+import requests, urllib.request
+print(requests.Session is premailer.premailer.requests.Session,
+      cssutils._fetch.urllib.request.Request is urllib.request.Request)
+""")
+    assert out.splitlines() == ["[]", "200 True", "True True"]
+
+
+def test_inlining_without_css_validation_gives_the_same_document(sample_site: Path,
+                                                                  tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch
+                                                                  ) -> None:
+    """cssutils' validation only logs; turned off, the real digest comes out the same. Each
+    way in its own interpreter: premailer caches what it parsed."""
+    seen: list[str] = []
+    monkeypatch.setattr(digest, "inline_css", lambda html: seen.append(html) or html)
+    config, articles = articles_of(sample_site)
+    digest.render_digest(articles, NOW, config)
+    source = tmp_path / "mjml.html"
+    source.write_text(seen[0], encoding="utf-8")
+    inline = (f"from pathlib import Path\nfrom pipeline.publishing.digest import inline_css\n"
+              f"print(inline_css(Path({str(source)!r}).read_text(encoding='utf-8')))")
+    validating = ("import contextlib\nimport pipeline.publishing.premailer_setup as setup\n"
+                  "setup.without_css_validation = contextlib.nullcontext\n")
+    plain = in_fresh_interpreter(inline)
+    assert "style=" in plain and plain == in_fresh_interpreter(validating + inline)

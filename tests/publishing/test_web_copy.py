@@ -8,11 +8,13 @@ from email import policy
 from pathlib import Path
 
 import lxml.html
+import pytest
 from click.testing import CliRunner
 
 from conftest import markdown_entry, write_entry, write_template
 from pipeline.cli.main import cli
 from pipeline.mail.tokens import unsubscribe_token
+from pipeline.run import run as run_pipeline
 
 SUBSCRIBED = ("ada@example.org", "grace@example.org", "left@example.org")
 
@@ -151,3 +153,25 @@ def test_a_deleted_archive_page_comes_back_with_the_next_digest(site: Path) -> N
     run(site)
     items = list(page(site / "public" / "digests" / "index.html").iter("li"))
     assert len(items) == 2
+
+
+def test_a_first_run_stopped_between_its_web_copy_and_its_digest_is_finished_by_the_next(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The web copy is written before the ledger records the digest (no message may link to a
+    missing page); a first run killed in between must not read as a site whose ledger was
+    lost."""
+    from pipeline.state.ledger import Ledger
+
+    write_entry(site, "a.md", markdown_entry())
+
+    def killed(*_: object) -> None:
+        raise KeyboardInterrupt  # as SIGKILL would, after the web copy, before the digest
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Ledger, "create_digest", killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_pipeline(site)
+    assert list((site / "public" / "digests").glob("*.html")) and not messages(site)
+    assert "2 messages written" in run(site)
+    assert sorted(m["To"].addresses[0].addr_spec for m in messages(site)) == list(SUBSCRIBED[:2])
+    assert all(web_copy_of(m, site).exists() for m in messages(site))
