@@ -43,6 +43,7 @@ from pipeline.state.secret import load_secret
 
 log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
+CHECK_EVERY = 5000  # due messages checked against the list per chunk
 MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
 
@@ -217,15 +218,18 @@ def _still_wanted(due: list[QueuedMessage], ledger: Ledger
 
     if not due:
         return due, []
-    statuses = SubscriberBook(ledger).statuses_of(sorted({email_key(m.address) for m in due}))
+    book = SubscriberBook(ledger)
     wanted: list[QueuedMessage] = []
     unwanted: list[Withdrawal] = []
-    for message in due:
-        why = _unwanted_because(message, *statuses.get(email_key(message.address), (0, "")))
-        if why is None:
-            wanted.append(message)
-        else:
-            unwanted.append((message, f"not sent: {message.address} {why}"))
+    for start in range(0, len(due), CHECK_EVERY):  # a list of a million is never held here
+        chunk = due[start:start + CHECK_EVERY]
+        statuses = book.statuses_of([email_key(m.address) for m in chunk])
+        for message in chunk:
+            why = _unwanted_because(message, *statuses.get(email_key(message.address), (0, "")))
+            if why is None:
+                wanted.append(message)
+            else:
+                unwanted.append((message, f"not sent: {message.address} {why}"))
     return wanted, unwanted
 
 

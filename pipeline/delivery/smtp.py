@@ -167,7 +167,42 @@ class Connection:
             self.smtp.close()
             self.smtp = None
 
+    # One message in three steps, so that one thread can keep several connections busy
+    # (Pool drives them in turn, with no GIL handoffs between threads): begin() writes the
+    # envelope, proceed() reads its replies and writes the data, finish() reads the verdict.
+    # The first two return the outcome when the message needs no more steps.
+    def begin(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome | None:
+        """Raises RelayDown or RelaySetupError, as send() does."""
+        fresh = self.smtp is None
+        if fresh:
+            self.open()
+        self._message = (sender, recipients, data, fresh)
+        try:
+            return self._start(sender, recipients, data)
+        except _NotSent as exc:
+            return self._again(exc)
+
+    def proceed(self) -> Outcome | None:
+        try:
+            return self._envelope_done()
+        except _NotSent as exc:
+            return self._again(exc)
+
+    def finish(self) -> Outcome:
+        return self._verdict()
+
+    def _again(self, exc: _NotSent) -> Outcome:
+        """Nothing of the message was sent: on a reused connection the relay had closed, one
+        more try on a new one; a new connection that broke is the relay's trouble."""
+        sender, recipients, data, fresh = self._message
+        self._drop()
+        return Outcome("deferred", str(exc)) if fresh else self.send(sender, recipients, data)
+
     def _transaction(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome:
+        return (self._start(sender, recipients, data) or self._envelope_done()
+                or self._verdict())
+
+    def _start(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome | None:
         smtp = self.smtp
         assert smtp is not None
         option = ""
@@ -192,10 +227,10 @@ class Connection:
         # holding the GIL); ours were validated when the subscriber list was read.
         commands = [f"MAIL FROM:<{sender}>{option}\r\n",
                     *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n"]
+        replies: list[tuple[int, bytes]] | None = None
         try:
             if smtp.has_extn("pipelining"):  # RFC 2920: one round trip for all three
-                smtp.send("".join(commands))
-                replies = [smtp.getreply() for _ in commands]
+                smtp.send("".join(commands))  # the replies are read by _envelope_done
             else:  # each command waits for the one before it to succeed
                 replies = []
                 for command in commands:
@@ -203,23 +238,45 @@ class Connection:
                     replies.append(smtp.getreply())
                     if replies[-1][0] not in (250, 251, 354):
                         break
-            refused = self._refused(sender, replies, len(commands))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _NotSent(f"connection lost before the message was sent: {exc}") from None
+        self._pending = (sender, len(commands), replies, stuffed)
+        return None
+
+    def _envelope_done(self) -> Outcome | None:
+        smtp = self.smtp
+        assert smtp is not None
+        sender, sent, replies, stuffed = self._pending
+        try:
+            if replies is None:
+                replies = [smtp.getreply() for _ in range(sent)]
+            refused = self._refused(sender, replies, sent)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _NotSent(f"connection lost before the message was sent: {exc}") from None
         if refused is not None:
             return refused
         try:
             smtp.send(stuffed)
-            code, text = smtp.getreply()
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # The data may have arrived: this is the one retry that can deliver twice.
-            self._drop()
-            return Outcome("deferred", f"connection lost during the message data: {exc}")
+            return self._lost(exc)
+        return None
+
+    def _verdict(self) -> Outcome:
+        assert self.smtp is not None
+        try:
+            code, text = self.smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            return self._lost(exc)
         if code == 250:
             return Outcome("sent", reply_text(code, text))
         if code == 421:
             self._drop()
         return refusal(code, text, "end of DATA")
+
+    def _lost(self, exc: Exception) -> Outcome:
+        # The data may have arrived: this is the one retry that can deliver twice.
+        self._drop()
+        return Outcome("deferred", f"connection lost during the message data: {exc}")
 
     def _size_limit(self) -> int:
         """The relay's SIZE (RFC 1870) in bytes; 0: it named none."""
@@ -290,8 +347,20 @@ class SmtpBackend:
         return smtp_problems(settings, config)
 
     def transports(self, settings: SmtpSettings) -> Callable[[], Connection]:
-        session = SendSession(settings)
-        return lambda: Connection(settings, session)
+        return _Connections(settings)
+
+
+class _Connections:
+    """Makes the connections of one send. `in_turn`: one thread may drive them all, a step
+    of a message on each in turn (see Connection.begin)."""
+
+    in_turn = True
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings, self.session = settings, SendSession(settings)
+
+    def __call__(self) -> Connection:
+        return Connection(self.settings, self.session)
 
 
 BACKEND = SmtpBackend()
