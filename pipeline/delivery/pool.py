@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +29,8 @@ log = logging.getLogger("pipeline")
 Job = TypeVar("Job")
 MAX_PAUSES = 6  # rate-limit pauses in a row (nothing accepted between them) before stopping
 MAX_PAUSE = 600.0  # seconds: the longest single pause
+IN_TURN_THREADS = 2  # threads driving connections in turn: one runs while one is in the kernel
+ANSWER_WAIT = 5.0  # seconds: waiting for any of the connections driven in turn to answer
 SAME_IN_A_ROW = 3  # the same refusal for this many messages in a row: the relay's, not theirs
 _VARYING = re.compile(r"<[^>]*>|\S+@\S+|\b(?=[0-9A-Za-z]*\d)[0-9A-Za-z]{6,}\b")
 
@@ -43,6 +46,16 @@ class _Slot(Generic[Job]):
 
     def __init__(self, connection: Transport) -> None:
         self.connection, self.job, self.steps = connection, cast("Job | None", None), 0
+
+
+def _answered(busy: list[_Slot[Job]]) -> list[_Slot[Job]]:
+    """The connections whose relay has answered (its reply can be read without waiting); if
+    none has for a while, the oldest, whose read then waits up to its own timeout."""
+    connections: list[Any] = [slot.connection for slot in busy]
+    ready = {id(c) for c in connections if c.ready()}
+    if not ready:
+        ready = {id(c) for c in select.select(connections, [], [], ANSWER_WAIT)[0]}
+    return [slot for slot in busy if id(slot.connection) in ready] or busy[:1]
 
 
 class RateLimit:
@@ -101,10 +114,13 @@ class Pool(Generic[Job]):
             self.jobs.put(job)
         count = min(self.connections, max(1, self.jobs.qsize()))
         self.alive = self.running = count
-        if getattr(self.connect, "in_turn", False):  # one thread, every connection in turn
-            self.running = 1
-            self.threads = [threading.Thread(target=self._work_in_turn, args=(count,),
-                                             name="send", daemon=True)]
+        if getattr(self.connect, "in_turn", False):  # each thread drives several in turn
+            shares = [len(range(n, count, IN_TURN_THREADS)) for n in range(IN_TURN_THREADS)]
+            shares = [share for share in shares if share]
+            self.running = len(shares)
+            self.threads = [threading.Thread(target=self._work_in_turn, args=(share,),
+                                             name=f"send-{n}", daemon=True)
+                            for n, share in enumerate(shares)]
         else:
             self.threads = [threading.Thread(target=self._work, name=f"send-{n}",
                                              daemon=True) for n in range(count)]
@@ -169,11 +185,16 @@ class Pool(Generic[Job]):
         try:
             while slots:
                 for slot in list(slots):
-                    self._step(slot, slots)
-                if not any(slot.job is not None for slot in slots):
+                    if slot.job is None:  # begin a message: writes, waits for nothing
+                        self._step(slot, slots)
+                busy = [slot for slot in slots if slot.job is not None]
+                if not busy:
                     if self.stop.is_set() or self.jobs.empty():
                         return
                     self._wait_out_pause()
+                    continue
+                for slot in _answered(busy):
+                    self._step(slot, slots)
         finally:
             for slot in slots:
                 slot.connection.close()

@@ -57,6 +57,9 @@ class Connection:
         self.session = session or SendSession(settings)
         self.smtp: smtplib.SMTP | None = None
         self.where = f"the SMTP relay at {settings.host}:{settings.port}"
+        # begin()'s message, and its envelope as sent (the replies if already read)
+        self._message: tuple[str, Sequence[str], bytes, bool] | None = None
+        self._pending: tuple[str, int, list[tuple[int, bytes]] | None, bytes] | None = None
 
     def open(self) -> None:
         s, context = self.settings, self.session.context
@@ -191,9 +194,23 @@ class Connection:
     def finish(self) -> Outcome:
         return self._verdict()
 
+    def fileno(self) -> int:
+        """For select(): the relay's reply can be read from this socket."""
+        assert self.smtp is not None and self.smtp.sock is not None
+        return self.smtp.sock.fileno()
+
+    def ready(self) -> bool:
+        """Whether the next step need not wait for select(): TLS already holds decrypted
+        bytes, or the socket is gone (the step says what became of the message)."""
+        if self._pending is not None and self._pending[2] is not None:
+            return True  # a relay without PIPELINING: the envelope's replies are in hand
+        sock = self.smtp.sock if self.smtp is not None else None
+        return sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+
     def _again(self, exc: _NotSent) -> Outcome:
         """Nothing of the message was sent: on a reused connection the relay had closed, one
         more try on a new one; a new connection that broke is the relay's trouble."""
+        assert self._message is not None
         sender, recipients, data, fresh = self._message
         self._drop()
         return Outcome("deferred", str(exc)) if fresh else self.send(sender, recipients, data)
@@ -246,7 +263,9 @@ class Connection:
     def _envelope_done(self) -> Outcome | None:
         smtp = self.smtp
         assert smtp is not None
+        assert self._pending is not None
         sender, sent, replies, stuffed = self._pending
+        self._pending = None
         try:
             if replies is None:
                 replies = [smtp.getreply() for _ in range(sent)]
