@@ -78,7 +78,9 @@ class RateLimit:
 
 
 class Pool(Generic[Job]):
-    """`connections` threads, each with its own Transport, working through one queue.
+    """`connections` threads, each with its own Transport, working through one queue; or,
+    for transports that take a message in steps (SMTP), IN_TURN_THREADS threads that each
+    drive their share of the connections in turn.
 
     A thread that cannot connect hands its message back and retires, so a relay that allows
     fewer connections than configured still gets all the work; when the last one cannot
