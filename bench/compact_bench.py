@@ -4,6 +4,7 @@ from it against sending the same messages from .eml files.
     .venv/bin/python bench/compact_bench.py                      # both parts
     .venv/bin/python bench/compact_bench.py --subscribers 1000000 --runs 3 --skip-send
     .venv/bin/python bench/compact_bench.py --skip-write --messages 10000 --runs 5
+    .venv/bin/python bench/compact_bench.py --send-all 1000000   # one whole send of 1,000,000
 
 1. Writing: one 10-entry digest to N subscribers (default 1,000,000) through write_outbox in
    compact mode, as `newsletter run` does (the list streamed from the ledger, renditions by
@@ -142,6 +143,50 @@ def send_part(messages: int, runs: int, tmpfs: bool) -> None:
         shutil.rmtree(root, ignore_errors=True)
 
 
+SEND_CHILD = """
+import os, resource, sys, time
+sys.path.insert(0, "bench")
+from pathlib import Path
+from pipeline.delivery.send import send
+began = time.perf_counter()
+report = send(Path(sys.argv[1]))
+wall = time.perf_counter() - began
+use = resource.getrusage(resource.RUSAGE_SELF)
+hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM"))
+print(report.sent, report.due, report.failed, wall, use.ru_utime + use.ru_stime,
+      int(hwm.split()[1]))
+"""
+
+
+def million_part(subscribers: int, where: str | None) -> None:
+    """A whole `send` of a compact digest to N subscribers (default 1,000,000) to the loopback
+    sink, in a child process of its own: wall time, rate, CPU and peak memory (VmHWM)."""
+    from fanout import build_site, fan_out
+    from send_bench import start_server
+
+    sink, port = start_server("sink")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-compact-million-", dir=where) as tmp:
+            began = time.perf_counter()
+            site = build_site(Path(tmp), subscribers)
+            with (site / "newsletter.toml").open("a") as f:
+                f.write(COMPACT + f'\n[smtp]\nhost = "127.0.0.1"\nport = {port}\ntls = "none"\n')
+            written = fan_out(site)
+            print(f"site with {subscribers:,} subscribers and its compact outbox ({written:,} "
+                  f"messages) built in {time.perf_counter() - began:.0f} s", flush=True)
+            os.sync()
+            done = subprocess.run([sys.executable, "-c", SEND_CHILD, str(site)],
+                                  cwd=BENCH.parent, check=True, capture_output=True, text=True)
+            sent, due, failed, wall, cpu, peak = done.stdout.split()
+            assert int(sent) == int(due) == subscribers and not int(failed), done.stdout
+            print(f"3. a whole send of {subscribers:,} compact messages to the sink: "
+                  f"{float(wall):.0f} s, {subscribers / float(wall):,.0f} msg/s; its CPU "
+                  f"{float(cpu):.0f} s ({float(cpu) / subscribers * 1e6:.0f} µs a message); "
+                  f"peak memory {int(peak) / 1024:.0f} MB", flush=True)
+    finally:
+        sink.kill()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--subscribers", type=int, default=1_000_000)
@@ -151,7 +196,11 @@ def main() -> None:
     parser.add_argument("--tmpfs", action="store_true", help="the sending part in /dev/shm")
     parser.add_argument("--skip-write", action="store_true")
     parser.add_argument("--skip-send", action="store_true")
+    parser.add_argument("--send-all", type=int, default=0, metavar="N",
+                        help="only: one whole send of a compact digest to N subscribers")
     args = parser.parse_args()
+    if args.send_all:
+        return million_part(args.send_all, args.dir)
     if not args.skip_write:
         write_part(args.subscribers, args.runs, args.dir)
     if not args.skip_send:

@@ -9,7 +9,7 @@ from datetime import datetime
 from pipeline.core.errors import Problem
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: a send of a million holds a million of them
 class QueuedMessage:
     """A message recorded in the ledger and waiting in outbox/new/ to be handed to the relay."""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import mmap
 import os
+from array import array
+from bisect import bisect_right
 from datetime import UTC, datetime
 
 from pipeline.core.deliveries import Delivery, QueuedMessage
@@ -29,8 +31,9 @@ from pipeline.mail.outbox import Outbox
 
 class _Digest:
     """One store as a send sees it, read when the first of its messages is looked at: the
-    recipients file mapped, and where each recipient's line starts (~100 bytes a recipient
-    in memory; the parsed lines would take ~350)."""
+    recipients file mapped, and where each recipient's line starts: their name hashes as
+    64-bit numbers in a sorted array beside the lines' offsets (16 bytes a recipient; a dict
+    of them took ~220, the parsed lines ~350)."""
 
     def __init__(self, store: CompactStore) -> None:
         self.store = store
@@ -40,14 +43,27 @@ class _Digest:
         with open(store.recipients, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             self.data = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) if size else b""
-        self.offsets: dict[str, int] = {}
+        keys, starts = array("Q"), array("Q")
         position, data = 0, self.data
         while (end := data.find(b"\n", position)) >= 0:  # a half-written last line is left
-            self.offsets[message_name_hash(parse_record(data[position:end])[2])] = position
+            keys.append(int(message_name_hash(parse_record(data[position:end])[2]), 16))
+            starts.append(position)
             position = end + 1
+        # Sorted by hash; sorted() is stable, so a line written twice is found at its last.
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        self.keys = array("Q", (keys[n] for n in order))
+        self.starts = array("Q", (starts[n] for n in order))
+
+    def start(self, key: str) -> int:
+        """Where the line of the recipient whose name hash is `key` starts; -1: none."""
+        number = int(key, 16)
+        at = bisect_right(self.keys, number) - 1
+        return self.starts[at] if at >= 0 and self.keys[at] == number else -1
 
     def record(self, key: str) -> Record:
-        start = self.offsets[key]
+        start = self.start(key)
+        if start < 0:
+            raise KeyError(key)
         return parse_record(self.data[start:self.data.find(b"\n", start)])
 
 
@@ -81,7 +97,7 @@ class CompactQueue:
             return False
         digest = self._digest(message)
         key = message.filename[HASH]
-        return digest is not None and key in digest.offsets and key not in digest.outcomes
+        return digest is not None and key not in digest.outcomes and digest.start(key) >= 0
 
     def recovered(self, message: QueuedMessage) -> Delivery | None:
         """The outcome a killed send journaled but never recorded, if any."""

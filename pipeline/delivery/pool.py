@@ -11,10 +11,11 @@ from __future__ import annotations
 import logging
 import queue
 import re
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar, cast
 
 from pipeline.delivery.transport import (
     Outcome,
@@ -28,6 +29,8 @@ log = logging.getLogger("pipeline")
 Job = TypeVar("Job")
 MAX_PAUSES = 6  # rate-limit pauses in a row (nothing accepted between them) before stopping
 MAX_PAUSE = 600.0  # seconds: the longest single pause
+IN_TURN_THREADS = 2  # threads driving connections in turn: one runs while one is in the kernel
+ANSWER_WAIT = 5.0  # seconds: waiting for any of the connections driven in turn to answer
 SAME_IN_A_ROW = 3  # the same refusal for this many messages in a row: the relay's, not theirs
 _VARYING = re.compile(r"<[^>]*>|\S+@\S+|\b(?=[0-9A-Za-z]*\d)[0-9A-Za-z]{6,}\b")
 
@@ -35,6 +38,24 @@ _VARYING = re.compile(r"<[^>]*>|\S+@\S+|\b(?=[0-9A-Za-z]*\d)[0-9A-Za-z]{6,}\b")
 def refusal_key(reply: str) -> str:
     """A refusal without what varies per message (addresses, queue ids)."""
     return _VARYING.sub("…", reply)
+
+
+class _Slot(Generic[Job]):
+    """A connection driven in turn, and the message it is in the middle of (step 1 or 2
+    done)."""
+
+    def __init__(self, connection: Transport) -> None:
+        self.connection, self.job, self.steps = connection, cast("Job | None", None), 0
+
+
+def _answered(busy: list[_Slot[Job]]) -> list[_Slot[Job]]:
+    """The connections whose relay has answered (its reply can be read without waiting); if
+    none has for a while, the oldest, whose read then waits up to its own timeout."""
+    connections: list[Any] = [slot.connection for slot in busy]
+    ready = {id(c) for c in connections if c.ready()}
+    if not ready:
+        ready = {id(c) for c in select.select(connections, [], [], ANSWER_WAIT)[0]}
+    return [slot for slot in busy if id(slot.connection) in ready] or busy[:1]
 
 
 class RateLimit:
@@ -57,7 +78,9 @@ class RateLimit:
 
 
 class Pool(Generic[Job]):
-    """`connections` threads, each with its own Transport, working through one queue.
+    """`connections` threads, each with its own Transport, working through one queue; or,
+    for transports that take a message in steps (SMTP), IN_TURN_THREADS threads that each
+    drive their share of the connections in turn.
 
     A thread that cannot connect hands its message back and retires, so a relay that allows
     fewer connections than configured still gets all the work; when the last one cannot
@@ -93,8 +116,16 @@ class Pool(Generic[Job]):
             self.jobs.put(job)
         count = min(self.connections, max(1, self.jobs.qsize()))
         self.alive = self.running = count
-        self.threads = [threading.Thread(target=self._work, name=f"send-{n}", daemon=True)
-                        for n in range(count)]
+        if getattr(self.connect, "in_turn", False):  # each thread drives several in turn
+            shares = [len(range(n, count, IN_TURN_THREADS)) for n in range(IN_TURN_THREADS)]
+            shares = [share for share in shares if share]
+            self.running = len(shares)
+            self.threads = [threading.Thread(target=self._work_in_turn, args=(share,),
+                                             name=f"send-{n}", daemon=True)
+                            for n, share in enumerate(shares)]
+        else:
+            self.threads = [threading.Thread(target=self._work, name=f"send-{n}",
+                                             daemon=True) for n in range(count)]
         for thread in self.threads:
             thread.start()
 
@@ -133,12 +164,7 @@ class Pool(Generic[Job]):
                 self._settle(job, outcome)
                 job = None
         except TransportDown as exc:
-            with self.lock:
-                self.alive -= 1
-                last = self.alive == 0
-                if last:
-                    self.stopped = str(exc)
-                    self.stop.set()
+            last = self._retire(exc)
             if job is not None:
                 if last:
                     self.done(job, Outcome("deferred", str(exc)))
@@ -150,15 +176,100 @@ class Pool(Generic[Job]):
                 self.stop.set()
         finally:
             connection.close()
+            self._last_out()
+
+    def _work_in_turn(self, count: int) -> None:
+        """`_work` for transports that take a message in steps (begin, proceed, finish):
+        one thread takes a step on each connection in turn, so that each waits for its
+        relay while the others are served, without the GIL handoffs between threads that
+        cost as much CPU as the rest of the send (see bench/README.md, "Sending")."""
+        slots = [_Slot(self.connect()) for _ in range(count)]
+        try:
+            while slots:
+                for slot in list(slots):
+                    if slot.job is None:  # begin a message: writes, waits for nothing
+                        self._step(slot, slots)
+                busy = [slot for slot in slots if slot.job is not None]
+                if not busy:
+                    if self.stop.is_set() or self.jobs.empty():
+                        return
+                    self._wait_out_pause()
+                    continue
+                for slot in _answered(busy):
+                    self._step(slot, slots)
+        finally:
+            for slot in slots:
+                slot.connection.close()
+            self._last_out()
+
+    def _step(self, slot: _Slot[Job], slots: list[_Slot[Job]]) -> None:
+        """One step of the message on this connection; a new message if it has none."""
+        connection: Any = slot.connection
+        try:
+            if slot.job is None:
+                if self.stop.is_set() or time.monotonic() < self.resume_at:
+                    return  # nothing new while stopping or pausing; messages in flight go on
+                try:
+                    slot.job = self.jobs.get_nowait()
+                except queue.Empty:
+                    return
+                self.limit.wait()
+                slot.steps = 1
+                outcome = connection.begin(*self.load(slot.job))
+            elif slot.steps == 1:
+                slot.steps = 2
+                outcome = connection.proceed()
+            else:
+                outcome = connection.finish()
+            if outcome is None:
+                return
+            job, slot.job = slot.job, None
+            if outcome.state == "sent" and self.pauses:
+                with self.lock:
+                    self.pauses = 0
+            self._settle(job, outcome)
+        except TransportBusy as exc:
+            self.jobs.put(slot.job)  # not this message's fault: no attempt spent
+            slot.job = None
+            self._pause(exc)
+        except TransportDown as exc:  # this connection retires, as a thread does in _work
+            slots.remove(slot)
+            connection.close()
+            last = self._retire(exc)
+            if slot.job is not None:
+                if last:
+                    self.done(slot.job, Outcome("deferred", str(exc)))
+                else:
+                    self.jobs.put(slot.job)
+        except BaseException as exc:  # a setup error or a bug: the others finish their step
+            slots.remove(slot)
+            connection.close()
             with self.lock:
-                self.running -= 1
-                last_out = self.running == 0
-                held = self.held if last_out and self.error is None else []
-                self.held = [] if held else self.held
-            for held_job, outcome in held:  # the send ended: they were the messages' own
-                self.done(held_job, outcome)
-            if last_out:
-                self.finished.set()
+                self.error = self.error or exc
+                self.stop.set()
+
+    def _retire(self, exc: TransportDown) -> bool:
+        """One connection fewer; True when it was the last (the pool stops)."""
+        with self.lock:
+            self.alive -= 1
+            last = self.alive == 0
+            if last:
+                self.stopped = str(exc)
+                self.stop.set()
+        return last
+
+    def _last_out(self) -> None:
+        """A thread is done; the last one releases the held refusals (the send ended:
+        they were the messages' own)."""
+        with self.lock:
+            self.running -= 1
+            last_out = self.running == 0
+            held = self.held if last_out and self.error is None else []
+            self.held = [] if held else self.held
+        for held_job, outcome in held:
+            self.done(held_job, outcome)
+        if last_out:
+            self.finished.set()
 
     def _settle(self, job: Job, outcome: Outcome) -> None:
         """Record an outcome, or hold back a refusal that may be the relay's (see above)."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from pipeline.core.config import Config
     from pipeline.delivery.settings import Values
 
+_LINE_DOT = re.compile(rb"\r\n\.")  # a line that starts with "."
+
 class _NotSent(Exception):
     """The connection broke before any message data was sent: safe to try again at once."""
 
@@ -54,6 +57,9 @@ class Connection:
         self.session = session or SendSession(settings)
         self.smtp: smtplib.SMTP | None = None
         self.where = f"the SMTP relay at {settings.host}:{settings.port}"
+        # begin()'s message, and its envelope as sent (the replies if already read)
+        self._message: tuple[str, Sequence[str], bytes, bool] | None = None
+        self._pending: tuple[str, int, list[tuple[int, bytes]] | None, bytes] | None = None
 
     def open(self) -> None:
         s, context = self.settings, self.session.context
@@ -164,7 +170,56 @@ class Connection:
             self.smtp.close()
             self.smtp = None
 
+    # One message in three steps, so that one thread can keep several connections busy
+    # (Pool drives them in turn, with no GIL handoffs between threads): begin() writes the
+    # envelope, proceed() reads its replies and writes the data, finish() reads the verdict.
+    # The first two return the outcome when the message needs no more steps.
+    def begin(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome | None:
+        """Raises RelayDown or RelaySetupError, as send() does."""
+        fresh = self.smtp is None
+        if fresh:
+            self.open()
+        self._message = (sender, recipients, data, fresh)
+        try:
+            return self._start(sender, recipients, data)
+        except _NotSent as exc:
+            return self._again(exc)
+
+    def proceed(self) -> Outcome | None:
+        try:
+            return self._envelope_done()
+        except _NotSent as exc:
+            return self._again(exc)
+
+    def finish(self) -> Outcome:
+        return self._verdict()
+
+    def fileno(self) -> int:
+        """For select(): the relay's reply can be read from this socket."""
+        assert self.smtp is not None and self.smtp.sock is not None
+        return self.smtp.sock.fileno()
+
+    def ready(self) -> bool:
+        """Whether the next step need not wait for select(): TLS already holds decrypted
+        bytes, or the socket is gone (the step says what became of the message)."""
+        if self._pending is not None and self._pending[2] is not None:
+            return True  # a relay without PIPELINING: the envelope's replies are in hand
+        sock = self.smtp.sock if self.smtp is not None else None
+        return sock is None or (isinstance(sock, ssl.SSLSocket) and sock.pending() > 0)
+
+    def _again(self, exc: _NotSent) -> Outcome:
+        """Nothing of the message was sent: on a reused connection the relay had closed, one
+        more try on a new one; a new connection that broke is the relay's trouble."""
+        assert self._message is not None
+        sender, recipients, data, fresh = self._message
+        self._drop()
+        return Outcome("deferred", str(exc)) if fresh else self.send(sender, recipients, data)
+
     def _transaction(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome:
+        return (self._start(sender, recipients, data) or self._envelope_done()
+                or self._verdict())
+
+    def _start(self, sender: str, recipients: Sequence[str], data: bytes) -> Outcome | None:
         smtp = self.smtp
         assert smtp is not None
         option = ""
@@ -174,9 +229,10 @@ class Connection:
                                "(no SMTPUTF8)")
             option = " SMTPUTF8"
             smtp.command_encoding = "utf-8"  # as smtplib's mail() does for SMTPUTF8
+        stuffed = _dot_stuffed(data)
         limit = self._size_limit()
         if limit:
-            size = len(data) + data.count(b"\n.")  # as sent: with dots doubled
+            size = len(stuffed) - 3  # as sent: with dots doubled, without the final ".\r\n"
             if size > limit:
                 raise RelaySetupError(
                     f"a message is {size:,} bytes and {self.where} takes at most {limit:,} "
@@ -188,10 +244,10 @@ class Connection:
         # holding the GIL); ours were validated when the subscriber list was read.
         commands = [f"MAIL FROM:<{sender}>{option}\r\n",
                     *(f"RCPT TO:<{r}>\r\n" for r in recipients), "DATA\r\n"]
+        replies: list[tuple[int, bytes]] | None = None
         try:
             if smtp.has_extn("pipelining"):  # RFC 2920: one round trip for all three
-                smtp.send("".join(commands))
-                replies = [smtp.getreply() for _ in commands]
+                smtp.send("".join(commands))  # the replies are read by _envelope_done
             else:  # each command waits for the one before it to succeed
                 replies = []
                 for command in commands:
@@ -199,23 +255,47 @@ class Connection:
                     replies.append(smtp.getreply())
                     if replies[-1][0] not in (250, 251, 354):
                         break
-            refused = self._refused(sender, replies, len(commands))
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            raise _NotSent(f"connection lost before the message was sent: {exc}") from None
+        self._pending = (sender, len(commands), replies, stuffed)
+        return None
+
+    def _envelope_done(self) -> Outcome | None:
+        smtp = self.smtp
+        assert smtp is not None
+        assert self._pending is not None
+        sender, sent, replies, stuffed = self._pending
+        self._pending = None
+        try:
+            if replies is None:
+                replies = [smtp.getreply() for _ in range(sent)]
+            refused = self._refused(sender, replies, sent)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
             raise _NotSent(f"connection lost before the message was sent: {exc}") from None
         if refused is not None:
             return refused
         try:
-            smtp.send(_dot_stuffed(data))
-            code, text = smtp.getreply()
+            smtp.send(stuffed)
         except (smtplib.SMTPServerDisconnected, OSError) as exc:
-            # The data may have arrived: this is the one retry that can deliver twice.
-            self._drop()
-            return Outcome("deferred", f"connection lost during the message data: {exc}")
+            return self._lost(exc)
+        return None
+
+    def _verdict(self) -> Outcome:
+        assert self.smtp is not None
+        try:
+            code, text = self.smtp.getreply()
+        except (smtplib.SMTPServerDisconnected, OSError) as exc:
+            return self._lost(exc)
         if code == 250:
             return Outcome("sent", reply_text(code, text))
         if code == 421:
             self._drop()
         return refusal(code, text, "end of DATA")
+
+    def _lost(self, exc: Exception) -> Outcome:
+        # The data may have arrived: this is the one retry that can deliver twice.
+        self._drop()
+        return Outcome("deferred", f"connection lost during the message data: {exc}")
 
     def _size_limit(self) -> int:
         """The relay's SIZE (RFC 1870) in bytes; 0: it named none."""
@@ -263,21 +343,14 @@ def _close(smtp: smtplib.SMTP | None) -> None:
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The message as DATA wants it: a leading "." doubled on every line, ".\r\n" after.
-    smtplib's data() does this with a regex that costs ~0.5 ms per 50 KB message while
-    holding the GIL (bytes.replace ~0.1 ms); our messages have CRLF line ends and only a
-    few lines starting with ".", so C-speed searches and one join do it in a fraction."""
+    smtplib's data() does this with a multiline regex, ~0.2 ms per 50 KB message while
+    holding the GIL. A literal pattern is faster: re searches for it at about twice the
+    speed of bytes.find (~15 µs per 50 KB), and one sub copies the message once."""
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    view = memoryview(data)
-    pieces: list[bytes | memoryview] = [b"." if data.startswith(b".") else b""]
-    start = 0
-    while (found := data.find(b"\r\n.", start)) >= 0:
-        pieces.append(view[start:found + 2])
-        pieces.append(b".")
-        start = found + 2
-    pieces.append(view[start:])
-    pieces.append(b".\r\n")
-    return b"".join(pieces)
+    if data.startswith(b"."):
+        data = b"." + data
+    return _LINE_DOT.sub(b"\r\n..", data) + b".\r\n"
 
 
 class SmtpBackend:
@@ -293,8 +366,20 @@ class SmtpBackend:
         return smtp_problems(settings, config)
 
     def transports(self, settings: SmtpSettings) -> Callable[[], Connection]:
-        session = SendSession(settings)
-        return lambda: Connection(settings, session)
+        return _Connections(settings)
+
+
+class _Connections:
+    """Makes the connections of one send. `in_turn`: one thread may drive them all, a step
+    of a message on each in turn (see Connection.begin)."""
+
+    in_turn = True
+
+    def __init__(self, settings: SmtpSettings) -> None:
+        self.settings, self.session = settings, SendSession(settings)
+
+    def __call__(self) -> Connection:
+        return Connection(self.settings, self.session)
 
 
 BACKEND = SmtpBackend()

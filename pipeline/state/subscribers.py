@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -33,6 +33,7 @@ from pipeline.state.ledger import Ledger, reading, transaction
 
 _COLUMNS = "id, email, name, categories, status"
 PAGE = 2000  # subscribers read per query while streaming the list
+_CHUNK = 500  # keys per query when looking up statuses (SQLite allows 999 parameters)
 # An import commits after this much work, and pauses briefly between batches: no other writer
 # (an unsubscribe from `serve`) waits longer than about this for the lock. With the commit's
 # sync (20 ms typically, up to ~100 ms when the disk is busy) a batch stays under 200 ms.
@@ -283,6 +284,17 @@ class SubscriberBook:
         it)."""
         return {key: (sid, status) for key, sid, status in self._db.execute(
             "SELECT email_key, id, status FROM subscribers")}
+
+    def statuses_of(self, keys: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """email_key → (id, status) for these keys only (those on the list), a chunk of
+        keys per query: a send of a million checks its messages without holding the list."""
+        found: dict[str, tuple[int, str]] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            found.update((key, (sid, status)) for key, sid, status in self._db.execute(
+                "SELECT email_key, id, status FROM subscribers WHERE email_key IN "
+                f"({','.join('?' * len(chunk))})", chunk))
+        return found
 
     def active_segments(self) -> set[str]:
         return {r[0] for r in self._db.execute(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email import policy
 from pathlib import Path
@@ -65,6 +66,37 @@ def test_messages_arrive_byte_for_byte_and_move_to_sent(written: Path, port: int
     assert all(reply.startswith("250 2.0.0 Ok: queued") for *_, reply in recorded.values())
     _, out, _ = invoke("status", "--site", str(written))
     assert "2 messages written, 2 sent" in out
+
+
+def test_several_pipelined_connections_driven_in_turn_deliver_each_message_once(
+        site: Path, port: int) -> None:
+    """Two threads step four connections' messages as their relay answers: refusals and
+    greylisting interleave with accepted messages, and every outcome lands on its own."""
+    use_relay(site, port, connections=4, retry_after=60)
+    addresses = add_subscribers(site, 40)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    inbox, tries = Inbox(pipelining=True), Counter[str]()
+    unknown, greylisted = addresses[3], set(addresses[::7]) - {addresses[3]}
+
+    def rcpt(address: str) -> str | None:
+        tries[address] += 1
+        if address == unknown:
+            return "550 5.1.1 No such user"
+        return "451 4.7.1 Greylisted" if address in greylisted and tries[address] == 1 else None
+
+    inbox.rcpt_reply = rcpt
+    with smtp_server(inbox, port):
+        first = send(site)
+        assert (first.sent, first.deferred, first.failed) == (40 - 1 - len(greylisted),
+                                                               len(greylisted), 1)
+        assert first.bouncing == [unknown] and 1 < len(inbox.sessions) <= 4
+        later = send(site, datetime.now(UTC) + timedelta(minutes=5))
+    assert (later.sent, later.deferred, later.failed) == (len(greylisted), 0, 0)
+    received = Counter(inbox.recipients())
+    assert set(received) == set(addresses) - {unknown} and set(received.values()) == {1}
+    for address, raw in inbox.received:  # each message's bytes went to its own recipient
+        assert f"<{address}>".encode() in raw[:2000]
 
 
 def test_one_connection_carries_many_messages(site: Path, port: int) -> None:
