@@ -328,7 +328,10 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         else:
             with open(os.path.join(new, message.filename), "rb", buffering=0) as f:
                 data = f.read()
-        return sender_for(message), [message.address], signer.sign(data) if signer else data
+        # Signed by `run` as it wrote the file: sent as it is. Else (compact, or written
+        # before [dkim] was set or changed) signed now, on this connection's thread.
+        return sender_for(message), [message.address], \
+            signer.ensure_signed(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1
