@@ -133,8 +133,6 @@ def ready_to_send(config: Config) -> Delivery:
     return delivery
 
 
-
-
 def run_signer(config: Config) -> tuple[DkimSigner | None, list[Problem]]:
     """The signer `newsletter run` signs each message with as it writes it (None: [dkim] is
     not set), and [dkim]'s problems as warnings: with a broken [dkim] the messages are
