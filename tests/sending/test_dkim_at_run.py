@@ -17,8 +17,10 @@ from pathlib import Path
 import dkim
 import pytest
 from test_send_dkim import ALGORITHMS, DOMAIN, KINDS, Dns, make_key, signatures, verify_both
+from test_ses import moto_server, ses  # noqa: F401  (fixtures: moto's SES server on loopback)
 
 from conftest import Inbox, add_subscribers, markdown_entry, smtp_server, use_relay, write_entry
+from moto_ses import MotoSes, emls, newsletter, use_ses
 from pipeline.delivery.send import send
 from pipeline.mail.dkim import DkimKey, DkimSettings, DkimSigner
 from pipeline.run import run
@@ -187,3 +189,20 @@ def test_a_signed_run_killed_midway_is_finished_by_the_next_with_every_message_s
     for raw in list(files.values())[::150]:  # dkimpy is slow: a sample across the list
         assert len(signatures(raw)) == 2
         assert all(dkim.DKIM(raw).verify(idx=i, dnsfunc=dns.dkimpy) for i in range(2))
+
+
+def test_ses_gets_the_signed_eml_byte_for_byte(ses: MotoSes, site: Path,  # noqa: F811
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    write_entry(site, "a.md", markdown_entry())
+    use_ses(site)
+    dns = Dns()
+    set_dkim(site, dns, [("rsa1", "rsa"), ("ed1", "ed25519")])
+    add_subscribers(site, 4)
+    assert newsletter(site, ses.env(), "run").returncode == 0
+    written = emls(site, "new")
+    sent = newsletter(site, ses.env(), "send")
+    assert sent.returncode == 0, sent.stderr
+    received = [m["raw_data"].encode() for m in ses.received()]
+    assert sorted(received) == sorted(written.values()) and len(received) == 4
+    for raw in received:
+        assert verify_both(raw, dns, monkeypatch) == ["rsa-sha256", "ed25519-sha256"]
