@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import dkim
@@ -19,7 +20,16 @@ import pytest
 from test_send_dkim import ALGORITHMS, DOMAIN, KINDS, Dns, make_key, signatures, verify_both
 from test_ses import moto_server, ses  # noqa: F401  (fixtures: moto's SES server on loopback)
 
-from conftest import Inbox, add_subscribers, markdown_entry, smtp_server, use_relay, write_entry
+from conftest import (
+    Inbox,
+    add_subscribers,
+    invoke,
+    kill_send_midway,
+    markdown_entry,
+    smtp_server,
+    use_relay,
+    write_entry,
+)
 from moto_ses import MotoSes, emls, newsletter, use_ses
 from pipeline.delivery.send import send
 from pipeline.mail.dkim import DkimKey, DkimSettings, DkimSigner
@@ -116,8 +126,6 @@ def test_the_compact_outbox_is_signed_when_sent(site: Path, port: int,
 
 def test_a_broken_key_at_run_time_writes_unsigned_and_send_signs_once_it_is_fixed(
         site: Path, port: int, monkeypatch: pytest.MonkeyPatch) -> None:
-    from conftest import invoke
-
     use_relay(site, port)
     dns = Dns()
     set_dkim(site, dns, [("k1", "rsa")])
@@ -206,3 +214,23 @@ def test_ses_gets_the_signed_eml_byte_for_byte(ses: MotoSes, site: Path,  # noqa
     assert sorted(received) == sorted(written.values()) and len(received) == 4
     for raw in received:
         assert verify_both(raw, dns, monkeypatch) == ["rsa-sha256", "ed25519-sha256"]
+
+
+def test_a_signed_send_killed_midway_loses_nothing_and_sends_the_written_bytes(
+        site: Path, port: int) -> None:
+    use_relay(site, port, connections=4)
+    dns = Dns()
+    set_dkim(site, dns, [("rsa1", "rsa")])
+    addresses = add_subscribers(site, 300)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    written = set(outbox(site, "new").values())
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        killed_at = kill_send_midway(site, inbox)
+        assert 0 < killed_at < 300, "the kill must land mid-send"
+        send(site)
+    got = Counter(a for a, _ in inbox.received)
+    assert sorted(got) == sorted(addresses)  # nothing lost
+    assert sum(got.values()) - 300 <= 4  # the accept-then-rename window, one per connection
+    assert {raw for _, raw in inbox.received} == written  # a retry sends the same bytes
