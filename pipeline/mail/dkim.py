@@ -1,6 +1,6 @@
 """DKIM signing of outgoing messages (RFC 6376), with RSA-SHA256 or Ed25519-SHA256 (RFC 8463)
-or both at once, when [dkim] names a selector and a private key (read by
-pipeline/delivery/settings.py; the signer is here, below delivery, because `run` signs).
+or both at once, when [dkim] names a selector and a private key ([dkim] is read and checked
+by pipeline/delivery/signing.py; the signer is here, below delivery, because `run` signs).
 
 Messages are signed when they are written: `newsletter run` writes each .eml with its
 DKIM-Signature field(s) in front, so the outbox holds the bytes that go on the wire, a retry
