@@ -1,6 +1,7 @@
 """Fan-out: one digest to N subscribers (default 100,000) into the outbox.
 
     python bench/fanout.py [--subscribers 100000] [--repeat 3] [--dir /tmp]
+    python bench/fanout.py --subscribers 10000 --signed rsa,ed25519,both  # DKIM's cost only
 
 Three figures in one run:
   1. message assembly alone, to memory, on one core (target ≥ 5,000 messages/s);
@@ -11,6 +12,8 @@ Three figures in one run:
      sample and scaled (target ≥ 25× slower than ours).
 Peak memory of the fan-out is measured in a child process at N/10 and N subscribers: it must
 stay under 200 MB and flat.
+With --signed, only this: the fan-out unsigned and with each kind of DKIM signature (each
+message signed as `newsletter run` writes it), interleaved, wall time and CPU time (user+sys).
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def import_list(site: Path, subscribers: int) -> None:
     snapshot(site, "listed")
 
 
-def fan_out(site: Path) -> int:
+def fan_out(site: Path, signer: object = None) -> int:
     """The fan-out of `newsletter run` for the site's digest into an empty outbox (and a
     ledger restored to the "listed" snapshot): the list streamed from the ledger, renditions
     by segment, write_outbox."""
@@ -93,7 +96,51 @@ def fan_out(site: Path) -> int:
         renditions = Renditions(digest, articles, config, ledger)
         return write_outbox(digest, SubscriberBook(ledger).active(), config, ledger,
                             load_secret(config.state_dir), NOW, renditions.for_subscriber,
-                            fresh=True)  # as `newsletter run` writes a digest it just built
+                            fresh=True,  # as `newsletter run` writes a digest it just built
+                            signer=signer)  # type: ignore[arg-type]
+
+
+def signed_fan_out(site: Path, root: Path, n: int, kinds: list[str], repeat: int) -> None:
+    """The fan-out unsigned and signed with each kind, interleaved so they share the noise."""
+    import resource
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from send_bench import make_keys, set_signing
+
+    from pipeline.core.config import load_config
+    from pipeline.delivery.settings import run_signer
+
+    make_keys(site)
+    signers = {}
+    for kind in ["none", *kinds]:
+        set_signing(site, kind)
+        signers[kind] = run_signer(load_config(site))[0]
+    set_signing(site, "none")
+    restore(site, "listed")
+    fan_out(site, signers[kinds[0]])  # warm up: imports, the key, the first composer
+    wall: dict[str, list[float]] = {kind: [] for kind in signers}
+    cpu: dict[str, list[float]] = {kind: [] for kind in signers}
+    for _ in range(repeat):
+        for kind, signer in signers.items():
+            restore(site, "listed")
+            shutil.rmtree(site / "outbox", ignore_errors=True)
+            os.sync()
+            wait_for_quiet_disk()
+            used = resource.getrusage(resource.RUSAGE_SELF)
+            began = time.perf_counter()
+            assert fan_out(site, signer) == n
+            wall[kind].append(time.perf_counter() - began)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            cpu[kind].append(after.ru_utime - used.ru_utime + after.ru_stime - used.ru_stime)
+    plain = statistics.median(wall["none"])
+    print(f"fan-out of {n:,} messages, outbox in {root}; {os.cpu_count()} cores; "
+          f"load average {os.getloadavg()[0]:.1f}")
+    for kind in signers:
+        rates = sorted(n / t for t in wall[kind])
+        print(f"  {kind:<8} {statistics.median(rates):7,.0f} msg/s (min {rates[0]:,.0f} – max "
+              f"{rates[-1]:,.0f}); {statistics.median(wall[kind]):.2f} s wall, "
+              f"{statistics.median(cpu[kind]) / n * 1e6:.0f} µs CPU a message; "
+              f"time × {statistics.median(wall[kind]) / plain:.2f} of unsigned")
 
 
 def floor(folder: Path, count: int, data: bytes) -> None:
@@ -149,11 +196,15 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--dir", default=tempfile.gettempdir(),
                         help="where the outbox goes (a disk, or /dev/shm for tmpfs)")
+    parser.add_argument("--signed", default="", metavar="KINDS",
+                        help="only the fan-out's cost of DKIM: any of rsa,ed25519,both")
     args = parser.parse_args()
     n = args.subscribers
     with tempfile.TemporaryDirectory(prefix="bench-fanout-", dir=args.dir) as tmp:
         root = Path(tmp)
         site = build_site(root, n)
+        if args.signed:
+            return signed_fan_out(site, root, n, args.signed.split(","), args.repeat)
 
         from pipeline.core.config import load_config
         from pipeline.core.models import Subscriber

@@ -156,9 +156,13 @@ def _publish(articles: list[Article], report: RunReport, config: Config, ledger:
     renditions = Renditions(digest, articles, config, ledger)
     for segment in sorted(book.active_segments()):  # freeze every rendition before writing
         renditions.for_segment(segment)
+    from pipeline.delivery.settings import run_signer
+
+    signer, dkim_problems = run_signer(config)  # each message signed as it is written
+    report.problems += dkim_problems
     report.written = write_outbox(digest, book.active(), config, ledger,
                                   load_secret(config.state_dir), now,
-                                  renditions.for_subscriber, fresh=fresh)
+                                  renditions.for_subscriber, fresh=fresh, signer=signer)
     from pipeline.mail.compact import CompactStore
 
     if CompactStore.of(config.outbox_dir, digest).exists():

@@ -332,7 +332,10 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
             data = compact.assemble(message)
         else:
             data = _read(os.path.join(new, message.filename))
-        return sender_for(message), [message.address], signer.sign(data) if signer else data
+        # Signed by `run` as it wrote the file: sent as it is. Else (compact, or written
+        # before [dkim] was set or changed) signed now, on this connection's thread.
+        return sender_for(message), [message.address], \
+            signer.ensure_signed(data) if signer else data
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1

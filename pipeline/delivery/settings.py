@@ -9,13 +9,13 @@ tables are warnings, as they are for the core's tables.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from pipeline.core.config import Config
 from pipeline.core.errors import ConfigError, Problem
-from pipeline.delivery.signing import DKIM_SCHEMA, DkimSettings, dkim_settings
+from pipeline.delivery.signing import DKIM_SCHEMA, DkimSettings, DkimSigner, dkim_settings
 from pipeline.delivery.transport import (
     BACKENDS,
     Backend,
@@ -133,3 +133,18 @@ def ready_to_send(config: Config) -> Delivery:
     return delivery
 
 
+def run_signer(config: Config) -> tuple[DkimSigner | None, list[Problem]]:
+    """The signer `newsletter run` signs each message with as it writes it (None: [dkim] is
+    not set), and [dkim]'s problems as warnings: with a broken [dkim] the messages are
+    written unsigned rather than not at all, `send` refuses to start until it is fixed, and
+    then signs them as it sends them."""
+    problems: list[Problem] = []
+    settings = dkim_settings(Values(config, {"dkim": DKIM_SCHEMA}, problems), config)
+    if settings is not None and not any(not p.warning for p in problems):
+        try:
+            return DkimSigner(settings), []
+        except ConfigError as exc:
+            problems = exc.problems
+    return None, [replace(p, warning=True, hint=f"{p.hint}; the messages are written "
+                          "unsigned, and `send` signs them once this is fixed")
+                  for p in problems if not p.warning]

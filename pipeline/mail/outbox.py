@@ -14,10 +14,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.core.atomic import deliver, flush_to_disk, write_atomic
+from pipeline.core.atomic import flush_to_disk, write_atomic
 from pipeline.core.config import Config
 from pipeline.core.models import Digest, Subscriber
 from pipeline.mail.compose import Composer, message_name, message_prefix
+from pipeline.mail.dkim import DkimSigner
+from pipeline.mail.message_writer import MessageWriter
 from pipeline.state.ledger import Ledger
 
 __all__ = ["FAILED", "SENT", "WITHDRAWN", "Outbox", "message_name", "message_prefix",
@@ -155,7 +157,7 @@ class Outbox:
 def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Config,
                  ledger: Ledger, secret: bytes, now: datetime,
                  rendition_for: Callable[[Subscriber], Digest | None] | None = None, *,
-                 fresh: bool = False) -> int:
+                 fresh: bool = False, signer: DkimSigner | None = None) -> int:
     """Write the digest for every subscriber who has no copy yet; returns how many were written.
 
     `subscribers` names each address once (the ledger's list does). `rendition_for` picks
@@ -164,6 +166,8 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
     on disk before the ledger records it. A file found in new/ (or already in sent/) without a
     ledger row, from a crash between the two, is recorded, not written again. `fresh`: the
     digest was created just now, so none of its files can exist and none are looked for.
+    `signer`: each message is written with its DKIM signature(s) in front, signed on a few
+    threads (message_writer.py); the compact outbox stores no messages, so `send` signs those.
     Memory stays flat in the number of subscribers, and in the number of messages sent before.
     """
     if _compact(digest, config, ledger, fresh):
@@ -183,7 +187,8 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
 
     written = 0
     batch: list[tuple[str, str]] = []
-    with _Recorder(ledger, digest, now, new) as recorder:
+    with _Recorder(ledger, digest, now, new) as recorder, \
+            MessageWriter(tmp, new, signer) as writer:
         for subscriber in subscribers:
             if subscriber.email in done:
                 continue
@@ -195,13 +200,15 @@ def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Conf
                 composer = composers.get(rendition.slugs)
                 if composer is None:
                     composer = composers[rendition.slugs] = Composer(rendition, config, secret)
-                deliver(tmp, new, name, composer.compose(subscriber))
+                writer.write(name, composer, subscriber)
                 written += 1
             batch.append((subscriber.email, name))
             if len(batch) >= BATCH:
+                writer.wait()  # every file of the batch is in new/ before its sync
                 recorder.add(batch)
                 batch = []
                 log.info("outbox: %d messages written for digest %d", written, digest.id)
+        writer.wait()
         recorder.add(batch)
     ledger.complete_digest(digest.id)
     log.info("outbox: digest %d complete, %d messages written by this run", digest.id, written)
