@@ -145,7 +145,7 @@ class CachedEntry:
     size: int
     mtime_ns: int
     checksum: str
-    payload: str
+    payload: str | bytes
 
 
 @dataclass(frozen=True)

@@ -120,7 +120,7 @@ def _flow_list(text: str) -> list[Any]:
     if not inner.endswith("]"):
         raise _NotSimple
     inner = inner[1:-1]
-    if not inner.strip():
+    if not inner.strip(" "):  # str.strip would take a no-break space too; YAML keeps it
         return []
     items, position = [], 0
     while position < len(inner):
