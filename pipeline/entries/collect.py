@@ -234,16 +234,17 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
     shown = Path(key)
     checksum = ""
     try:
-        path = config.site_dir / key
-        data = path.read_bytes() if stat.st_size <= MAX_ENTRY_BYTES else b""
-        checksum = hashlib.sha256(data).hexdigest()
+        data = (_read_file(os.path.join(config.site_dir, key), stat.st_size)
+                if stat.st_size <= MAX_ENTRY_BYTES else None)
+        checksum = hashlib.sha256(data or b"").hexdigest()
         if hit and hit.checksum == checksum:  # touched, not changed
             entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, hit.payload)
             recalled = _recall(key, entry, config)
             if recalled is not None:
                 return entry, *recalled
         try:
-            article, problems = read_entry(path, shown, config, data)
+            article, problems = _read_data(shown, os.path.splitext(key)[1].lower(), config,
+                                           stat.st_size if data is None else len(data), data)
         except EntryError as exc:
             article, problems = None, [exc.problem]
         if article is not None and not row_only:
@@ -254,6 +255,22 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
             "check the file's permissions and content")]
     entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
     return entry, article, problems
+
+
+def _read_file(name: str, size: int) -> bytes:
+    """A file's bytes, read at its size as scanned (a third of Path.read_bytes's cost), then
+    to its end if it has grown since, though never far past the limit."""
+    fd = os.open(name, os.O_RDONLY)
+    try:
+        data = os.read(fd, size + 1)
+        if len(data) > size:
+            chunks = [data]
+            while len(data) <= MAX_ENTRY_BYTES and (chunk := os.read(fd, 1 << 16)):
+                chunks.append(chunk)
+                data = b"".join(chunks)
+    finally:
+        os.close(fd)
+    return data
 
 
 def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
@@ -274,11 +291,18 @@ def read_entry(path: Path, shown: Path, config: Config, data: bytes | None = Non
                ) -> tuple[Article | None, list[Problem]]:
     """Read one entry file; `shown` is the path used in messages (relative to the site)."""
     size = len(data) if data else path.stat().st_size
-    if size > MAX_ENTRY_BYTES:
+    if data is None and size <= MAX_ENTRY_BYTES:
+        data = path.read_bytes()
+    return _read_data(shown, path.suffix.lower(), config, size, data)
+
+
+def _read_data(shown: Path, suffix: str, config: Config, size: int, data: bytes | None
+               ) -> tuple[Article | None, list[Problem]]:
+    """An entry file's bytes (None: not read, for it is `size` bytes, over the limit) checked
+    and handed to the reader for `suffix`."""
+    if data is None or size > MAX_ENTRY_BYTES:
         raise EntryError(Problem(shown, "file", f"is {size:,} bytes, over the "
                                  f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
-    if data is None:
-        data = path.read_bytes()
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # else "binary" below
         raise EntryError(Problem(shown, "file", "is UTF-16, not UTF-8",
                                  "save it as UTF-8 in your editor"))
@@ -293,4 +317,4 @@ def read_entry(path: Path, shown: Path, config: Config, data: bytes | None = Non
                                  "save it as UTF-8 in your editor", line=line)) from None
     if not text.strip():
         raise EntryError(Problem(shown, "file", "is empty", "write the entry or delete the file"))
-    return READERS[path.suffix.lower()](shown, text, config)
+    return READERS[suffix](shown, text, config)

@@ -145,7 +145,7 @@ def _split(text: str) -> tuple[object, str]:
     fence = _FENCE.match(text)
     if closing is not None and fence is not None and "\r" not in text:  # it turns CRLF to LF
         block = text[fence.end():closing.start()]
-        meta = None if _BOUNDARY.search(block) else simple_fields(block)
+        meta = None if "---" in block and _BOUNDARY.search(block) else simple_fields(block)
         if meta is not None:
             return meta, text[closing.end():].strip()
     return frontmatter.parse(text, handler=_FRONT_MATTER)
