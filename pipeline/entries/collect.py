@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import gc
 import hashlib
+import marshal
 import os
 from dataclasses import replace
 from datetime import datetime
@@ -184,47 +185,79 @@ def _recall(key: str, hit: CachedEntry, config: Config
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry]
               ) -> list[tuple[Article | None, list[Problem]]]:
-    """Read the entries the cache could not vouch for: on both cores when there are many
-    (a first run over a large archive), since YAML parsing is most of the cost."""
+    """Read the entries the cache could not vouch for: on two cores when there are many (a
+    first run over a large archive), this process reading one part while a fork of it reads
+    the other and hands back its rows in one piece."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    if len(misses) < PARALLEL_FROM or (cores or 1) < 2:
-        results = []
+    results: list[tuple[Article | None, list[Problem]]] = []
+    forked = None
+    if len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork"):
+        # Imported once, before the fork: this process reads entries too.
+        for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
+            reader = READERS[suffix]
+            if isinstance(reader, LazyReader):
+                reader.load()
+        # The fork does the larger part: this process also decodes the fork's rows.
+        forked = _Fork(misses[len(misses) * 9 // 20:], config, cached)
+        misses = misses[:len(misses) * 9 // 20]
+    try:
         for key, stat in misses:
             entry, article, problems = _read_one(key, stat, config, cached.get(key))
             fresh[key] = entry
             results.append((article, problems))
-        return results
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
-    global _pool_config
-    _pool_config = config  # inherited by the forked workers: Config need not be pickled
-    # Import the readers once, here, rather than once in each worker: this process needs them
-    # anyway to render the bodies that are shown.
-    for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
-        reader = READERS[suffix]
-        if isinstance(reader, LazyReader):
-            reader.load()
-    chunk = max(1, len(misses) // (16 * cores))
-    jobs = [(key, stat, cached.get(key)) for key, stat in misses]
-    results = []
-    with ProcessPoolExecutor(cores, mp_context=multiprocessing.get_context("fork")) as pool:
-        # Decoded as they arrive, while the workers read on.
-        entries = pool.map(_read_in_worker, jobs, chunksize=chunk)
-        for (key, _), entry in zip(misses, entries, strict=True):
-            fresh[key] = entry
-            recalled = _recall(key, entry, config)
-            assert recalled is not None
+    except BaseException:
+        if forked is not None:
+            forked.rows()  # reaped, not left blocked on its pipe
+        raise
+    if forked is not None:
+        for (key, stat), row in zip(forked.misses, forked.rows(), strict=True):
+            recalled = _recall(key, row, config) if row is not None else None
+            if row is None or recalled is None:  # the fork failed: read it here
+                row, article, problems = _read_one(key, stat, config, cached.get(key))
+                recalled = (article, problems)
+            fresh[key] = row
             results.append(recalled)
     return results
 
 
-_pool_config: Config | None = None
+class _Fork:
+    """A forked copy of this process reading `misses` into cache rows, sent back through a
+    pipe as one marshal blob: no pool, no pickling, no executor threads. The fork touches
+    nothing else (the ledger is this process's) and leaves by os._exit."""
 
+    def __init__(self, misses: list[tuple[str, os.stat_result]], config: Config,
+                 cached: dict[str, CachedEntry]) -> None:
+        self.misses = misses
+        readable, writable = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:  # the fork
+            status = 1
+            try:
+                os.close(readable)
+                rows = []
+                for key, stat in misses:
+                    row = _read_one(key, stat, config, cached.get(key), row_only=True)[0]
+                    rows.append((row.size, row.mtime_ns, row.checksum, row.payload))
+                with os.fdopen(writable, "wb") as pipe:
+                    pipe.write(marshal.dumps(rows, 4))
+                status = 0
+            finally:
+                os._exit(status)
+        os.close(writable)
+        self.readable = readable
 
-def _read_in_worker(job: tuple[str, os.stat_result, CachedEntry | None]) -> CachedEntry:
-    assert _pool_config is not None
-    return _read_one(*job[:2], _pool_config, job[2], row_only=True)[0]
+    def rows(self) -> list[CachedEntry | None]:
+        """The fork's rows, in order; None for each if it failed."""
+        with os.fdopen(self.readable, "rb") as pipe:
+            data = pipe.read()
+        _, status = os.waitpid(self.pid, 0)
+        try:
+            rows = marshal.loads(data) if status == 0 else None
+        except (ValueError, EOFError, TypeError):
+            rows = None
+        if not isinstance(rows, list) or len(rows) != len(self.misses):
+            return [None] * len(self.misses)
+        return [CachedEntry(*row) for row in rows]
 
 
 def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None,
