@@ -167,9 +167,16 @@ def _flow_scalar(match: re.Match[str]) -> Any:
 
 def _key(plain: str) -> str:
     """A key that YAML reads as text (not `no`, `null`, `2025`…)."""
+    if plain in _TEXT_KEYS:  # the same dozen keys in every entry
+        return plain
     if not isinstance(_resolve(plain), str):
         raise _NotSimple
+    if len(_TEXT_KEYS) < 1024:
+        _TEXT_KEYS.add(plain)
     return plain
+
+
+_TEXT_KEYS: set[str] = set()
 
 
 @lru_cache(maxsize=4096)  # categories, authors and tags repeat from entry to entry
