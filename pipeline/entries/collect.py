@@ -7,6 +7,7 @@ import gc
 import hashlib
 import marshal
 import os
+import threading
 from dataclasses import replace
 from datetime import datetime
 from functools import lru_cache
@@ -203,7 +204,10 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     results: list[tuple[Article | None, list[Problem]]] = []
     forked = None
-    if len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork"):
+    # Never forked from a threaded process (`serve`): the fork would keep only this thread,
+    # and any lock another one held would stay locked in it.
+    if (len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork")
+            and threading.active_count() == 1):
         # Imported once, before the fork: this process reads entries too.
         for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
             reader = READERS[suffix]

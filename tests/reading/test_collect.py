@@ -312,3 +312,30 @@ def _rows(rows: dict[str, object]) -> dict[str, tuple[object, ...]]:
 
     return {key: (row.size, row.mtime_ns, row.checksum, marshal.loads(row.payload))  # type: ignore[attr-defined]
             for key, row in rows.items()}
+
+
+def test_a_threaded_process_reads_many_entries_without_forking(site: Path, config: Config,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """`serve` collects entries from a thread: a fork there could inherit a lock held by
+    another thread forever."""
+    import os
+    import threading
+
+    for n in range(20):
+        write_entry(site, f"e{n:02}.md", markdown_entry(title=f"Entry {n}"))
+
+    def no_fork() -> int:
+        raise AssertionError("forked from a threaded process")
+
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "fork", no_fork)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        articles, problems = collect_articles(config, NOW)
+    finally:
+        release.set()
+        other.join()
+    assert len(articles) == 20 and problems == []
