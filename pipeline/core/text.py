@@ -17,10 +17,14 @@ def strip_illegal(text: str) -> str:
     return ILLEGAL.sub("", text)
 
 
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
 def slugify(text: str) -> str:
     """ASCII, lowercase, hyphenated: stable across platforms and safe in URLs."""
-    ascii_text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
-    return re.sub(r"[^a-z0-9]+", "-", ascii_text.lower()).strip("-")
+    if not text.isascii():  # (ASCII is its own NFKD form: most names skip the round trip)
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+    return _NOT_SLUG.sub("-", text.lower()).strip("-")
 
 
 def escaped(text: str) -> str:

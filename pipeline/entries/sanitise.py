@@ -81,7 +81,12 @@ def read_minutes_of(words: int) -> int:
 
 def one_line(text: str) -> str:
     """Collapse any whitespace, including CR/LF, to single spaces: for titles and header values."""
-    return " ".join(strip_illegal(str(text)).split())
+    text = str(text)
+    # Most values are one line already. Every whitespace character but the space, and every
+    # character strip_illegal removes, is unprintable: such text has nothing to change.
+    if text.isprintable() and "  " not in text and text[:1] != " " and text[-1:] != " ":
+        return text
+    return " ".join(strip_illegal(text).split())
 
 
 def header_text(text: str) -> str:

@@ -187,8 +187,9 @@ class Ledger:
         ).fetchone()
 
     def cached_entries(self) -> dict[str, CachedEntry]:
-        return {row[0]: CachedEntry(*row[1:]) for row in self._db.execute(
-            "SELECT path, size, mtime_ns, checksum, payload FROM entry_cache")}
+        return {path: CachedEntry(size, mtime_ns, checksum, payload)
+                for path, size, mtime_ns, checksum, payload in self._db.execute(
+                    "SELECT path, size, mtime_ns, checksum, payload FROM entry_cache")}
 
     def store_entries(self, rows: dict[str, CachedEntry]) -> None:
         with transaction(self._db, durable=False):

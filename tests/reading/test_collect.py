@@ -257,3 +257,85 @@ def test_a_new_format_is_one_reader_and_one_registry_line(
     (article,), problems = collect_articles(config, NOW)
     assert problems == [] and article.title == "Hello from a note"
     assert article.body_html == "<p>Its body.</p>" and article.takeaways == ("Its body.",)
+
+
+def test_many_entries_read_on_two_cores_come_out_as_on_one(site: Path, config: Config,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """A large first run reads part of the entries in a fork: same articles, same problems,
+    same cache rows, whichever part a broken or draft entry falls in."""
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: entries are always read in one process here")
+    for n in range(40):
+        entry = markdown_entry(title=f"Entry {n}", date=f"2026-0{1 + n % 9}-{10 + n % 18}")
+        write_entry(site, f"e{n:02}.md", entry)
+    for name in ("e05.md", "e33.md"):  # one in each part
+        write_entry(site, name, "---\ntitle: [unclosed\n---\n")
+    write_entry(site, "e36.md", markdown_entry(draft="true"))
+    (site / "articles" / "e38.md").write_bytes(b"\xff\xfe broken")
+
+    class Store:
+        def __init__(self) -> None:
+            self.rows: dict[str, object] = {}
+
+        def cached_entries(self) -> dict[str, object]:
+            return {}
+
+        def store_entries(self, rows: dict[str, object]) -> None:
+            self.rows = rows
+
+    forks = []
+    real_fork = os.fork
+
+    def counted_fork() -> int:
+        pid = real_fork()
+        if pid:
+            forks.append(pid)
+        return pid
+
+    one, two = Store(), Store()
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone = collect_articles(config, NOW, one)  # type: ignore[arg-type]
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "fork", counted_fork)
+    shared = collect_articles(config, NOW, two)  # type: ignore[arg-type]
+    assert len(forks) == 1
+    assert shared == alone and len(alone[0]) == 36 and len(errors(alone[1])) == 3
+    assert [a.body_html for a in shared[0]] == [a.body_html for a in alone[0]]
+    assert len(two.rows) == 40 and _rows(two.rows) == _rows(one.rows)
+
+
+def _rows(rows: dict[str, object]) -> dict[str, tuple[object, ...]]:
+    import marshal
+
+    return {key: (row.size, row.mtime_ns, row.checksum, marshal.loads(row.payload))  # type: ignore[attr-defined]
+            for key, row in rows.items()}
+
+
+def test_a_threaded_process_reads_many_entries_without_forking(site: Path, config: Config,
+                                                                monkeypatch: pytest.MonkeyPatch
+                                                                ) -> None:
+    """`serve` collects entries from a thread: a fork there could inherit a lock held by
+    another thread forever."""
+    import os
+    import threading
+
+    for n in range(20):
+        write_entry(site, f"e{n:02}.md", markdown_entry(title=f"Entry {n}"))
+
+    def no_fork() -> int:
+        raise AssertionError("forked from a threaded process")
+
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+    monkeypatch.setattr(os, "fork", no_fork)
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, daemon=True)
+    other.start()
+    try:
+        articles, problems = collect_articles(config, NOW)
+    finally:
+        release.set()
+        other.join()
+    assert len(articles) == 20 and problems == []

@@ -105,3 +105,34 @@ def test_what_the_fast_path_cannot_be_sure_of_goes_to_yaml(block: str) -> None:
 
 def test_an_impossible_date_is_left_to_yaml_and_its_error() -> None:
     assert simple_fields("date: 2025-02-30") is None  # YAML raises, or finds a worse slip first
+
+
+# Whole files: the fence lines, what lies between, around and after them, as editors leave it.
+LINE = st.one_of(SIMPLE, BLOCK, st.sampled_from(
+    ["", " ", "---", "----", "--- ", "---\t", "- - -", "--", "---x", "text", "  text  ",
+     "\t", "\u00a0", "\r", "# heading", "a: b"]))
+FILE = st.tuples(st.sampled_from(["---", "--- ", "---\t", "----", " ---", ""]),
+                 st.lists(LINE, max_size=6), st.sampled_from(["---", "--- ", "----", "...", ""]),
+                 st.lists(LINE, max_size=6), st.sampled_from(["", "\n", "\n\n", "  \n", " "])
+                 ).map(lambda t: "\n".join([t[0], *t[1], t[2], *t[3]]) + t[4])
+
+
+def _parse(read: object, text: str) -> object:
+    try:
+        return read(text)  # type: ignore[operator]
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
+        return type(exc)
+
+
+@settings(max_examples=1500, deadline=None)
+@given(FILE)
+def test_the_reader_splits_a_file_as_python_frontmatter_does(text: str) -> None:
+    """The body's exact text counts too: the reading time is drawn from it."""
+    import frontmatter
+
+    from pipeline.entries.readers.markdown import _FRONT_MATTER, _split
+
+    expected = _parse(lambda t: frontmatter.parse(t, handler=_FRONT_MATTER), text)
+    assert _parse(_split, text) == expected
+    if isinstance(expected, tuple):
+        assert _types(_parse(_split, text)[0]) == _types(expected[0])  # type: ignore[index]

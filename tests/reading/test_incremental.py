@@ -158,3 +158,34 @@ def test_a_run_with_nothing_to_do_imports_no_heavy_library(site: Path) -> None:
     heavy = {"yaml", "frontmatter", "markdown_it", "jinja2", "mjml", "premailer", "feedgen",
              "nh3", "email_validator", "email.message", "lxml", "babel"}
     assert not heavy & imported, heavy & imported
+
+
+def test_a_cache_row_made_by_older_code_is_read_again_not_trusted(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipeline.core.config import load_config
+    from pipeline.core.models import CachedEntry
+    from pipeline.state.ledger import open_ledger
+
+    path = write_entry(site, "a.md", markdown_entry(title="Now titled"))
+    run(site, NOW)
+    config = load_config(site)
+    with open_ledger(config.state_dir) as ledger:
+        row = ledger.cached_entries()["articles/a.md"]
+        # The first layout: a mapping, here with the title the file had before.
+        old = ('{"v":1,"problems":[],"article":{"slug":"a","title":"Old title",'
+               '"published":"2026-11-01T00:00:00+00:00","updated":null,"category":"",'
+               '"summary":"","author":"","tags":[],"takeaways":[],"sources":[],'
+               '"disclaimer":"","read_minutes":1,"url":"https://journal.example.org/a/"}}')
+        ledger.store_entries({"articles/a.md": CachedEntry(row.size, row.mtime_ns, "x", old)})
+    (site / "public" / "feed.xml").unlink()
+    parsed: list[str] = []
+    reader = markdown.read_markdown
+
+    def recording_reader(shown: Path, text: str, config: object) -> object:
+        parsed.append(str(shown))
+        return reader(shown, text, config)
+
+    monkeypatch.setattr(markdown, "read_markdown", recording_reader)
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
+    run(site, NOW + timedelta(minutes=5))
+    assert parsed == ["articles/a.md"] and feed_titles(site) == ["Now titled"]

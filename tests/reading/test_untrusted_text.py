@@ -9,6 +9,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from conftest import (
     feed_html,
@@ -164,3 +166,16 @@ def test_a_refused_link_is_its_text_alone_in_feeds_digest_and_web_copy(site: Pat
         for v in bodies)
     assert "Read the leaflet first." in places["text"] and "Read the leaflet first." in places[
         "html"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet=st.sampled_from(
+    [" ", "a", "é", "\t", "\n", "\r", "\x00", "\x0b", "\x1c", "\x1f", "\x7f", "\x85",
+     "\xa0", "\u1680", "\u2000", "\u2028", "\u202f", "\u3000", "\ufeff", "\ufffe", "\ud800",
+     "😀", "-"]), max_size=12))
+def test_one_line_collapses_every_kind_of_whitespace_and_strips_the_illegal(text: str) -> None:
+    """One line as the long way makes it, whether or not the text takes the short way."""
+    from pipeline.core.text import strip_illegal
+    from pipeline.entries.sanitise import one_line
+
+    assert one_line(text) == " ".join(strip_illegal(text).split())
