@@ -7,13 +7,12 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime, timedelta
 
-from pipeline.core.models import Subscriber
-from pipeline.state import events
-from pipeline.state.ledger import transaction
-
 # (rules' names through subscribers.py, which already depends on them: the layout work moves
 # them below state, and this import follows.)
-from pipeline.state.subscribers import ACTIVE, PENDING, SubscriberBook, email_key
+from pipeline.core.models import ACTIVE, PENDING, Subscriber, email_key
+from pipeline.state import events
+from pipeline.state.ledger import transaction
+from pipeline.state.subscribers import SubscriberBook
 
 
 def address_hash(email: str) -> bytes:
