@@ -143,6 +143,8 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
 
 # (instant the entry is published or 0, its key, its article or None, its problems)
 Found = tuple[int, str, Article | None, list[Problem]]
+# The same without the key
+Reading = tuple[int, Article | None, list[Problem]]
 
 
 def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]]
@@ -163,10 +165,8 @@ def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.s
             misses.append((key, stat))
         else:
             found.append((recalled[0], key, recalled[1], recalled[2]))
-    found += [(instant(article.published) if article is not None else 0, key, article,
-               problems)
-              for (key, _), (article, problems) in zip(
-                  misses, _read_all(misses, config, cached, fresh), strict=True)]
+    found += [(when, key, article, problems) for (key, _), (when, article, problems)
+              in zip(misses, _read_all(misses, config, cached, fresh, recaller), strict=True)]
     if store is not None and fresh:
         store.store_entries(fresh)
     return found
@@ -193,12 +193,6 @@ class _Recall:
         pass
 
 
-def _recall(key: str, hit: CachedEntry, config: Config
-            ) -> tuple[Article | None, list[Problem]] | None:
-    recalled = decode(hit.payload, key, hit.checksum, _recaller(config))
-    return None if recalled is None else (recalled[1], recalled[2])
-
-
 def _recaller(config: Config) -> Recaller:
     def body(key: str, url: str) -> Body:
         return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
@@ -222,13 +216,13 @@ def _folder(folder: str) -> Path:
 
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
-              cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry]
-              ) -> list[tuple[Article | None, list[Problem]]]:
+              cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry],
+              recaller: Recaller) -> list[Reading]:
     """Read the entries the cache could not vouch for: on two cores when there are many (a
     first run over a large archive), this process reading one part while a fork of it reads
     the other and hands back its rows in one piece."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    results: list[tuple[Article | None, list[Problem]]] = []
+    results: list[Reading] = []
     forked = None
     # Never forked from a threaded process (`serve`): the fork would keep only this thread,
     # and any lock another one held would stay locked in it.
@@ -241,23 +235,26 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
                 reader.load()
         # Halves: this process also decodes the fork's rows, but the fork pays for copying
         # each memory page it writes to (measured: the two finish within ~10 ms).
-        forked = _Fork(misses[len(misses) // 2:], config, cached)
+        forked = _Fork(misses[len(misses) // 2:], config, cached, recaller)
         misses = misses[:len(misses) // 2]
     try:
         for key, stat in misses:
-            entry, article, problems = _read_one(key, stat, config, cached.get(key))
+            entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                       recaller)
             fresh[key] = entry
-            results.append((article, problems))
+            results.append((when, article, problems))
     except BaseException:
         if forked is not None:
             forked.rows()  # reaped, not left blocked on its pipe
         raise
     if forked is not None:
         for (key, stat), row in zip(forked.misses, forked.rows(), strict=True):
-            recalled = _recall(key, row, config) if row is not None else None
+            recalled = (decode(row.payload, key, row.checksum, recaller)
+                        if row is not None else None)
             if row is None or recalled is None:  # the fork failed: read it here
-                row, article, problems = _read_one(key, stat, config, cached.get(key))
-                recalled = (article, problems)
+                row, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                         recaller)
+                recalled = (when, article, problems)
             fresh[key] = row
             results.append(recalled)
     return results
@@ -269,7 +266,7 @@ class _Fork:
     nothing else (the ledger is this process's) and leaves by os._exit."""
 
     def __init__(self, misses: list[tuple[str, os.stat_result]], config: Config,
-                 cached: dict[str, CachedEntry]) -> None:
+                 cached: dict[str, CachedEntry], recaller: Recaller) -> None:
         self.misses = misses
         readable, writable = os.pipe()
         self.pid = os.fork()
@@ -279,7 +276,8 @@ class _Fork:
                 os.close(readable)
                 rows = []
                 for key, stat in misses:
-                    row = _read_one(key, stat, config, cached.get(key), row_only=True)[0]
+                    row = _read_one(key, stat, config, cached.get(key), recaller,
+                                    row_only=True)[0]
                     rows.append((row.size, row.mtime_ns, row.checksum, row.payload))
                 with os.fdopen(writable, "wb") as pipe:
                     pipe.write(marshal.dumps(rows, 4))
@@ -304,7 +302,8 @@ class _Fork:
 
 
 def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None,
-              row_only: bool = False) -> tuple[CachedEntry, Article | None, list[Problem]]:
+              recaller: Recaller, row_only: bool = False
+              ) -> tuple[CachedEntry, int, Article | None, list[Problem]]:
     """Read one entry file (or recall it when only its mtime changed) and its cache row;
     `row_only`: the row is all the caller uses (a worker: the parent decodes the row)."""
     shown = _shown(key)
@@ -315,7 +314,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
         checksum = hashlib.sha256(data or b"").hexdigest()
         if hit and hit.checksum == checksum:  # touched, not changed
             entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, hit.payload)
-            recalled = _recall(key, entry, config)
+            recalled = decode(entry.payload, key, checksum, recaller)
             if recalled is not None:
                 return entry, *recalled
         try:
@@ -330,7 +329,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
             shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
             "check the file's permissions and content")]
     entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
-    return entry, article, problems
+    return entry, instant(article.published) if article is not None else 0, article, problems
 
 
 def _read_file(name: str, size: int) -> bytes:
