@@ -163,7 +163,7 @@ class RecalledArticle(Article):
                                          "was using it", "run again")) from None
             values.update({name: getattr(fresh, name) for name in _LAZY},
                           summariser=recaller.summariser)
-        del values["_recalled"]
+        values.pop("_recalled", None)  # another thread may have filled it as well
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Article):
