@@ -3,25 +3,33 @@
 Each entry file's reading (its Article without the body, or its problems) is kept in the ledger
 under its path, size and mtime; when those change, a content hash decides whether to parse again.
 A cached Article's body is read from the file again only if it is shown.
+
+Recalling is lazy: a run after one new entry uses ~50 of 5,000 entries in full (the feeds, the
+digest), and of the rest only what chooses them (date, slug, category). So a row keeps those
+apart, and the other fields in one marshal blob decoded when a RecalledArticle is first asked
+for one of them.
 """
 
 from __future__ import annotations
 
 import marshal
 from collections.abc import Callable
-from datetime import datetime, tzinfo
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.core.errors import Problem
+from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, CachedEntry, Source
 
 # Bump when the reading of entries or the row's layout changes, so that rows made by other
-# code are read again rather than trusted. 2: a flat tuple in marshal's format (a tenth of
-# JSON's cost to decode: 5,000 rows are recalled on every run that is not a no-op); rows of
-# version 1 were JSON text.
-CACHE_VERSION = 2
+# code are read again rather than trusted. 3: the fields that choose an entry apart from the
+# rest, decoded only when used; 2: one flat marshal tuple; 1: JSON text.
+CACHE_VERSION = 3
 _MARSHAL_FORMAT = 4  # read by every Python since 3.4
+_TAIL_FORMAT = 2  # no back-references: the same fields always make the same bytes
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 class EntryStore(Protocol):
@@ -30,10 +38,17 @@ class EntryStore(Protocol):
     def store_entries(self, rows: dict[str, CachedEntry]) -> None: ...
 
 
+def instant(moment: datetime) -> int:
+    """An aware datetime as microseconds since 1970 (UTC): what entries are sorted by and
+    compared with the run's time, exactly as their datetimes compare."""
+    return (moment - _EPOCH) // _MICROSECOND
+
+
 def encode(article: Article | None, problems: list[Problem]) -> bytes:
     """(version, problems) for an entry that is not published (a draft, an error), else
-    (version, problems, slug, title, published, updated, category, summary, author, tags,
-    takeaways, sources, disclaimer, read_minutes, url): strings, numbers and tuples only.
+    (version, problems, slug, category, instant(published), published, tail) where tail is
+    the marshal bytes of (title, updated, summary, author, tags, takeaways, sources,
+    disclaimer, read_minutes, url): strings, numbers and tuples only.
 
     marshal, not pickle: reading it builds plain values and never runs code. The rows are
     the ledger's own (written here, never taken from outside); a row that cannot be read, or
@@ -41,42 +56,127 @@ def encode(article: Article | None, problems: list[Problem]) -> bytes:
     row: tuple[object, ...] = (CACHE_VERSION, tuple(
         (str(p.path), p.field, p.problem, p.hint, p.line, p.warning) for p in problems))
     if article is not None:
-        row += (
-            article.slug, article.title, article.published.isoformat(),
-            article.updated.isoformat() if article.updated else None, article.category,
-            article.summary, article.author, tuple(article.tags), tuple(article.stated_takeaways),
-            tuple((s.title, s.url) for s in article.sources), article.disclaimer,
-            article.read_minutes, article.url)
+        tail = marshal.dumps((
+            article.title, article.updated.isoformat() if article.updated else None,
+            article.summary, article.author, tuple(article.tags),
+            tuple(article.stated_takeaways), tuple((s.title, s.url) for s in article.sources),
+            article.disclaimer, article.read_minutes, article.url), _TAIL_FORMAT)
+        row += (article.slug, article.category, instant(article.published),
+                article.published.isoformat(), tail)
     return marshal.dumps(row, _MARSHAL_FORMAT)
 
 
-def decode(payload: str | bytes, path: Path, body: Callable[[str], Body], checksum: str, tz: tzinfo,
-           summariser: Callable[[Article], tuple[str, ...]] | None = None
-           ) -> tuple[Article | None, list[Problem]] | None:
-    """The cached reading, or None when it was made by other code and must be redone.
-    `body` makes the article's (lazy) body from its URL, which relative links resolve against."""
-    if not isinstance(payload, bytes):
+@dataclass(frozen=True)
+class Recaller:
+    """What a recalled article needs to finish itself: the site's timezone, the path shown
+    for an entry key, its body from its URL, and a fresh reading of its file (for a tail
+    that cannot be decoded)."""
+
+    timezone: tzinfo
+    shown: Callable[[str], Path]
+    body: Callable[[str, str], Body]  # (key, url)
+    reread: Callable[[str], Article | None]
+    summariser: Callable[[Article], tuple[str, ...]] | None = None
+
+
+def decode(payload: str | bytes, key: str, checksum: str, recaller: Recaller
+           ) -> tuple[int, Article | None, list[Problem]] | None:
+    """(instant(published) or 0, the cached reading, its problems), or None when it was made
+    by other code and must be redone. The article's other fields wait until first used."""
+    if payload.__class__ is not bytes:
         return None  # JSON text: version 1
     try:
         row = marshal.loads(payload)
     except (ValueError, EOFError, TypeError):
         return None
-    if type(row) is not tuple or len(row) not in (2, 15) or row[0] != CACHE_VERSION:
+    if row.__class__ is not tuple or len(row) not in (2, 7) or row[0] != CACHE_VERSION:
         return None
     problems = [Problem(Path(p), f, problem, hint, line, warning)
                 for p, f, problem, hint, line, warning in row[1]] if row[1] else []
     if len(row) == 2:
-        return None, problems
-    (_, _, slug, title, published, updated, category, summary, author, tags, takeaways,
-     sources, disclaimer, read_minutes, url) = row
-    article = Article(
-        path=path, slug=slug, title=title,
-        published=datetime.fromisoformat(published).astimezone(tz),
-        updated=datetime.fromisoformat(updated).astimezone(tz) if updated else None,
-        body=body(url), category=category, summary=summary, author=author, tags=tags,
-        stated_takeaways=takeaways,
-        sources=tuple(Source(t, u) for t, u in sources) if sources else (),
-        disclaimer=disclaimer, read_minutes=read_minutes, url=url,
-        checksum=checksum, summariser=summariser,
-    )
-    return article, problems
+        return 0, None, problems
+    article = _new(RecalledArticle)
+    _set_dict(article, {"slug": row[2], "category": row[3], "checksum": checksum,
+                        "_recalled": (key, row[5], row[6], recaller)})
+    return row[4], article, problems
+
+
+_new = object.__new__
+_set_dict = Article.__dict__["__dict__"].__set__  # no frozen __setattr__ on the way
+
+
+class _Recalled:
+    """A field of a RecalledArticle, filled in with all the others on first use: a non-data
+    descriptor, so once filled the instance's own value is found first."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, article: RecalledArticle | None, owner: type | None = None) -> object:
+        if article is None:
+            return self
+        article._fill()
+        return article.__dict__[self.name]
+
+
+class RecalledArticle(Article):
+    """An Article recalled from its cache row: slug, category and checksum at once, the
+    rest on first use. Equal to the Article read from the same file."""
+
+    path = _Recalled()
+    title = _Recalled()
+    published = _Recalled()
+    body = _Recalled()
+    updated = _Recalled()
+    summary = _Recalled()
+    author = _Recalled()
+    tags = _Recalled()
+    sources = _Recalled()
+    stated_takeaways = _Recalled()
+    disclaimer = _Recalled()
+    read_minutes = _Recalled()
+    url = _Recalled()
+    summariser = _Recalled()
+
+    def _fill(self) -> None:
+        values = self.__dict__
+        if "_recalled" not in values:
+            return
+        key, published, tail, recaller = values["_recalled"]
+        try:
+            (title, updated, summary, author, tags, takeaways, sources, disclaimer, read_minutes,
+             url) = marshal.loads(tail)
+            values.update(
+                path=recaller.shown(key), title=title,
+                published=datetime.fromisoformat(published).astimezone(recaller.timezone),
+                updated=(datetime.fromisoformat(updated).astimezone(recaller.timezone)
+                         if updated else None),
+                body=recaller.body(key, url), summary=summary, author=author, tags=tags,
+                stated_takeaways=takeaways,
+                sources=tuple(Source(t, u) for t, u in sources) if sources else (),
+                disclaimer=disclaimer, read_minutes=read_minutes, url=url,
+                summariser=recaller.summariser)
+        except (ValueError, EOFError, TypeError):  # not ours after all: read the file
+            fresh = recaller.reread(key)
+            if fresh is None:
+                raise EntryError(Problem(recaller.shown(key), "file", "changed while the run "
+                                         "was using it", "run again")) from None
+            values.update({name: getattr(fresh, name) for name in _LAZY},
+                          summariser=recaller.summariser)
+        values.pop("_recalled", None)  # another thread may have filled it as well
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Article):
+            return _compared(self) == _compared(other)
+        return NotImplemented
+
+    __hash__ = Article.__hash__
+
+
+_COMPARED = tuple(f.name for f in fields(Article) if f.compare)
+_LAZY = tuple(name for name, value in vars(RecalledArticle).items()
+              if isinstance(value, _Recalled) and name != "summariser")
+
+
+def _compared(article: Article) -> tuple[object, ...]:
+    return tuple(getattr(article, name) for name in _COMPARED)

@@ -339,3 +339,49 @@ def test_a_threaded_process_reads_many_entries_without_forking(site: Path, confi
         release.set()
         other.join()
     assert len(articles) == 20 and problems == []
+
+
+def test_an_entry_recalled_from_the_cache_is_the_entry_read_from_its_file(
+        site: Path, config: Config) -> None:
+    """Recalled entries decode most fields only when used; what they hold is the same."""
+    write_entry(site, "full.md", markdown_entry(
+        title="Every field", date="2026-03-14T09:30:00+01:00", updated="2026-03-20",
+        category="Heart Health", summary="A standfirst.", author="Dr Ada", tags="[salt, bp]",
+        takeaways='["Eat less salt", "Walk more"]',
+        sources='\n  - {title: "A trial", url: "https://example.org/trial"}',
+        body="Read [the guide](../guide/) first."))
+    write_entry(site, "bare.md", markdown_entry(title="Bare", date="2026-03-15"))
+    write_entry(site, "same.md", markdown_entry(title="Same slug", slug="bare"))
+
+    class Store:
+        def __init__(self) -> None:
+            self.rows: dict[str, object] = {}
+
+        def cached_entries(self) -> dict[str, object]:
+            return self.rows
+
+        def store_entries(self, rows: dict[str, object]) -> None:
+            self.rows.update(rows)
+
+    def refuse(*_: object) -> None:
+        raise AssertionError("an unchanged entry was read again")
+
+    store = Store()
+    read = collect_articles(config, NOW, store)  # type: ignore[arg-type]
+    with pytest.MonkeyPatch.context() as patch:  # recalled, not read: until a body is shown
+        patch.setitem(READERS, ".md", refuse)
+        recalled = collect_articles(config, NOW, store)  # type: ignore[arg-type]
+        assert [a.slug for a in recalled[0]] == ["full", "bare"]
+    assert len(store.rows) == 3 and len(read[0]) == 2
+    assert recalled == read and read == recalled and recalled[1] == read[1]
+    assert [(str(p.path), p.problem) for p in recalled[1]] == [
+        ("articles/bare.md", "'bare' is already used by articles/same.md")]  # the older one
+    for old, new in zip(read[0], recalled[0], strict=True):
+        assert {name: getattr(new, name) for name in vars(old)} == vars(old)
+        assert new.takeaways == old.takeaways and new.date_label == old.date_label
+        assert new.body_html == old.body_html and hash(new) == hash(old)
+    full = recalled[0][0]
+    assert full.title == "Every field" and full.sources[0].url == "https://example.org/trial"
+    assert full.published.isoformat() == "2026-03-14T08:30:00+00:00" and full.updated
+    assert full.tags == ("salt", "bp") and "https://journal.example.org/journal/guide/" in (
+        full.body_html)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import marshal
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -160,8 +161,23 @@ def test_a_run_with_nothing_to_do_imports_no_heavy_library(site: Path) -> None:
     assert not heavy & imported, heavy & imported
 
 
+# Rows of the layouts before this one, each with the title the file had before.
+OLD_ROWS = {
+    # 1: a mapping in JSON text
+    "json": ('{"v":1,"problems":[],"article":{"slug":"a","title":"Old title",'
+             '"published":"2026-11-01T00:00:00+00:00","updated":null,"category":"",'
+             '"summary":"","author":"","tags":[],"takeaways":[],"sources":[],'
+             '"disclaimer":"","read_minutes":1,"url":"https://journal.example.org/a/"}}'),
+    # 2: one flat marshal tuple
+    "flat marshal": marshal.dumps((
+        2, (), "a", "Old title", "2026-11-01T00:00:00+00:00", None, "", "", "", (), (), (),
+        "", 1, "https://journal.example.org/a/"), 4),
+}
+
+
+@pytest.mark.parametrize("layout", sorted(OLD_ROWS))
 def test_a_cache_row_made_by_older_code_is_read_again_not_trusted(
-        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        site: Path, monkeypatch: pytest.MonkeyPatch, layout: str) -> None:
     from pipeline.core.config import load_config
     from pipeline.core.models import CachedEntry
     from pipeline.state.ledger import open_ledger
@@ -171,11 +187,7 @@ def test_a_cache_row_made_by_older_code_is_read_again_not_trusted(
     config = load_config(site)
     with open_ledger(config.state_dir) as ledger:
         row = ledger.cached_entries()["articles/a.md"]
-        # The first layout: a mapping, here with the title the file had before.
-        old = ('{"v":1,"problems":[],"article":{"slug":"a","title":"Old title",'
-               '"published":"2026-11-01T00:00:00+00:00","updated":null,"category":"",'
-               '"summary":"","author":"","tags":[],"takeaways":[],"sources":[],'
-               '"disclaimer":"","read_minutes":1,"url":"https://journal.example.org/a/"}}')
+        old = OLD_ROWS[layout]
         ledger.store_entries({"articles/a.md": CachedEntry(row.size, row.mtime_ns, "x", old)})
     (site / "public" / "feed.xml").unlink()
     parsed: list[str] = []
@@ -189,3 +201,25 @@ def test_a_cache_row_made_by_older_code_is_read_again_not_trusted(
     os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns))
     run(site, NOW + timedelta(minutes=5))
     assert parsed == ["articles/a.md"] and feed_titles(site) == ["Now titled"]
+
+
+def test_a_recalled_entry_whose_other_fields_cannot_be_decoded_is_read_from_its_file(
+        site: Path) -> None:
+    """A row's slug, category and date are decoded on every run, its other fields only when
+    the entry is shown: if those turn out unreadable then, the file is read instead."""
+    from pipeline.core.config import load_config
+    from pipeline.core.models import CachedEntry
+    from pipeline.state.ledger import open_ledger
+
+    write_entry(site, "a.md", markdown_entry(title="From the file", category="Heart Health"))
+    run(site, NOW)
+    config = load_config(site)
+    with open_ledger(config.state_dir) as ledger:
+        row = ledger.cached_entries()["articles/a.md"]
+        fields = marshal.loads(row.payload)
+        damaged = marshal.dumps((*fields[:-1], b"\xffnot a marshal blob"), 4)
+        ledger.store_entries({"articles/a.md": row._replace(payload=damaged)})
+        assert isinstance(ledger.cached_entries()["articles/a.md"], CachedEntry)
+    (site / "public" / "feed.xml").unlink()
+    report = run(site, NOW + timedelta(minutes=5))
+    assert report.problems == [] and feed_titles(site) == ["From the file"]
