@@ -109,8 +109,12 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
     with open_ledger(config.state_dir, read_only=True) as ledger:
         folders = Outbox(config.outbox_dir)
         waiting = folders.listing()
-        _queue(ledger, folders, waiting, now or datetime.now(UTC), report, config, retry_now,
-               compact=CompactQueue(folders, waiting))
+        compact = CompactQueue(folders, waiting)
+        try:
+            _queue(ledger, folders, waiting, now or datetime.now(UTC), report, config,
+                   retry_now, sending=False, compact=compact)
+        finally:
+            compact.close()
     _cap(report, limit, delivery.settings)
     return report
 
@@ -159,8 +163,8 @@ def _pages(ledger: Ledger) -> Iterator[list[QueuedMessage]]:
 
 
 def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
-           report: SendReport, config: Config, retry_now: bool = False,
-           sending: bool = False, compact: CompactQueue | None = None) -> None:
+           report: SendReport, config: Config, retry_now: bool, *, sending: bool,
+           compact: CompactQueue) -> None:
     """Go through the ledger's queue, checked against the folders, a page at a time, and
     count in `report` the messages due now (`due`), those waiting for their retry time, the
     outcomes a killed send left unrecorded (`recovered`), the due messages whose subscriber
@@ -172,7 +176,6 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
     needs is opened (OutboxError if one cannot be)."""
     known = set()
     seen = seen_by_a_reader(folders)
-    compact = compact or CompactQueue(folders, waiting)
     for page in _pages(ledger):
         due: list[QueuedMessage] = []
         recovered: list[Delivery] = []
