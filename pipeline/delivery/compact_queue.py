@@ -22,12 +22,12 @@ from pipeline.mail.compact import (
     Record,
     message_name_hash,
     parse_record,
+    sorted_by_key,
     store_name,
 )
 from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import Outbox
 
-BUCKET_BITS = 12  # the index is sorted in 4,096 buckets of its hashes' top bits
 LINE_READ = 512  # bytes read for a recipient's line (~90 bytes; a longer one reads on)
 
 
@@ -40,7 +40,7 @@ class _Digest:
 
     def __init__(self, store: CompactStore) -> None:
         self.store = store
-        self.outcomes = store.outcomes()
+        self.outcomes = store.outcome_index()
         self.renditions: dict[int, Composer] = store.renditions()
         self.journal: Journal | None = None
         self.fd = os.open(store.recipients, os.O_RDONLY)
@@ -53,7 +53,7 @@ class _Digest:
                 keys.append(int(message_name_hash(parse_record(line)[2]), 16))
                 starts.append(position)
                 position += len(line)
-        self.keys, self.starts = _sorted_by_key(keys, starts)
+        self.keys, self.starts = sorted_by_key(keys, starts)
 
     def start(self, key: str) -> int:
         """Where the line of the recipient whose name hash is `key` starts; -1: none."""
@@ -75,32 +75,6 @@ class _Digest:
 
     def close(self) -> None:
         os.close(self.fd)
-
-
-def _sorted_by_key(keys: array, starts: array) -> tuple[array, array]:
-    """Both arrays in the order of `keys`, equal keys in file order (so a line written
-    twice is found at its last): placed by bucket (the top bits, a counting sort), then each
-    small bucket sorted. A sort of the whole took ~80 MB of Python ints at a million."""
-    shift = 64 - BUCKET_BITS
-    ends = [0] * ((1 << BUCKET_BITS) + 1)
-    for key in keys:
-        ends[(key >> shift) + 1] += 1
-    for n in range(1, len(ends)):
-        ends[n] += ends[n - 1]
-    at = ends[:-1]
-    sorted_keys, sorted_starts = array("Q", bytes(8 * len(keys))), array("Q", bytes(len(keys) * 8))
-    for key, start in zip(keys, starts, strict=True):
-        bucket = key >> shift
-        place = at[bucket]
-        sorted_keys[place], sorted_starts[place] = key, start
-        at[bucket] = place + 1
-    for bucket in range(1 << BUCKET_BITS):
-        low, high = ends[bucket], ends[bucket + 1]
-        if high - low > 1:  # (key, start): starts grow in file order
-            pairs = sorted(zip(sorted_keys[low:high], sorted_starts[low:high], strict=True))
-            sorted_keys[low:high] = array("Q", (k for k, _ in pairs))
-            sorted_starts[low:high] = array("Q", (s for _, s in pairs))
-    return sorted_keys, sorted_starts
 
 
 class CompactQueue:

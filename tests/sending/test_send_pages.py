@@ -27,10 +27,9 @@ from conftest import (
     write_entry,
 )
 from pipeline.delivery import send as sending
-from pipeline.delivery.compact_queue import _sorted_by_key
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.send import send
-from pipeline.mail.compact import stores
+from pipeline.mail.compact import sorted_by_key, stores
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 
@@ -139,6 +138,6 @@ def test_the_store_index_is_sorted_with_the_last_of_equal_keys_last() -> None:
     keys = [rng.getrandbits(64) for _ in range(5000)]
     keys += [*keys[:50], 0, 2**64 - 1, 0]  # lines written twice, and the extremes
     starts = list(range(0, 100 * len(keys), 100))
-    got_keys, got_starts = _sorted_by_key(array("Q", keys), array("Q", starts))
+    got_keys, got_starts = sorted_by_key(array("Q", keys), array("Q", starts))
     expected = sorted(zip(keys, starts, strict=True))
     assert list(zip(got_keys, got_starts, strict=True)) == expected
