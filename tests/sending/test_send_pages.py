@@ -6,12 +6,10 @@ boundary. A real SMTP server on loopback, a real SIGKILL."""
 from __future__ import annotations
 
 import os
-import random
 import signal
 import subprocess
 import sys
 import time
-from array import array
 from collections import Counter
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from conftest import (
 from pipeline.delivery import send as sending
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.send import send
-from pipeline.mail.compact import sorted_by_key, stores
+from pipeline.mail.compact import stores
 from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 
@@ -131,13 +129,3 @@ def test_a_sender_killed_across_a_page_boundary_loses_nothing(site: Path) -> Non
     assert sum(got.values()) - 60 <= 2, got.most_common(3)
     assert journaled + report.sent == 60
     assert states(site) == {"sent": 60}
-
-
-def test_the_store_index_is_sorted_with_the_last_of_equal_keys_last() -> None:
-    rng = random.Random(17)
-    keys = [rng.getrandbits(64) for _ in range(5000)]
-    keys += [*keys[:50], 0, 2**64 - 1, 0]  # lines written twice, and the extremes
-    starts = list(range(0, 100 * len(keys), 100))
-    got_keys, got_starts = sorted_by_key(array("Q", keys), array("Q", starts))
-    expected = sorted(zip(keys, starts, strict=True))
-    assert list(zip(got_keys, got_starts, strict=True)) == expected
