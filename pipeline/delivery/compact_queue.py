@@ -8,6 +8,7 @@ outbox/new/ (a digest begun as Maildir stays Maildir).
 
 from __future__ import annotations
 
+import mmap
 import os
 from array import array
 from bisect import bisect_right
@@ -28,15 +29,17 @@ from pipeline.mail.compact import (
 from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import Outbox
 
-LINE_READ = 512  # bytes read for a recipient's line (~90 bytes; a longer one reads on)
+DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # Linux and BSDs; elsewhere pages stay
 
 
 class _Digest:
     """One store as a send sees it, read when the first of its messages is looked at: where
     each recipient's line starts, as their name hashes (64-bit numbers) in a sorted array
     beside the lines' offsets (16 bytes a recipient; a dict of them took ~220, the parsed
-    lines ~350). A line is read with pread when its message is sent: not mapped, whose pages
-    would count in the send's resident memory (88 MB at a million)."""
+    lines ~350). The lines are read from the file mapped, and the pages read are unmapped with
+    each batch (drop_pages): they stay in the page cache, but no longer count in the send's
+    resident memory (they grew to the file's 88 MB at a million). Reading each line with
+    pread instead cost ~5 µs more a message (a GIL handoff)."""
 
     def __init__(self, store: CompactStore) -> None:
         self.store = store
@@ -54,6 +57,7 @@ class _Digest:
                 starts.append(position)
                 position += len(line)
         self.keys, self.starts = sorted_by_key(keys, starts)
+        self.data = mmap.mmap(self.fd, position, access=mmap.ACCESS_READ) if position else b""
 
     def start(self, key: str) -> int:
         """Where the line of the recipient whose name hash is `key` starts; -1: none."""
@@ -65,15 +69,17 @@ class _Digest:
         start = self.start(key)
         if start < 0:
             raise KeyError(key)
-        data = os.pread(self.fd, LINE_READ, start)
-        while (end := data.find(b"\n")) < 0:
-            more = os.pread(self.fd, LINE_READ, start + len(data))
-            if not more:
-                raise KeyError(key)
-            data += more
-        return parse_record(data[:end])
+        data = self.data
+        return parse_record(data[start:data.find(b"\n", start)])
+
+    def drop_pages(self) -> None:
+        """Unmap the pages read so far (they stay in the page cache, not in our RSS)."""
+        if self.data and DONTNEED is not None:
+            self.data.madvise(DONTNEED)
 
     def close(self) -> None:
+        if self.data:
+            self.data.close()
         os.close(self.fd)
 
 
@@ -159,6 +165,8 @@ class CompactQueue:
         for digest in self.digests.values():
             if digest is not None and digest.journal is not None:
                 digest.journal.flush()
+            if digest is not None:
+                digest.drop_pages()
 
     def close(self) -> None:
         for digest in self.digests.values():
