@@ -221,9 +221,11 @@ class Outcomes:
                         places.append(position << 2 | _STATES.index(state))
                     position += len(line)
         keys, places = sorted_by_key(keys, places)
-        last = [n for n in range(len(keys)) if n + 1 == len(keys) or keys[n + 1] != keys[n]]
-        self.keys = array("Q", (keys[n] for n in last))
-        self.places = array("Q", (places[n] for n in last))
+        self.keys, self.places = array("Q"), array("Q")
+        for n, key in enumerate(keys):  # each message's last outcome only
+            if n + 1 == len(keys) or keys[n + 1] != key:
+                self.keys.append(key)
+                self.places.append(places[n])
 
     def __len__(self) -> int:
         return len(self.keys)
