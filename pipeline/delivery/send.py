@@ -443,6 +443,7 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
         if not report.signal:
             raise
     finally:
+        pool.end_feed()  # whatever ended the loop: the threads finish what they hold, no more
         _record(batch, results, folders, ledger, report, progress, compact)
         report.left += report.due - (report.sent + report.deferred + report.failed)
         pool.join()  # raises a setup error (login, TLS, sender) after recording what was done
