@@ -110,10 +110,13 @@ class Pool(Generic[Job]):
         self.threads: list[threading.Thread] = []
         self.finished = threading.Event()  # set when the last thread is done
         self.running = 0
+        self.feeding = False  # more jobs may come (feed); the threads wait for them
 
-    def start(self, jobs: Iterable[Job]) -> None:
-        for job in jobs:
-            self.jobs.put(job)
+    def start(self, jobs: Iterable[Job], feeding: bool = False) -> None:
+        """Start on `jobs`; with `feeding`, the threads wait for more (feed) until
+        end_feed."""
+        self.feeding = feeding
+        self.feed(jobs)
         count = min(self.connections, max(1, self.jobs.qsize()))
         self.alive = self.running = count
         if getattr(self.connect, "in_turn", False):  # each thread drives several in turn
@@ -128,6 +131,24 @@ class Pool(Generic[Job]):
                                              daemon=True) for n in range(count)]
         for thread in self.threads:
             thread.start()
+
+    def feed(self, jobs: Iterable[Job]) -> None:
+        for job in jobs:
+            self.jobs.put(job)
+
+    def end_feed(self) -> None:
+        """No more jobs will come: each thread ends when the queue is empty."""
+        self.feeding = False
+
+    def _take(self) -> Job | None:
+        """The next job; None when there is none and none will come (or stopping)."""
+        while not self.stop.is_set():
+            try:
+                return self.jobs.get(timeout=0.05) if self.feeding else self.jobs.get_nowait()
+            except queue.Empty:
+                if not self.feeding:
+                    return None
+        return None
 
     def wait(self, timeout: float) -> bool:
         """Wait until every thread is done (True) or `timeout` seconds have passed."""
@@ -144,9 +165,8 @@ class Pool(Generic[Job]):
         job: Job | None = None
         try:
             while not self.stop.is_set():
-                try:
-                    job = self.jobs.get_nowait()
-                except queue.Empty:
+                job = self._take()
+                if job is None:
                     return
                 self._wait_out_pause()
                 self.limit.wait()
@@ -191,8 +211,10 @@ class Pool(Generic[Job]):
                         self._step(slot, slots)
                 busy = [slot for slot in slots if slot.job is not None]
                 if not busy:
-                    if self.stop.is_set() or self.jobs.empty():
+                    if self.stop.is_set() or (self.jobs.empty() and not self.feeding):
                         return
+                    if self.jobs.empty():  # the next jobs are being read: wait for them
+                        self.stop.wait(0.01)
                     self._wait_out_pause()
                     continue
                 for slot in _answered(busy):

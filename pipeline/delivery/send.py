@@ -16,7 +16,7 @@ import logging
 import os
 import queue
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +44,7 @@ from pipeline.state.secret import load_secret
 log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
 CHECK_EVERY = 5000  # due messages checked against the list per chunk
+PAGE = 5000  # queued messages read from the ledger at a time: the queue is never whole
 MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
 
@@ -76,19 +77,17 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
             check_writable(folders, config.state_dir, len(waiting) + seen + in_stores)
         _adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
-        due, recovered, unwanted = _queue(ledger, folders, waiting, clock(), report, config,
-                                          retry_now, take_back=True, compact=compact)
-        if recovered:  # a killed send moved these but never recorded them
-            _record_outcomes(ledger, recovered)
-            log.info("send: recorded %d messages an interrupted send had moved", len(recovered))
-        compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
-        if unwanted:
-            _withdraw(unwanted, folders, ledger, report, clock(), compact)
-        due = _cap(due, limit, settings, report)
-        log.info("send: %d due, %d waiting for their retry time", len(due), report.waiting)
+        now = clock()
+        # First pass, before anything is sent: recovered outcomes recorded, unwanted messages
+        # withdrawn, journals opened, the due counted. The second streams the due to the pool.
+        _queue(ledger, folders, waiting, now, report, config, retry_now, sending=True,
+               compact=compact)
+        _cap(report, limit, settings)
+        log.info("send: %d due, %d waiting for their retry time", report.due, report.waiting)
         try:
-            if due:
-                _drain(due, delivery, settings.rate if rate is None else rate, signer,
+            if report.due:
+                _drain(_due_pages(ledger, folders, waiting, now, report, retry_now, compact),
+                       delivery, settings.rate if rate is None else rate, signer,
                        folders, ledger, report, clock, progress,
                        envelope_senders(config, ledger, settings.envelope_from), compact)
         finally:
@@ -110,11 +109,13 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
     with open_ledger(config.state_dir, read_only=True) as ledger:
         folders = Outbox(config.outbox_dir)
         waiting = folders.listing()
-        due, recovered, unwanted = _queue(ledger, folders, waiting, now or datetime.now(UTC),
-                                          report, config, retry_now,
-                                          compact=CompactQueue(folders, waiting))
-    report.recovered, report.withdrawn = len(recovered), len(unwanted)
-    _cap(due, limit, delivery.settings, report)
+        compact = CompactQueue(folders, waiting)
+        try:
+            _queue(ledger, folders, waiting, now or datetime.now(UTC), report, config,
+                   retry_now, sending=False, compact=compact)
+        finally:
+            compact.close()
+    _cap(report, limit, delivery.settings)
     return report
 
 
@@ -152,42 +153,64 @@ def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
     return None if dkim is None else DkimSigner(dkim)
 
 
-def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
-           report: SendReport, config: Config, retry_now: bool = False,
-           take_back: bool = False, compact: CompactQueue | None = None
-           ) -> tuple[list[QueuedMessage], list[Delivery], list[Withdrawal]]:
-    """(messages due now, outcomes a killed send left unrecorded, due messages whose
-    subscriber no longer wants them), from the ledger's queue checked against the folders;
-    `waiting` lists outbox/new/. A queued message that a mail client moved (to cur/, or
-    renamed with flags) counts as waiting; with `take_back` it is moved back into new/.
-    A compact digest's message waits in its store until its journal has an outcome."""
+def _pages(ledger: Ledger) -> Iterator[list[QueuedMessage]]:
+    """The ledger's queue, PAGE messages at a time: digests' messages, then notices."""
     from pipeline.state.notices import Notices
 
-    due: list[QueuedMessage] = []
-    recovered: list[Delivery] = []
+    yield from ledger.queued_pages(PAGE)
+    if notices := Notices(ledger).queued():  # confirmations: a few
+        yield notices
+
+
+def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
+           report: SendReport, config: Config, retry_now: bool, *, sending: bool,
+           compact: CompactQueue) -> None:
+    """Go through the ledger's queue, checked against the folders, a page at a time, and
+    count in `report` the messages due now (`due`), those waiting for their retry time, the
+    outcomes a killed send left unrecorded (`recovered`), the due messages whose subscriber
+    no longer wants them (`withdrawn`) and the missing; `waiting` lists outbox/new/. A
+    queued message that a mail client moved (to cur/, or renamed with flags) counts as
+    waiting. A compact digest's message waits in its store until its journal has an outcome.
+    With `sending`, before anything is sent: moved messages go back into new/, recovered
+    outcomes are recorded, unwanted messages withdrawn, and every journal a due message
+    needs is opened (OutboxError if one cannot be)."""
     known = set()
     seen = seen_by_a_reader(folders)
-    compact = compact or CompactQueue(folders, waiting)
-    for message in ledger.queued_messages() + Notices(ledger).queued():
-        if message.filename not in waiting and message.filename in seen:
-            if take_back:
-                os.rename(seen[message.filename], folders.new / message.filename)
-                report.taken_back += 1
-            waiting.add(message.filename)
-        if message.filename in waiting:  # only to count the unknown files among them
-            known.add(message.filename)
-        if message.filename in waiting or compact.waiting(message):
-            if retry_now or message.next_attempt is None or message.next_attempt <= now:
-                due.append(message)
+    for page in _pages(ledger):
+        due: list[QueuedMessage] = []
+        recovered: list[Delivery] = []
+        for message in page:
+            if message.filename not in waiting and message.filename in seen:
+                if sending:
+                    os.rename(seen[message.filename], folders.new / message.filename)
+                    report.taken_back += 1
+                waiting.add(message.filename)
+            if message.filename in waiting:  # only to count the unknown files among them
+                known.add(message.filename)
+            if message.filename in waiting or compact.waiting(message):
+                if retry_now or message.next_attempt is None or message.next_attempt <= now:
+                    due.append(message)
+                else:
+                    report.waiting += 1
+            elif moved := folders.where(message.filename):
+                recovered.append(_recovered(message, folders, moved))
+            elif done := compact.recovered(message):
+                recovered.append(done)
             else:
-                report.waiting += 1
-        elif moved := folders.where(message.filename):
-            recovered.append(_recovered(message, folders, moved))
-        elif done := compact.recovered(message):
-            recovered.append(done)
-        else:
-            report.missing.append(message.filename)
-    report.recovered = len(recovered)
+                report.missing.append(message.filename)
+        due, unwanted = _still_wanted(due, ledger)
+        report.due += len(due)
+        report.recovered += len(recovered)
+        if not sending:
+            report.withdrawn += len(unwanted)
+            continue
+        if recovered:  # a killed send moved these but never recorded them
+            _record_outcomes(ledger, recovered)
+            log.info("send: recorded %d messages an interrupted send had moved",
+                     len(recovered))
+        compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
+        if unwanted:
+            _withdraw(unwanted, folders, ledger, report, now, compact)
     if report.taken_back:
         flush_folders(folders.new, folders.cur)
         log.warning("send: %d messages a mail client had moved (Maildir cur/ or flags) were "
@@ -203,8 +226,23 @@ def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
             "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/"
             + (", nor in its compact store" if compact.has_store(name) else ""),
             "put the file back into outbox/new/ (or its compact store from a backup) to send it"))
-    due, unwanted = _still_wanted(due, ledger)
-    return due, recovered, unwanted
+
+
+def _due_pages(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
+               report: SendReport, retry_now: bool, compact: CompactQueue
+               ) -> Iterator[list[QueuedMessage]]:
+    """The second pass: the messages _queue counted as due, a page at a time, read again
+    from the ledger as the pool needs them. One whose subscriber left since is withdrawn
+    here (and no longer counted as due)."""
+    for page in _pages(ledger):
+        due = [m for m in page if (m.filename in waiting or compact.waiting(m)) and (
+            retry_now or m.next_attempt is None or m.next_attempt <= now)]
+        due, unwanted = _still_wanted(due, ledger)
+        if unwanted:
+            _withdraw(unwanted, folders, ledger, report, now, compact)
+            report.due -= len(unwanted)
+        if due:
+            yield due
 
 
 Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
@@ -310,15 +348,14 @@ def _recovered(message: QueuedMessage, folders: Outbox, state: str) -> Delivery:
     return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
 
 
-def _cap(due: list[QueuedMessage], limit: int, settings: Settings, report: SendReport
-         ) -> list[QueuedMessage]:
+def _cap(report: SendReport, limit: int, settings: Settings) -> None:
+    """At most the per-run cap of the due messages are sent; the rest are left."""
     caps = [c for c in (limit, settings.max_per_run) if c > 0]
-    cap = min(caps) if caps else len(due)
-    report.due, report.left = min(cap, len(due)), max(0, len(due) - cap)
-    return due[:cap]
+    cap = min(caps) if caps else report.due
+    report.due, report.left = min(cap, report.due), max(0, report.due - cap)
 
 
-def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
+def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rate: float,
            signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
            clock: Callable[[], datetime], progress: Progress | None,
            sender_for: Callable[[QueuedMessage], str], compact: CompactQueue) -> None:
@@ -372,12 +409,32 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
 
     pool = Pool(delivery.backend.transports(delivery.transport), settings.connections,
                 rate, load, done, pause=settings.retry_after or 1.0)
-    pool.start(due)
+    fed = 0
+
+    def feed() -> None:
+        """Keep a page or two in the pool's queue, never the whole of a large queue; at most
+        report.due (the cap) in all."""
+        nonlocal fed
+        while pool.feeding and pool.jobs.qsize() < PAGE:
+            page = next(pages, None) if fed < report.due else None
+            if page is None:
+                report.due = min(report.due, fed)  # fewer than counted: they went since
+                pool.end_feed()
+                return
+            page = page[:report.due - fed]
+            fed += len(page)
+            pool.feed(page)
+
+    pool.feeding = True
+    feed()
+    pool.start([], feeding=pool.feeding)
     batch: list[Delivery] = []
     try:
         # Wake up a few times a second, not once per message: the workers need the GIL more.
         while not pool.wait(RECORD_EVERY):
             _record(batch, results, folders, ledger, report, progress, compact)
+            if not pool.stop.is_set():
+                feed()
     except KeyboardInterrupt as exc:  # finish the messages in flight, record them, stop
         pool.stop.set()
         report.signal = exc.signum if isinstance(exc, Stopped) else 0
@@ -386,8 +443,9 @@ def _drain(due: list[QueuedMessage], delivery: DeliverySettings, rate: float,
         if not report.signal:
             raise
     finally:
+        pool.end_feed()  # whatever ended the loop: the threads finish what they hold, no more
         _record(batch, results, folders, ledger, report, progress, compact)
-        report.left += len(due) - (report.sent + report.deferred + report.failed)
+        report.left += report.due - (report.sent + report.deferred + report.failed)
         pool.join()  # raises a setup error (login, TLS, sender) after recording what was done
     report.stopped = report.stopped or pool.stopped
 

@@ -34,6 +34,8 @@ from pipeline.state.migrations import MIGRATIONS
 if TYPE_CHECKING:
     from pipeline.core.deliveries import Delivery, QueuedMessage
 
+QUEUE_PAGE = 5000  # queued messages read at a time (queued_pages)
+
 __all__ = ["LEDGER_NAME", "MIGRATIONS", "DeliveryRecord", "Ledger", "connect_ledger", "migrate",
            "open_ledger", "reading", "transaction"]
 
@@ -210,19 +212,37 @@ class Ledger:
             "SELECT count(*) FROM messages WHERE digest_id = ?", (digest_id,)).fetchone()[0]
 
     def queued_messages(self) -> list[QueuedMessage]:
-        """Recorded messages not yet sent or failed, oldest digest first."""
+        """Recorded messages not yet sent or failed, oldest digest first (queued_pages, whole:
+        for small queues; a send reads the pages)."""
+        return [message for page in self.queued_pages() for message in page]
+
+    def queued_pages(self, size: int = QUEUE_PAGE) -> Iterator[list[QueuedMessage]]:
+        """queued_messages a page of `size` at a time, by digest then address: each page is
+        a query of its own that starts after the last page's key (keyset), so a queue of a
+        million is never whole in memory, outcomes recorded between pages change nothing
+        already read, and no message is read twice."""
         from pipeline.core.deliveries import QueuedMessage
 
-        if not self._has_deliveries():  # read-only, not yet migrated: nothing was sent
-            return [QueuedMessage(*row) for row in self._db.execute(
-                "SELECT digest_id, address, filename FROM messages ORDER BY digest_id, filename")]
-        return [QueuedMessage(d, a, f, n or 0, datetime.fromisoformat(t) if t else None)
-                for d, a, f, n, t in self._db.execute(
-                    "SELECT m.digest_id, m.address, m.filename, x.attempts, x.next_attempt "
-                    "FROM digests g JOIN messages m ON m.digest_id = g.id "
-                    "LEFT JOIN deliveries x USING (digest_id, address) "
-                    "WHERE g.delivered = 0 AND (x.state IS NULL OR x.state = 'deferred') "
-                    "ORDER BY m.digest_id, m.filename")]
+        migrated = self._has_deliveries()  # read-only, not yet migrated: nothing was sent
+        digests = [d for (d,) in self._db.execute(
+            "SELECT id FROM digests WHERE delivered = 0 ORDER BY id" if migrated
+            else "SELECT DISTINCT digest_id FROM messages ORDER BY digest_id")]
+        query = ("SELECT m.address, m.filename, x.attempts, x.next_attempt FROM messages m "
+                 "LEFT JOIN deliveries x USING (digest_id, address) "
+                 "WHERE m.digest_id = ? AND m.address > ? "
+                 "AND (x.state IS NULL OR x.state = 'deferred') ORDER BY m.address LIMIT ?"
+                 if migrated else
+                 "SELECT address, filename, 0, NULL FROM messages "
+                 "WHERE digest_id = ? AND address > ? ORDER BY address LIMIT ?")
+        for digest_id in digests:
+            after = ""
+            while rows := self._db.execute(query, (digest_id, after, size)).fetchall():
+                after = rows[-1][0]
+                yield [QueuedMessage(digest_id, a, f, n or 0,
+                                     datetime.fromisoformat(t) if t else None)
+                       for a, f, n, t in rows]
+                if len(rows) < size:
+                    break
 
     def _has_deliveries(self) -> bool:
         return has_table(self._db, "deliveries")
