@@ -92,6 +92,7 @@ def _strict_channel() -> type:
         parser_class = StrictParser
         error_task_class = LoggedErrorTask
         touched = 0  # bumped by the worker thread after each change it makes (see _Loop)
+        worker_writing = False
 
         def service(self) -> None:
             try:
@@ -101,12 +102,24 @@ def _strict_channel() -> type:
                 self.server.pull_trigger()
 
         def write_soon(self, data: bytes) -> int:
+            self.worker_writing = True
             try:
                 return super().write_soon(data)
             finally:
+                self.worker_writing = False
                 self.touched += 1
                 if self.total_outbufs_len:
                     self.server.pull_trigger()
+
+        def writable(self) -> bool:
+            # While its worker writes (and sends what it wrote itself), the loop has nothing
+            # to send: waitress would poll the socket, find it writable, fail to take the
+            # buffer's lock and go round again, thousands of times in a burst, holding the
+            # GIL the worker needs. Unless the worker waits for the loop to drain a full buffer.
+            if self.worker_writing and \
+                    self.total_outbufs_len <= self.adj.outbuf_high_watermark:
+                return False
+            return bool(super().writable())
 
     return StrictChannel
 

@@ -154,3 +154,35 @@ def test_a_request_is_answered_as_soon_as_its_worker_is_done_on_a_quiet_server(
         httpd.server_close()
         thread.join(10)
     assert unsubscribed(site) == before + 1
+
+
+def test_an_answer_larger_than_the_write_buffer_is_sent_whole() -> None:
+    """While a worker writes, the loop leaves its socket alone, except when the worker waits
+    for the loop to drain a buffer past waitress's high-water mark: that must not hang."""
+    import threading
+
+    from pipeline.subscribers.web_server import WebServer
+
+    body = bytes(range(256)) * (40 * 1024 * 1024 // 256)  # 40 MB, past the 16 MB mark
+
+    def large(environ: dict, start_response) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        # The third write finds most of the second's 39 MB still buffered (the client is not
+        # reading yet): it waits for the loop to send them.
+        return [body[:1024], body[1024:-512 * 1024], body[-512 * 1024:]]
+
+    httpd = WebServer(large, "127.0.0.1", 0, threads=2)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        connection = http.client.HTTPConnection(f"127.0.0.1:{httpd.server_address[1]}",
+                                                timeout=20)
+        connection.request("GET", "/large")
+        time.sleep(0.5)  # the worker is at its third write by now
+        response = connection.getresponse()
+        assert response.status == 200 and response.read() == body
+        connection.close()
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
