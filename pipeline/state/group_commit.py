@@ -10,6 +10,7 @@ its exception; if the commit itself fails, every change in it fails and is repor
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ from typing import Generic, TypeVar
 
 from pipeline.state.ledger import Ledger, transaction
 
+log = logging.getLogger("pipeline")
 T = TypeVar("T")
 BATCH = 64  # changes at most in one transaction: it holds the write lock ~0.5 ms a change
 
@@ -45,7 +47,9 @@ class GroupCommit:
         """Apply `change` to the ledger in a durable transaction; its result once committed."""
         pending = _Change(change)
         self._queue.put(pending)
-        pending.done.wait()
+        while not pending.done.wait(1.0):
+            if not self._thread.is_alive():  # it could not open the ledger, or it crashed
+                raise RuntimeError("the ledger's writer thread has stopped")
         if pending.error is not None:
             raise pending.error
         return pending.result  # type: ignore[return-value]
@@ -55,7 +59,11 @@ class GroupCommit:
         self._thread.join(10)
 
     def _serve(self) -> None:
-        ledger = self._connect()
+        try:
+            ledger = self._connect()
+        except Exception:  # every caller is told (run), the reason goes to the log
+            log.exception("the ledger cannot be opened for writing")
+            return
         try:
             while True:
                 batch = [self._queue.get()]

@@ -7,6 +7,8 @@ import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from pipeline.core.models import ACTIVE, UNSUBSCRIBED, Subscriber
 from pipeline.state.group_commit import GroupCommit
 from pipeline.state.ledger import Ledger, connect_ledger, open_ledger
@@ -95,3 +97,13 @@ def test_a_change_that_fails_is_undone_alone_and_its_caller_gets_the_error(
     assert status_on_disk(tmp_path, second) == ACTIVE  # its half-done change was undone
     assert status_on_disk(tmp_path, third) == UNSUBSCRIBED
 
+
+
+def test_a_writer_that_cannot_open_the_ledger_fails_its_callers_instead_of_hanging(
+        tmp_path: Path) -> None:
+    def cannot_open() -> Ledger:
+        raise OSError("disk I/O error")
+
+    writer = GroupCommit(cannot_open)
+    with pytest.raises(RuntimeError, match="writer thread has stopped"):
+        writer.run(unsubscribe(1))
