@@ -24,11 +24,11 @@ from pathlib import Path
 from pipeline.core.atomic import flush_folders, move
 from pipeline.core.config import Config, load_config
 from pipeline.core.deliveries import Delivery, QueuedMessage, SendReport
-from pipeline.core.errors import Problem
 from pipeline.core.models import Subscriber
+from pipeline.delivery import due
 from pipeline.delivery.compact_queue import CompactQueue
 from pipeline.delivery.envelope import envelope_senders
-from pipeline.delivery.folders import OutboxError, check_writable, seen_by_a_reader
+from pipeline.delivery.folders import OutboxError, check_writable
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import delivery_settings, ready_to_send
@@ -38,13 +38,11 @@ from pipeline.delivery.transport import Outcome, Settings
 from pipeline.mail.compact import waiting_count
 from pipeline.mail.outbox import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
-from pipeline.state.lock import SEND_LOCK_NAME, is_locked, site_lock
+from pipeline.state.lock import SEND_LOCK_NAME, site_lock
 from pipeline.state.secret import load_secret
 
 log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
-CHECK_EVERY = 5000  # due messages checked against the list per chunk
-PAGE = 5000  # queued messages read from the ledger at a time: the queue is never whole
 MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
 
@@ -75,18 +73,18 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         in_stores = waiting_count(folders.root)[0]  # the compact outbox's
         if waiting or seen or in_stores:  # before anything is moved or sent
             check_writable(folders, config.state_dir, len(waiting) + seen + in_stores)
-        _adopt_confirmations(ledger, waiting, clock())
+        due.adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
         now = clock()
         # First pass, before anything is sent: recovered outcomes recorded, unwanted messages
         # withdrawn, journals opened, the due counted. The second streams the due to the pool.
-        _queue(ledger, folders, waiting, now, report, config, retry_now, sending=True,
+        due.check_queue(ledger, folders, waiting, now, report, config, retry_now, sending=True,
                compact=compact)
         _cap(report, limit, settings)
         log.info("send: %d due, %d waiting for their retry time", report.due, report.waiting)
         try:
             if report.due:
-                _drain(_due_pages(ledger, folders, waiting, now, report, retry_now, compact),
+                _drain(due.due_pages(ledger, folders, waiting, now, report, retry_now, compact),
                        delivery, settings.rate if rate is None else rate, signer,
                        folders, ledger, report, clock, progress,
                        envelope_senders(config, ledger, settings.envelope_from), compact)
@@ -111,7 +109,7 @@ def plan_send(site: Path, now: datetime | None = None, *, limit: int = 0,
         waiting = folders.listing()
         compact = CompactQueue(folders, waiting)
         try:
-            _queue(ledger, folders, waiting, now or datetime.now(UTC), report, config,
+            due.check_queue(ledger, folders, waiting, now or datetime.now(UTC), report, config,
                    retry_now, sending=False, compact=compact)
         finally:
             compact.close()
@@ -152,200 +150,6 @@ def send_test(site: Path, address: str) -> Outcome:
 def signer_for(dkim: DkimSettings | None) -> DkimSigner | None:
     return None if dkim is None else DkimSigner(dkim)
 
-
-def _pages(ledger: Ledger) -> Iterator[list[QueuedMessage]]:
-    """The ledger's queue, PAGE messages at a time: digests' messages, then notices."""
-    from pipeline.state.notices import Notices
-
-    yield from ledger.queued_pages(PAGE)
-    if notices := Notices(ledger).queued():  # confirmations: a few
-        yield notices
-
-
-def _queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
-           report: SendReport, config: Config, retry_now: bool, *, sending: bool,
-           compact: CompactQueue) -> None:
-    """Go through the ledger's queue, checked against the folders, a page at a time, and
-    count in `report` the messages due now (`due`), those waiting for their retry time, the
-    outcomes a killed send left unrecorded (`recovered`), the due messages whose subscriber
-    no longer wants them (`withdrawn`) and the missing; `waiting` lists outbox/new/. A
-    queued message that a mail client moved (to cur/, or renamed with flags) counts as
-    waiting. A compact digest's message waits in its store until its journal has an outcome.
-    With `sending`, before anything is sent: moved messages go back into new/, recovered
-    outcomes are recorded, unwanted messages withdrawn, and every journal a due message
-    needs is opened (OutboxError if one cannot be)."""
-    known = set()
-    seen = seen_by_a_reader(folders)
-    for page in _pages(ledger):
-        due: list[QueuedMessage] = []
-        recovered: list[Delivery] = []
-        for message in page:
-            if message.filename not in waiting and message.filename in seen:
-                if sending:
-                    os.rename(seen[message.filename], folders.new / message.filename)
-                    report.taken_back += 1
-                waiting.add(message.filename)
-            if message.filename in waiting:  # only to count the unknown files among them
-                known.add(message.filename)
-            if message.filename in waiting or compact.waiting(message):
-                if retry_now or message.next_attempt is None or message.next_attempt <= now:
-                    due.append(message)
-                else:
-                    report.waiting += 1
-            elif moved := folders.where(message.filename):
-                recovered.append(_recovered(message, folders, moved))
-            elif done := compact.recovered(message):
-                recovered.append(done)
-            else:
-                report.missing.append(message.filename)
-        due, unwanted = _still_wanted(due, ledger)
-        report.due += len(due)
-        report.recovered += len(recovered)
-        if not sending:
-            report.withdrawn += len(unwanted)
-            continue
-        if recovered:  # a killed send moved these but never recorded them
-            _record_outcomes(ledger, recovered)
-            log.info("send: recorded %d messages an interrupted send had moved",
-                     len(recovered))
-        compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
-        if unwanted:
-            _withdraw(unwanted, folders, ledger, report, now, compact)
-    if report.taken_back:
-        flush_folders(folders.new, folders.cur)
-        log.warning("send: %d messages a mail client had moved (Maildir cur/ or flags) were "
-                    "put back into outbox/new", report.taken_back)
-    unknown = sum(1 for name in waiting if name.endswith(".eml") and name not in known)
-    if unknown and not is_locked(config.state_dir):  # else a run may be writing them now
-        report.problems.append(Problem(
-            "outbox/new", "messages", f"{unknown} files are not in the ledger, so not sent",
-            "`newsletter run` records the ones a killed run wrote; move others away",
-            warning=True))
-    for name in report.missing:
-        report.problems.append(Problem(
-            "outbox", name, "is in the ledger but in none of new/, sent/, failed/, withdrawn/"
-            + (", nor in its compact store" if compact.has_store(name) else ""),
-            "put the file back into outbox/new/ (or its compact store from a backup) to send it"))
-
-
-def _due_pages(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
-               report: SendReport, retry_now: bool, compact: CompactQueue
-               ) -> Iterator[list[QueuedMessage]]:
-    """The second pass: the messages _queue counted as due, a page at a time, read again
-    from the ledger as the pool needs them. One whose subscriber left since is withdrawn
-    here (and no longer counted as due)."""
-    for page in _pages(ledger):
-        due = [m for m in page if (m.filename in waiting or compact.waiting(m)) and (
-            retry_now or m.next_attempt is None or m.next_attempt <= now)]
-        due, unwanted = _still_wanted(due, ledger)
-        if unwanted:
-            _withdraw(unwanted, folders, ledger, report, now, compact)
-            report.due -= len(unwanted)
-        if due:
-            yield due
-
-
-Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why
-
-
-def _still_wanted(due: list[QueuedMessage], ledger: Ledger
-                  ) -> tuple[list[QueuedMessage], list[Withdrawal]]:
-    """Split off messages whose subscriber changed their mind after they were written."""
-    from pipeline.core.models import email_key
-    from pipeline.state.subscribers import SubscriberBook
-
-    if not due:
-        return due, []
-    book = SubscriberBook(ledger)
-    wanted: list[QueuedMessage] = []
-    unwanted: list[Withdrawal] = []
-    for start in range(0, len(due), CHECK_EVERY):  # a list of a million is never held here
-        chunk = due[start:start + CHECK_EVERY]
-        statuses = book.statuses_of([email_key(m.address) for m in chunk])
-        for message in chunk:
-            why = _unwanted_because(message, *statuses.get(email_key(message.address), (0, "")))
-            if why is None:
-                wanted.append(message)
-            else:
-                unwanted.append((message, f"not sent: {message.address} {why}"))
-    return wanted, unwanted
-
-
-def _unwanted_because(message: QueuedMessage, subscriber_id: int, status: str) -> str | None:
-    """Why the message must not go out now, or None: a digest goes only to an active
-    subscriber, a confirmation only to the pending subscriber it was made for."""
-    from pipeline.core.models import ACTIVE, PENDING
-    from pipeline.mail.confirmation import CONFIRMATION_FILE
-
-    if not status:
-        return "is no longer on the list"
-    if message.digest_id is not None:
-        return None if status == ACTIVE else f"is {status} now"
-    made_for = CONFIRMATION_FILE.fullmatch(message.filename)
-    if made_for is None or int(made_for[1]) != subscriber_id:
-        return "was removed and added again: a newer confirmation replaces this one"
-    return None if status == PENDING else f"is {status} now"
-
-
-def _withdraw(unwanted: list[Withdrawal], folders: Outbox, ledger: Ledger,
-              report: SendReport, now: datetime, compact: CompactQueue) -> None:
-    """Move messages no one wants any more into outbox/withdrawn/ and record why."""
-    new, withdrawn = str(folders.new), str(folders.withdrawn)
-    for message, why in unwanted:
-        if compact.holds(message):
-            compact.record(message, "withdrawn", why)
-        else:
-            move(message.filename, new, withdrawn)
-    flush_folders(folders.new, folders.withdrawn)
-    compact.flush()
-    _record_outcomes(ledger, [Delivery(message, "withdrawn", why, now, message.attempts)
-                              for message, why in unwanted])
-    report.withdrawn += len(unwanted)
-    log.info("send: %d messages withdrawn: their subscribers left the list", len(unwanted))
-
-
-def _adopt_confirmations(ledger: Ledger, waiting: set[str], now: datetime) -> None:
-    """Queue confirmation files the ledger does not know: written by a run killed before it
-    recorded them, or by a version that did not queue them."""
-    from pipeline.mail.confirmation import CONFIRMATION_FILE
-    from pipeline.state.notices import Notices
-    from pipeline.state.subscribers import SubscriberBook
-
-    found = {name: int(match[1]) for name in waiting
-             if (match := CONFIRMATION_FILE.fullmatch(name))}
-    if not found:
-        return
-    notices, book = Notices(ledger), SubscriberBook(ledger)
-    known = notices.filenames()
-    rows = [(name, who.email) for name, sid in sorted(found.items())
-            if name not in known and (who := book.by_id(sid)) is not None]
-    if rows:
-        notices.record(rows, now)
-
-
-def _record_outcomes(ledger: Ledger, deliveries: list[Delivery]) -> None:
-    """Outcomes of digest messages go to the deliveries table, of notices to their own rows."""
-    from pipeline.state.notices import Notices
-
-    digests = [d for d in deliveries if d.message.digest_id is not None]
-    notices = [d for d in deliveries if d.message.digest_id is None]
-    if digests:
-        ledger.record_deliveries(digests)
-    if notices:
-        Notices(ledger).record_deliveries(notices)
-
-
-def _recovered(message: QueuedMessage, folders: Outbox, state: str) -> Delivery:
-    path = folders.folder(state) / message.filename
-    when = datetime.fromtimestamp(path.stat().st_ctime, UTC)  # the rename's time
-    reply, bouncing = "accepted; the reply was lost when the send was killed", False
-    if state == "withdrawn":
-        reply = "not sent: its subscriber left the list (recorded after an interrupted send)"
-    if state == "failed":
-        text = folders.read_reason(message.filename) or "refused"
-        # "marked bouncing": the note's wording before it matched the list's status
-        reply, bouncing = text.splitlines()[0], "marked bounc" in text
-    return Delivery(message, state, reply, when, message.attempts + 1, bouncing=bouncing)
 
 
 def _cap(report: SendReport, limit: int, settings: Settings) -> None:
@@ -415,7 +219,7 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
         """Keep a page or two in the pool's queue, never the whole of a large queue; at most
         report.due (the cap) in all."""
         nonlocal fed
-        while pool.feeding and pool.jobs.qsize() < PAGE:
+        while pool.feeding and pool.jobs.qsize() < due.PAGE:
             page = next(pages, None) if fed < report.due else None
             if page is None:
                 report.due = min(report.due, fed)  # fewer than counted: they went since
@@ -474,7 +278,7 @@ def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders
         return
     flush_folders(folders.new, folders.sent, folders.failed)
     compact.flush()
-    _record_outcomes(ledger, batch)
+    due.record_outcomes(ledger, batch)
     for delivery in batch:
         setattr(report, delivery.state, getattr(report, delivery.state) + 1)
         if delivery.state == "failed":

@@ -1,4 +1,4 @@
-"""A send reads its queue from the ledger a page at a time (send.PAGE) and feeds the pool as
+"""A send reads its queue from the ledger a page at a time (due.PAGE) and feeds the pool as
 it drains: with a page of 7, a queue of several pages is sent whole, each message once, in
 both outbox modes; a cap and a withdrawn subscriber across pages; a SIGKILL across a page
 boundary. A real SMTP server on loopback, a real SIGKILL."""
@@ -24,7 +24,7 @@ from conftest import (
     use_relay,
     write_entry,
 )
-from pipeline.delivery import send as sending
+from pipeline.delivery import due as sending_queue
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.send import send
 from pipeline.mail.compact import stores
@@ -32,11 +32,11 @@ from pipeline.run import run
 from pipeline.state.ledger import open_ledger
 
 PAGE = 7
-DEFAULT_PAGE = sending.PAGE
+DEFAULT_PAGE = sending_queue.PAGE
 KILL_CHILD = """
 import sys
-import pipeline.delivery.send as sending
-sending.PAGE = int(sys.argv[1])
+import pipeline.delivery.due as sending_queue
+sending_queue.PAGE = int(sys.argv[1])
 from pipeline.cli.main import cli
 cli(["send", "--site", sys.argv[2], "--rate", "150"])
 """
@@ -55,7 +55,7 @@ def states(site: Path) -> Counter[str]:
 @pytest.fixture
 def most_queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """A page of PAGE, and the most jobs the pool ever held at once (it is fed pages)."""
-    monkeypatch.setattr(sending, "PAGE", PAGE)
+    monkeypatch.setattr(sending_queue, "PAGE", PAGE)
     most = [0]
     feed = Pool.feed
 
@@ -117,11 +117,11 @@ def test_a_sender_killed_across_a_page_boundary_loses_nothing(site: Path) -> Non
         assert 3 * PAGE < killed_at < 60, "the kill must land past the third page"
         [store] = stores(site / "outbox")
         journaled = len(store.outcomes())
-        sending.PAGE = PAGE  # the second send pages too (restored below)
+        sending_queue.PAGE = PAGE  # the second send pages too (restored below)
         try:
             report = send(site)
         finally:
-            sending.PAGE = DEFAULT_PAGE
+            sending_queue.PAGE = DEFAULT_PAGE
     got = Counter(a for a, _ in inbox.received)
     assert sorted(got) == sorted(addresses)  # nothing lost
     # Twice only from the window between the relay's 250 and the journal's line: at most one
