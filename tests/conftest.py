@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -286,6 +287,20 @@ def use_relay(site: Path, port: int, **settings: object) -> None:
     lines = [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
         f.write("\n[smtp]\n" + "\n".join(lines) + "\n")
+
+
+def use_compact_outbox(site: Path) -> None:
+    """Switch the site's outbox to the compact mode ([outbox] mode = "compact")."""
+    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
+        f.write('\n[outbox]\nmode = "compact"\n')
+
+
+def delivery_states(site: Path) -> Counter[str]:
+    """How many of the ledger's digest messages are in each delivery state."""
+    from pipeline.state.ledger import open_ledger
+
+    with open_ledger(site / ".newsletter", read_only=True) as ledger:
+        return Counter(d.state for d in ledger.deliveries())
 
 
 def kill_send_midway(site: Path, inbox: Inbox, after: int = 100) -> int:

@@ -21,12 +21,14 @@ from conftest import (
     NOW,
     Inbox,
     add_subscribers,
+    delivery_states,
     free_port,
     invoke,
     kill_send_midway,
     markdown_entry,
     outbox_folder,
     smtp_server,
+    use_compact_outbox,
     use_relay,
     write_entry,
 )
@@ -50,14 +52,8 @@ left@example.org,Left Already,,unsubscribed
 """.format(long="Averyveryverylong Name " * 8)
 
 
-def compact(site: Path) -> None:
-    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
-        f.write('\n[outbox]\nmode = "compact"\n')
 
 
-def states(site: Path) -> Counter[str]:
-    with open_ledger(site / ".newsletter", read_only=True) as ledger:
-        return Counter(d.state for d in ledger.deliveries())
 
 
 def received(inbox: Inbox) -> dict[str, bytes]:
@@ -72,7 +68,7 @@ def test_both_modes_put_the_same_bytes_on_the_wire(site: Path, tmp_path: Path,
     write_entry(site, "a.md", markdown_entry(title="Sleep and blood pressure"))
     twin = tmp_path / "twin"
     shutil.copytree(site, twin)
-    compact(twin)
+    use_compact_outbox(twin)
     port = free_port()
     use_relay(site, port)
     use_relay(twin, port)
@@ -96,7 +92,7 @@ def test_both_modes_put_the_same_bytes_on_the_wire(site: Path, tmp_path: Path,
     assert sorted(by_file.values()) == sorted(eml.values())
     message = email.message_from_bytes(by_store["o'brien+tag@example.org"], policy=policy.SMTP)
     assert message["To"].addresses[0].display_name == 'O\'Brien, "Bert" <the best>'
-    assert states(twin) == {"sent": 6}
+    assert delivery_states(twin) == {"sent": 6}
     assert outbox_folder(twin, "sent") == []  # nothing per subscriber, in either folder
     _, out, _ = invoke("status", "--site", str(twin))
     assert "6 messages written, 6 sent" in out and "waiting in the outbox: 0" in out
@@ -134,7 +130,7 @@ def config_and_digest(site: Path) -> tuple:
 def test_a_sender_killed_with_sigkill_loses_nothing_and_sends_nothing_twice(
         site: Path) -> None:
     port = free_port()
-    compact(site)
+    use_compact_outbox(site)
     use_relay(site, port, connections=4)
     addresses = add_subscribers(site, 300)
     write_entry(site, "a.md", markdown_entry())
@@ -154,13 +150,13 @@ def test_a_sender_killed_with_sigkill_loses_nothing_and_sends_nothing_twice(
     # Twice only from the window between the relay's 250 and the journal's line: at most one
     # per connection the killed sender had open.
     assert sum(got.values()) - 300 <= 4, got.most_common(5)
-    assert states(site) == {"sent": 300}
+    assert delivery_states(site) == {"sent": 300}
     assert len(store.outcomes()) == 300
 
 
 def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     port = free_port()
-    compact(site)
+    use_compact_outbox(site)
     use_relay(site, port, retry_after=60)
     addresses = add_subscribers(site, 6)
     write_entry(site, "a.md", markdown_entry())
@@ -206,7 +202,7 @@ def test_deferred_withdrawn_failed_dry_run_and_erasure(site: Path) -> None:
     with smtp_server(later, port):
         assert send(site, NOW + timedelta(hours=1)).sent == 1
     assert sorted(received(later)) == [addresses[2]]
-    assert states(site) == {"sent": 4, "withdrawn": 1}  # the erased address's rows went
+    assert delivery_states(site) == {"sent": 4, "withdrawn": 1}  # the erased address's rows went
     assert sum(1 for _ in CompactStore(site / "outbox", store.dir.name).records()) == 5
 
 
@@ -215,7 +211,7 @@ def test_a_writer_killed_mid_digest_resumes_without_a_second_line(site: Path) ->
     from pipeline.state.secret import load_secret
     from pipeline.state.subscribers import SubscriberBook
 
-    compact(site)
+    use_compact_outbox(site)
     addresses = add_subscribers(site, 2600)  # more than one batch (2,000)
     write_entry(site, "a.md", markdown_entry())
     assert run(site, NOW).written == 2600
@@ -248,7 +244,7 @@ def test_retention_removes_a_finished_store_only(site: Path) -> None:
     from pipeline.mail.outbox import Outbox
 
     port = free_port()
-    compact(site)
+    use_compact_outbox(site)
     use_relay(site, port)
     write_entry(site, "a.md", markdown_entry())
     run(site, NOW)

@@ -18,9 +18,11 @@ import pytest
 from conftest import (
     Inbox,
     add_subscribers,
+    delivery_states,
     free_port,
     markdown_entry,
     smtp_server,
+    use_compact_outbox,
     use_relay,
     write_entry,
 )
@@ -29,7 +31,6 @@ from pipeline.delivery.pool import Pool
 from pipeline.delivery.send import send
 from pipeline.mail.compact import stores
 from pipeline.run import run
-from pipeline.state.ledger import open_ledger
 
 PAGE = 7
 DEFAULT_PAGE = sending_queue.PAGE
@@ -42,14 +43,8 @@ cli(["send", "--site", sys.argv[2], "--rate", "150"])
 """
 
 
-def compact(site: Path) -> None:
-    with (site / "newsletter.toml").open("a", encoding="utf-8") as f:
-        f.write('\n[outbox]\nmode = "compact"\n')
 
 
-def states(site: Path) -> Counter[str]:
-    with open_ledger(site / ".newsletter", read_only=True) as ledger:
-        return Counter(d.state for d in ledger.deliveries())
 
 
 @pytest.fixture
@@ -72,7 +67,7 @@ def test_a_queue_of_several_pages_is_sent_whole_each_message_once(
         site: Path, mode: str, most_queued: list[int]) -> None:
     port = free_port()
     if mode == "compact":
-        compact(site)
+        use_compact_outbox(site)
     use_relay(site, port, connections=3)
     addresses = add_subscribers(site, 40)
     write_entry(site, "a.md", markdown_entry())
@@ -92,13 +87,13 @@ def test_a_queue_of_several_pages_is_sent_whole_each_message_once(
     got = Counter(a for a, _ in inbox.received)
     assert sorted(got) == sorted(set(addresses) - {addresses[12]})
     assert set(got.values()) == {1}
-    assert states(site) == {"sent": 39, "withdrawn": 1}
+    assert delivery_states(site) == {"sent": 39, "withdrawn": 1}
     assert 0 < most_queued[0] <= 2 * PAGE, "the pool held the whole queue"
 
 
 def test_a_sender_killed_across_a_page_boundary_loses_nothing(site: Path) -> None:
     port = free_port()
-    compact(site)
+    use_compact_outbox(site)
     use_relay(site, port, connections=2)
     addresses = add_subscribers(site, 60)
     write_entry(site, "a.md", markdown_entry())
@@ -128,4 +123,4 @@ def test_a_sender_killed_across_a_page_boundary_loses_nothing(site: Path) -> Non
     # per connection the killed sender had open.
     assert sum(got.values()) - 60 <= 2, got.most_common(3)
     assert journaled + report.sent == 60
-    assert states(site) == {"sent": 60}
+    assert delivery_states(site) == {"sent": 60}

@@ -17,6 +17,7 @@ import pytest
 from conftest import (
     Inbox,
     add_subscribers,
+    delivery_states,
     invoke,
     markdown_entry,
     outbox_folder,
@@ -26,12 +27,6 @@ from conftest import (
 )
 from pipeline.delivery import folders as folders_module
 from pipeline.run import run
-from pipeline.state.ledger import open_ledger
-
-
-def ledger_states(site: Path) -> Counter[str]:
-    with open_ledger(site / ".newsletter", read_only=True) as ledger:
-        return Counter(d.state for d in ledger.deliveries())
 
 
 def queued_site(site: Path, port: int, count: int, **smtp: object) -> list[str]:
@@ -60,7 +55,7 @@ def test_a_signal_mid_send_finishes_what_is_in_flight_and_leaves_no_duplicate(
         assert 0 < stopped_at < 300, "the signal must land mid-send"
         # every message the server accepted was moved and recorded before the process ended
         assert len(outbox_folder(site, "sent")) == stopped_at
-        assert ledger_states(site) == {"sent": stopped_at}
+        assert delivery_states(site) == {"sent": stopped_at}
         assert len(outbox_folder(site, "new")) == 300 - stopped_at
         code, _, _ = invoke("send", "--site", str(site))
     assert sender.returncode == 128 + stop, err
@@ -69,7 +64,7 @@ def test_a_signal_mid_send_finishes_what_is_in_flight_and_leaves_no_duplicate(
     assert code == 0
     got = Counter(a for a, _ in inbox.received)
     assert sorted(got) == sorted(addresses) and set(got.values()) == {1}  # 0 duplicates
-    assert ledger_states(site) == {"sent": 300}
+    assert delivery_states(site) == {"sent": 300}
 
 
 def test_an_outbox_that_cannot_take_moves_stops_the_send_before_the_first_message(
@@ -130,7 +125,7 @@ def test_a_message_accepted_when_the_outbox_broke_is_recorded_and_never_sent_aga
         code, _, err = invoke("send", "--site", str(site))
         assert code == 73, err
         assert "accepted" in err and "recorded as sent" in err
-        assert len(inbox.received) == 5 and ledger_states(site) == {"sent": 5}
+        assert len(inbox.received) == 5 and delivery_states(site) == {"sent": 5}
         sent.unlink()
         away.rename(sent)
         inbox.data_reply = lambda address: None
@@ -138,7 +133,7 @@ def test_a_message_accepted_when_the_outbox_broke_is_recorded_and_never_sent_aga
     assert code == 0, err
     got = Counter(a for a, _ in inbox.received)
     assert sorted(got) == sorted(addresses) and set(got.values()) == {1}
-    assert ledger_states(site) == {"sent": 20}
+    assert delivery_states(site) == {"sent": 20}
 
 
 @pytest.mark.parametrize("flags", [":2,S", ":2,RS", ""])
