@@ -31,18 +31,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from generate import CONFIG
 from measure import ENV, NEWSLETTER, wait_for_quiet_disk
-
-CONFIG = """\
-[site]
-title = "Bench Journal"
-url = "https://journal.example.org/"
-id = "bench-journal"
-
-[email]
-from = "Bench Journal <journal@example.org>"
-"""
-
 
 # What `newsletter subscribers import FILE` does, without click, printing its report and the
 # longest time one batch held the write lock (measured inside, from BEGIN to after COMMIT).
@@ -108,7 +98,7 @@ def one_import(root: Path, big: Path, run: int
     """Fresh site; (wall, cpu, peak MB, longest lock wait, longest batch, summary line)."""
     site = root / f"site{run}"
     (site / "articles").mkdir(parents=True)
-    (site / "newsletter.toml").write_text(CONFIG)
+    (site / "newsletter.toml").write_text(CONFIG.format(max_articles=10))
     subprocess.run([*NEWSLETTER, "status", "--site", str(site)], env=ENV, capture_output=True)
     probe = LockProbe(site / ".newsletter" / "state.sqlite3")
     wait_for_quiet_disk()

@@ -34,6 +34,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "tests")]
+from generate import CONFIG  # noqa: E402
 from measure import ENV, NEWSLETTER  # noqa: E402
 
 SECRET = ENV["NEWSLETTER_SECRET"]  # the server's: tokens made with another are refused
@@ -46,20 +47,10 @@ from pipeline.state.subscribers import SubscriberBook  # noqa: E402
 from pipeline.subscribers.link_tokens import confirmation_token  # noqa: E402
 from web_client import burst, one_click  # noqa: E402
 
-CONFIG = """\
-[site]
-title = "Bench Journal"
-url = "https://journal.example.org/"
-id = "bench-journal"
-
-[email]
-from = "Bench Journal <journal@example.org>"
-"""
-
 
 def make_site(root: Path, subscribers: int) -> Path:
     (root / "articles").mkdir(parents=True)
-    (root / "newsletter.toml").write_text(CONFIG)
+    (root / "newsletter.toml").write_text(CONFIG.format(max_articles=10))
     with open_ledger(root / ".newsletter") as ledger:
         SubscriberBook(ledger).import_rows(
             (Subscriber(f"reader{n:07d}@example.org") for n in range(subscribers)),
