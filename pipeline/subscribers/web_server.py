@@ -10,6 +10,7 @@ granian needs a Rust build), and it is one small dependency.
 from __future__ import annotations
 
 import logging
+import select
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -133,15 +134,14 @@ class _Loop:
     `touched`, then wakes the loop). Otherwise the same as `wasyncore.poll2`."""
 
     def __init__(self, connections: dict) -> None:
-        self.connections = connections
-        self.parked: dict[int, tuple[object, int]] = {}
-
-    def turn(self, timeout: float) -> None:
-        import select
-
         from waitress.wasyncore import readwrite
 
-        pollster = select.poll()
+        self.connections = connections
+        self.parked: dict[int, tuple[object, int]] = {}
+        self.readwrite = readwrite
+
+    def turn(self, timeout: float) -> None:
+        pollster, readwrite = select.poll(), self.readwrite
         parked = self.parked
         for fd, obj in list(self.connections.items()):
             seen = parked.get(fd)
