@@ -64,7 +64,9 @@ def import_deferring(module: str, deferred: tuple[str, ...]) -> types.ModuleType
 
 
 def premailer_class() -> type:
-    return import_deferring("premailer", NEVER_USED).Premailer  # type: ignore[no-any-return]
+    """premailer's class, cssutils not imported until something asks it (css_memo.py
+    answers what premailer asks it, from earlier runs)."""
+    return import_deferring("premailer", (*NEVER_USED, "cssutils")).Premailer  # type: ignore[no-any-return]
 
 
 @contextmanager
