@@ -7,19 +7,23 @@ entries in that category.
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
-import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 
 from feedgen.ext.base import BaseExtension
-from feedgen.feed import FeedGenerator
 
 from pipeline.core.config import Config
 from pipeline.core.models import Article
 from pipeline.publishing.feed_types import FEEDS, RSS, category_feeds
+from pipeline.publishing.premailer_setup import import_deferring
+
+# feedgen parses dates with dateutil.parser only when given strings; it is given datetimes
+# here, so the parser (~4 ms to import) stands deferred (premailer_setup.Deferred).
+FeedGenerator = import_deferring("feedgen.feed", ("dateutil.parser",)).FeedGenerator
 
 ATOM_NS = "http://www.w3.org/2005/Atom"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # an empty feed's date: stable, and plainly "never"
@@ -32,11 +36,25 @@ def entry_id(config: Config, slug: str) -> str:
 
 @lru_cache(maxsize=4096)  # each entry's id is written ~5 times a run (id and guid, per feed)
 def _entry_id(journal_id: str, slug: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{journal_id}:{slug}')}"
+    return url_uuid(f"newsletter:{journal_id}:{slug}")
 
 
 def feed_id(config: Config) -> str:
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}')}"
+    return url_uuid(f"newsletter:{config.journal_id}")
+
+
+# uuid.NAMESPACE_URL's bytes: the uuid module is not imported for it (it imports platform).
+_URL_NAMESPACE = bytes.fromhex("6ba7b8119dad11d180b400c04fd430c8")
+
+
+def url_uuid(name: str) -> str:
+    """`urn:uuid:` and uuid.uuid5(uuid.NAMESPACE_URL, name) (RFC 4122 §4.3: SHA-1 of the
+    namespace and the name, version 5, RFC 4122 variant)."""
+    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + name.encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    x = digest.hex()
+    return f"urn:uuid:{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def render_feeds(articles: Sequence[Article], config: Config,
@@ -147,7 +165,7 @@ def _generator(items: Sequence[Article], config: Config, path: str,
 
 
 def _feed_path_id(config: Config, path: str) -> str:
-    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}:{path}')}"
+    return url_uuid(f"newsletter:{config.journal_id}:{path}")
 
 
 def json_feed(items: Sequence[Article], config: Config, path: str) -> bytes:

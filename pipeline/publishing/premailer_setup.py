@@ -53,7 +53,7 @@ def import_deferring(module: str, deferred: tuple[str, ...]) -> types.ModuleType
         # `import urllib.request` binds `urllib` and reads `request` from it later: as after a
         # real import, the package holds the submodule (the real one replaces it on import).
         package, _, child = name.rpartition(".")
-        if package in sys.modules and not hasattr(sys.modules[package], child):
+        if package and child not in vars(importlib.import_module(package)):
             setattr(sys.modules[package], child, stand_in)
     try:
         return importlib.import_module(module)
