@@ -7,9 +7,9 @@ entries in that category.
 
 from __future__ import annotations
 
-import hashlib
 import html
 import json
+import uuid
 from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -36,25 +36,11 @@ def entry_id(config: Config, slug: str) -> str:
 
 @lru_cache(maxsize=4096)  # each entry's id is written ~5 times a run (id and guid, per feed)
 def _entry_id(journal_id: str, slug: str) -> str:
-    return url_uuid(f"newsletter:{journal_id}:{slug}")
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{journal_id}:{slug}')}"
 
 
 def feed_id(config: Config) -> str:
-    return url_uuid(f"newsletter:{config.journal_id}")
-
-
-# uuid.NAMESPACE_URL's bytes: the uuid module is not imported for it (it imports platform).
-_URL_NAMESPACE = bytes.fromhex("6ba7b8119dad11d180b400c04fd430c8")
-
-
-def url_uuid(name: str) -> str:
-    """`urn:uuid:` and uuid.uuid5(uuid.NAMESPACE_URL, name) (RFC 4122 §4.3: SHA-1 of the
-    namespace and the name, version 5, RFC 4122 variant)."""
-    digest = bytearray(hashlib.sha1(_URL_NAMESPACE + name.encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x50
-    digest[8] = (digest[8] & 0x3F) | 0x80
-    x = digest.hex()
-    return f"urn:uuid:{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}')}"
 
 
 def render_feeds(articles: Sequence[Article], config: Config,
@@ -165,7 +151,7 @@ def _generator(items: Sequence[Article], config: Config, path: str,
 
 
 def _feed_path_id(config: Config, path: str) -> str:
-    return url_uuid(f"newsletter:{config.journal_id}:{path}")
+    return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'newsletter:{config.journal_id}:{path}')}"
 
 
 def json_feed(items: Sequence[Article], config: Config, path: str) -> bytes:

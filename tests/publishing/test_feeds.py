@@ -347,20 +347,10 @@ def test_the_feed_file_names_are_spelt_once_in_the_package() -> None:
         assert places == ["publishing/feed_types.py"], feed.name
 
 
-@pytest.mark.parametrize("name", ["newsletter:clinic:a-slug", "newsletter:x", "", "ü" * 200])
-def test_ids_are_rfc_4122_name_based_uuids_as_the_uuid_module_makes_them(name: str) -> None:
-    """Readers know entries by these ids: they must stay what uuid.uuid5 gave before."""
-    import uuid
-
-    from pipeline.publishing.feeds import url_uuid
-
-    assert url_uuid(name) == f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, name)}"
-
-
 def test_rendering_feeds_leaves_dateutils_parser_unimported_which_still_works_if_used(
         sample_site: Path) -> None:
-    """feedgen is given datetimes, never date strings: its parser's import is deferred (and
-    uuid's, with platform), in a fresh interpreter since other tests import them."""
+    """feedgen is given datetimes, never date strings: its parser's import is deferred. In a
+    fresh interpreter, since other tests import it."""
     code = f"""
 import sys
 from datetime import datetime
@@ -371,7 +361,7 @@ from pipeline.entries.collect import collect_articles
 from pipeline.publishing.feeds import render_feeds
 config = load_config(Path({str(sample_site)!r}))
 assert render_feeds(collect_articles(config, NOW)[0], config)
-print(sorted(m for m in ("dateutil.parser", "uuid", "platform") if m in sys.modules))
+print(sorted(m for m in ("dateutil.parser",) if m in sys.modules))
 import feedgen.entry
 entry = feedgen.entry.FeedEntry()
 entry.published("2026-11-02T08:00:00Z")
