@@ -39,7 +39,7 @@ def clocked(module, name):
             times[key] = times.get(key, 0.0) + time.process_time() - began
     setattr(module, name, wrapper)
 
-from pipeline.cli.main import main
+from pipeline.cli.main import cli  # not main(): it leaves by os._exit once done
 import pipeline.run as run
 times["imports: interpreter to the CLI and run.py"] = time.process_time() - start
 for name in ("scan", "collect_articles", "_publish", "_refresh_feeds", "_write_web_copy",
@@ -56,7 +56,7 @@ clocked(digest, "inline_css")
 clocked(outbox, "write_outbox")
 sys.argv = ["newsletter", "run", "--site", sys.argv[1], "--quiet"]
 try:
-    main()
+    cli(standalone_mode=True)
 except SystemExit:
     pass
 times["total (CPU, without the interpreter's own start)"] = time.process_time() - start
