@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
@@ -323,6 +325,25 @@ def _setup_logging(verbose: bool) -> None:
 def main() -> None:
     try:
         cli(standalone_mode=True)
+    except SystemExit as done:
+        _leave(done.code)
     except Exception as exc:  # the last resort: one line, not a traceback, for cron's mail
         click.echo(f"unexpected failure: {type(exc).__name__}: {exc}", err=True)
         sys.exit(EXIT_SOFTWARE)
+
+
+def _leave(code: object) -> NoReturn:
+    """Exit once the command is done, without the interpreter's teardown (freeing every
+    object module by module: ~20 ms after a run, as long as a no-op run's own work): what
+    the command wrote is closed by then, and the logs and output are flushed here. A normal
+    exit when it must do more: another thread is still running (it would wait for it), or
+    the code is a message to print."""
+    if (code is None or isinstance(code, int)) and threading.active_count() == 1:
+        logging.shutdown()
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):  # a closed pipe: the normal exit reports it
+            raise SystemExit(code) from None
+        os._exit(code or 0)
+    raise SystemExit(code)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 
 
@@ -67,6 +68,24 @@ def flush_to_disk(*folders: Path) -> None:
     os.sync()
     for folder in folders:
         _fsync_dir(folder)
+
+
+def flush_files(folder: Path, names: Iterable[str]) -> None:
+    """`flush_to_disk(folder)` for a few files in it: each one's own fsync instead of the
+    machine's whole sync, which also waits for every other program's unwritten data (on a
+    shared machine ~5–100 ms against ~0.3 ms a file). A file already moved on from `folder`
+    means syncing everything, as flush_to_disk does."""
+    for name in names:
+        try:
+            fd = os.open(os.path.join(folder, name), os.O_RDONLY)
+        except FileNotFoundError:
+            os.sync()
+            break
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(folder)
 
 
 def _fsync_dir(folder: Path) -> None:

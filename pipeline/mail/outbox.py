@@ -14,7 +14,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from pipeline.core.atomic import flush_to_disk, write_atomic
+from pipeline.core.atomic import flush_files, flush_to_disk, write_atomic
 from pipeline.core.config import Config
 from pipeline.core.models import Digest, Subscriber
 from pipeline.mail.compose import Composer, message_name, message_prefix
@@ -27,6 +27,7 @@ __all__ = ["FAILED", "SENT", "WITHDRAWN", "Outbox", "message_name", "message_pre
 
 log = logging.getLogger("pipeline")
 BATCH = 2000  # messages made durable (one sync) and recorded together
+FEW = 64  # messages in a batch made durable one by one (fsync each) rather than by one sync
 SENT = "sent"  # where sending moves a message once the server accepted it
 FAILED = "failed"  # where sending moves a message the server refused for good, beside its reason
 WITHDRAWN = "withdrawn"  # where sending moves a message whose subscriber left after it was written
@@ -237,8 +238,11 @@ class _Recorder:
 
     def add(self, batch: list[tuple[str, str]]) -> None:
         self._record_pending()
-        if batch:
+        if len(batch) > FEW:
             self._pending = (self._flusher.submit(flush_to_disk, self._new), batch)
+        elif batch:
+            names = [name for _, name in batch]
+            self._pending = (self._flusher.submit(flush_files, self._new, names), batch)
 
     def _record_pending(self) -> None:
         if self._pending is not None:

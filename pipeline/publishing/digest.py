@@ -5,10 +5,10 @@ Per-subscriber values are left as placeholders that outbox.py fills in cheaply.
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from xml.parsers import expat
 
 import jinja2
@@ -53,14 +53,14 @@ def render_digest(articles: Sequence[Article], created: datetime, config: Config
     env = template_environment(config)
     context = _context(articles, created, config, web_copy=False)
     text = render_template(env, TEXT_TEMPLATE, context)
-    return _html(env, context), _tidy_text(text)
+    return _html(env, context, config), _tidy_text(text)
 
 
 def render_web_html(articles: Sequence[Article], created: datetime, config: Config) -> str:
     """The digest as a web page: the same template with web_copy set, so no personal footer.
     Placeholders a site's own template still uses get neutral values, never a subscriber's."""
     env = template_environment(config)
-    html = _html(env, _context(articles, created, config, web_copy=True))
+    html = _html(env, _context(articles, created, config, web_copy=True), config)
     you = translations(config).gettext("you")
     return html.replace(PLACEHOLDERS["email"], you).replace(
         PLACEHOLDERS["unsubscribe_url"], config.site_url)
@@ -105,13 +105,13 @@ def _context(articles: Sequence[Article], created: datetime, config: Config, *,
     }
 
 
-def _html(env: jinja2.Environment, context: dict[str, object]) -> str:
+def _html(env: jinja2.Environment, context: dict[str, object], config: Config) -> str:
     source = render_template(env, HTML_TEMPLATE, context)
     try:
         html = compile_mjml(source)
     except ValueError as exc:
         raise TemplateError(_mjml_problem(env, exc)) from None
-    return inline_css(html)
+    return inline_css(html, config.state_dir)
 
 
 def compile_mjml(source: str) -> str:
@@ -122,12 +122,14 @@ def compile_mjml(source: str) -> str:
     return mjml2html(source, fonts={}, disable_comments=True)
 
 
-def inline_css(document: str) -> str:
+def inline_css(document: str, state_dir: Path | None = None) -> str:
+    """premailer's inlining; what it asks cssutils is kept in `state_dir` (css_memo.py)."""
+    from pipeline.publishing.css_memo import installed, memo_for, memoizing
     from pipeline.publishing.html_trim import keep_reset_in_style, trimmed
-    from pipeline.publishing.premailer_setup import premailer_class, without_css_validation
+    from pipeline.publishing.premailer_setup import premailer_class
     from pipeline.publishing.seven_bit import seven_bit_html
 
-    premailer = premailer_class()(  # ~0.1 s to import: only on paths that render
+    premailer = memoizing(premailer_class())(  # ~0.04 s to import: only on paths that render
         keep_reset_in_style(document),
         allow_network=False,
         keep_style_tags=True,  # @media and dark-mode rules must stay in <style>
@@ -138,10 +140,12 @@ def inline_css(document: str) -> str:
         # already writes the pixel sizes Outlook needs.
         disable_basic_attributes=["width", "height"],
         disable_validation=True,
-        cssutils_logging_level=logging.CRITICAL,
+        # cssutils' log is silenced (CRITICAL) when it is first asked (css_memo.real_cssutils)
     )
-    with without_css_validation():
+    memo = memo_for(state_dir)
+    with installed(memo, premailer):
         inlined = premailer.transform()
+    memo.save()
     # premailer drops the doctype; without it clients render in quirks mode.
     html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", trimmed(inlined),
                                          flags=re.I)

@@ -53,7 +53,7 @@ def import_deferring(module: str, deferred: tuple[str, ...]) -> types.ModuleType
         # `import urllib.request` binds `urllib` and reads `request` from it later: as after a
         # real import, the package holds the submodule (the real one replaces it on import).
         package, _, child = name.rpartition(".")
-        if package in sys.modules and not hasattr(sys.modules[package], child):
+        if package and child not in vars(importlib.import_module(package)):
             setattr(sys.modules[package], child, stand_in)
     try:
         return importlib.import_module(module)
@@ -64,7 +64,9 @@ def import_deferring(module: str, deferred: tuple[str, ...]) -> types.ModuleType
 
 
 def premailer_class() -> type:
-    return import_deferring("premailer", NEVER_USED).Premailer  # type: ignore[no-any-return]
+    """premailer's class, cssutils not imported until something asks it (css_memo.py
+    answers what premailer asks it, from earlier runs)."""
+    return import_deferring("premailer", (*NEVER_USED, "cssutils")).Premailer  # type: ignore[no-any-return]
 
 
 @contextmanager

@@ -8,7 +8,7 @@ import html as html_lib
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -269,19 +269,25 @@ def test_files_arrive_in_new_through_tmp(issue: Issue, monkeypatch: pytest.Monke
     assert (outbox / "cur").is_dir()
 
 
+@pytest.mark.parametrize("few", [0, 64], ids=["one sync a batch", "one fsync a file"])
 def test_a_batch_is_recorded_only_after_a_sync_that_saw_its_files(
-        issue: Issue, monkeypatch: pytest.MonkeyPatch) -> None:
+        issue: Issue, monkeypatch: pytest.MonkeyPatch, few: int) -> None:
     """The sync runs beside the writing of the next batch; the ledger must still never name a
-    file that no finished sync had seen in new/ (a power cut would lose it)."""
+    file that no finished sync had seen in new/ (a power cut would lose it). A batch of up to
+    FEW files is synced file by file, a larger one by syncing everything."""
     synced: set[str] = set()
     recorded: list[list[str]] = []
-    real_flush, real_record = pipeline.mail.outbox.flush_to_disk, issue.ledger.record_messages
+    flushes: list[str] = []
+    real_record = issue.ledger.record_messages
 
-    def slow_flush(*folders: Path) -> None:
-        seen = set(os.listdir(folders[0]))
-        time.sleep(0.05)  # long enough for the next batch to be written meanwhile
-        real_flush(*folders)
-        synced.update(seen)
+    def slow(real: Callable[..., None]) -> Callable[..., None]:
+        def flush(folder: Path, *more: object) -> None:
+            seen = set(os.listdir(folder))
+            time.sleep(0.05)  # long enough for the next batch to be written meanwhile
+            real(folder, *more)
+            flushes.append(real.__name__)
+            synced.update(seen)
+        return flush
 
     def checked_record(digest_id: int, written: datetime, rows: list) -> None:
         assert {name for _, name in rows} <= synced
@@ -289,12 +295,34 @@ def test_a_batch_is_recorded_only_after_a_sync_that_saw_its_files(
         real_record(digest_id, written, rows)
 
     monkeypatch.setattr(pipeline.mail.outbox, "BATCH", 1)
-    monkeypatch.setattr(pipeline.mail.outbox, "flush_to_disk", slow_flush)
+    monkeypatch.setattr(pipeline.mail.outbox, "FEW", few)
+    for name in ("flush_to_disk", "flush_files"):
+        monkeypatch.setattr(pipeline.mail.outbox, name,
+                            slow(getattr(pipeline.mail.outbox, name)))
     monkeypatch.setattr(issue.ledger, "record_messages", checked_record)
     assert write(issue) == 2
     assert len(recorded) == 2  # one batch each, both recorded
+    assert flushes == (["flush_files"] * 2 if few else ["flush_to_disk"] * 2)
     assert issue.ledger.message_count(issue.digest.id) == 2
     assert issue.ledger.open_digest() is None
+
+
+def test_a_few_files_are_made_durable_each_and_a_file_gone_means_syncing_everything(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """flush_files: every named file and the folder itself reach the disk (their own fsync);
+    if one has already moved on, the whole machine is synced as flush_to_disk does."""
+    for name in ("a", "b"):
+        (tmp_path / name).write_bytes(b"message")
+    synced: list[str] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(pipeline.core.atomic.os, "fsync", lambda fd: synced.append(
+        os.readlink(f"/proc/self/fd/{fd}")) or real_fsync(fd))
+    monkeypatch.setattr(pipeline.core.atomic.os, "sync", lambda: synced.append("everything"))
+    pipeline.core.atomic.flush_files(tmp_path, ["a", "b"])
+    assert synced == [str(tmp_path / "a"), str(tmp_path / "b"), str(tmp_path)]
+    synced.clear()
+    pipeline.core.atomic.flush_files(tmp_path, ["a", "gone", "b"])
+    assert synced == [str(tmp_path / "a"), "everything", str(tmp_path)]
 
 
 def test_file_names_are_deterministic_per_digest_and_subscriber(issue: Issue) -> None:

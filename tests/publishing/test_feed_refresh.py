@@ -92,3 +92,25 @@ def test_feeds_kept_under_the_older_single_fingerprint_are_all_written_once(
                                               category='"Sleep"'))
     run(site, NOW + timedelta(minutes=10))
     assert HEART not in rendered
+
+
+def test_takeaways_are_kept_with_the_bodies_and_drawn_again_only_for_a_changed_entry(
+        site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The feeds' summaries of entries shown last time come from the ledger (shown_bodies.py),
+    and are what drawing them again would give."""
+    from pipeline.entries import collect
+
+    two_categories(site)
+    drawn: list[str] = []
+    real = collect.takeaways_for
+    monkeypatch.setattr(collect, "takeaways_for",
+                        lambda article: drawn.append(article.title) or real(article))
+    write_entry(site, "e3.md", markdown_entry(title="Entry 3", date="2026-05-03",
+                                              category='"Sleep"', body="Now reworded."))
+    run(site, NOW + timedelta(minutes=5))
+    assert drawn == ["Entry 3"]
+    monkeypatch.undo()
+    config, articles = articles_of(site, NOW + timedelta(minutes=5))
+    full = render_feeds(articles, config)
+    for path in SITE_FEEDS:
+        assert (site / "public" / path).read_bytes() == full[path]

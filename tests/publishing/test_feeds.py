@@ -5,6 +5,8 @@ from __future__ import annotations
 import calendar
 import json
 import re
+import subprocess
+import sys
 import xml.etree.ElementTree as ET
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
@@ -16,7 +18,7 @@ import feedparser
 import lxml.html
 import pytest
 
-from conftest import CONFIG, NOW, articles_of, markdown_entry, write_entry
+from conftest import CONFIG, NOW, REPO, articles_of, markdown_entry, write_entry
 from pipeline.core.config import Config
 from pipeline.core.models import Article
 from pipeline.publishing.feed_types import FEEDS
@@ -343,3 +345,29 @@ def test_the_feed_file_names_are_spelt_once_in_the_package() -> None:
         places = [p.relative_to(package).as_posix() for p in sorted(package.rglob("*.py"))
                   if feed.name in p.read_text(encoding="utf-8")]
         assert places == ["publishing/feed_types.py"], feed.name
+
+
+def test_rendering_feeds_leaves_dateutils_parser_unimported_which_still_works_if_used(
+        sample_site: Path) -> None:
+    """feedgen is given datetimes, never date strings: its parser's import is deferred. In a
+    fresh interpreter, since other tests import it."""
+    code = f"""
+import sys
+from datetime import datetime
+from pathlib import Path
+NOW = datetime.fromisoformat({NOW.isoformat()!r})
+from pipeline.core.config import load_config
+from pipeline.entries.collect import collect_articles
+from pipeline.publishing.feeds import render_feeds
+config = load_config(Path({str(sample_site)!r}))
+assert render_feeds(collect_articles(config, NOW)[0], config)
+print(sorted(m for m in ("dateutil.parser",) if m in sys.modules))
+import feedgen.entry
+entry = feedgen.entry.FeedEntry()
+entry.published("2026-11-02T08:00:00Z")
+print(entry.published().isoformat())
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["[]", "2026-11-02T08:00:00+00:00"]

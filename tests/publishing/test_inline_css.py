@@ -139,7 +139,8 @@ def test_inlining_without_css_validation_gives_the_same_document(sample_site: Pa
     """cssutils' validation only logs; turned off, the real digest comes out the same. Each
     way in its own interpreter: premailer caches what it parsed."""
     seen: list[str] = []
-    monkeypatch.setattr(digest, "inline_css", lambda html: seen.append(html) or html)
+    monkeypatch.setattr(digest, "inline_css", lambda html, state_dir=None: seen.append(html)
+                        or html)
     config, articles = articles_of(sample_site)
     digest.render_digest(articles, NOW, config)
     source = tmp_path / "mjml.html"
