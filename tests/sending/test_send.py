@@ -70,8 +70,9 @@ def test_messages_arrive_byte_for_byte_and_move_to_sent(written: Path, port: int
 
 def test_several_pipelined_connections_driven_in_turn_deliver_each_message_once(
         site: Path, port: int) -> None:
-    """Two threads step four connections' messages as their relay answers: refusals and
-    greylisting interleave with accepted messages, and every outcome lands on its own."""
+    """One thread steps four connections' messages as their relay answers, each message's
+    data followed by the next envelope: refusals and greylisting interleave with accepted
+    messages, and every outcome lands on its own."""
     use_relay(site, port, connections=4, retry_after=60)
     addresses = add_subscribers(site, 40)
     write_entry(site, "a.md", markdown_entry())
