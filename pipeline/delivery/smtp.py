@@ -34,7 +34,7 @@ from pipeline.delivery.smtp_settings import (
     smtp_problems,
     smtp_settings,
 )
-from pipeline.delivery.smtp_wire import Replies, dot_stuffed
+from pipeline.delivery.smtp_wire import Replies, dot_stuffed, write
 from pipeline.delivery.transport import Outcome
 
 __all__ = ["BACKEND", "Connection", "RelayBusy", "RelayDown", "RelaySetupError"]
@@ -186,7 +186,7 @@ class Connection:
         if (refused := self._envelope_refused(message, replies)) is not None:
             return refused
         try:
-            self._write(message.stuffed)
+            self._write(message.stuffed, b".\r\n")
         except OSError as exc:
             return self._lost(exc)
         try:
@@ -258,7 +258,7 @@ class Connection:
             ended.append((self._next.tag, outcome))
             self._next = None
         try:
-            self._write(message.stuffed + after if after else message.stuffed)
+            self._write(message.stuffed, b".\r\n" + after)
         except OSError as exc:
             self._current = None
             ended.append((message.tag, self._lost(exc)))
@@ -317,7 +317,7 @@ class Connection:
             option, encoding = " SMTPUTF8", "utf-8"
         message.stuffed = stuffed = dot_stuffed(message.data)
         if self.size_limit:
-            size = len(stuffed) - 3  # as sent: with dots doubled, without the final ".\r\n"
+            size = len(stuffed)  # as sent: with dots doubled, without the final ".\r\n"
             if size > self.size_limit:
                 raise RelaySetupError(
                     f"a message is {size:,} bytes and {self.where} takes at most "
@@ -359,9 +359,9 @@ class Connection:
         except OSError as exc:
             raise _NotSent(f"connection lost before the message was sent: {exc}") from None
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, *parts: bytes) -> None:
         assert self.smtp is not None and self.smtp.sock is not None
-        self.smtp.sock.sendall(data)
+        write(self.smtp.sock, *parts)
 
     def _reply_or_raise(self) -> tuple[int, bytes]:
         assert self.wire is not None

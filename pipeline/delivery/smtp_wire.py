@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import socket
+import ssl
 from collections import deque
 
 MAX_LINE = 8192  # as smtplib: a longer reply line is the relay's trouble
@@ -38,7 +39,7 @@ class Replies:
         return self.complete.popleft()
 
     def fill(self) -> None:
-        chunk = self.sock.recv(65536)
+        chunk = self.sock.recv(8192)
         if not chunk:
             raise Disconnected("Connection unexpectedly closed")
         *whole, self.partial = (self.partial + chunk).split(b"\n")
@@ -61,12 +62,24 @@ class Replies:
 
 
 def dot_stuffed(data: bytes) -> bytes:
-    """The message as DATA wants it: a leading "." doubled on every line, ".\r\n" after.
+    """The message as DATA wants it, but for the ".\r\n" that ends it (written with what
+    follows, without copying the message again): a leading "." doubled on every line.
     smtplib's data() does this with a multiline regex, ~0.2 ms per 50 KB message while
     holding the GIL. A literal pattern is faster: re searches for it at about twice the
-    speed of bytes.find (~15 µs per 50 KB), and one sub copies the message once."""
+    speed of bytes.find (~15 µs per 45 KB), and one sub copies the message once."""
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
     if data.startswith(b"."):
         data = b"." + data
-    return _LINE_DOT.sub(b"\r\n..", data) + b".\r\n"
+    return _LINE_DOT.sub(b"\r\n..", data)
+
+
+def write(sock: socket.socket, *parts: bytes) -> None:
+    """Write all of `parts`, in one system call if the kernel takes them (sendmsg gathers
+    them without joining them into a copy; TLS sockets have no sendmsg)."""
+    if isinstance(sock, ssl.SSLSocket):
+        sock.sendall(b"".join(parts))
+        return
+    sent = sock.sendmsg(parts)
+    if sent < sum(map(len, parts)):  # the socket's buffer was full: the rest when it drains
+        sock.sendall(b"".join(parts)[sent:])
