@@ -216,11 +216,12 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
                 rate, load, done, pause=settings.retry_after or 1.0)
     fed = 0
 
-    def feed() -> None:
+    def feed(pages_at_most: int = -1) -> None:
         """Keep a page or two in the pool's queue, never the whole of a large queue; at most
         report.due (the cap) in all."""
         nonlocal fed
-        while pool.feeding and pool.jobs.qsize() < due.PAGE:
+        while pool.feeding and pool.jobs.qsize() < due.PAGE and pages_at_most != 0:
+            pages_at_most -= 1
             page = next(pages, None) if fed < report.due else None
             if page is None:
                 report.due = min(report.due, fed)  # fewer than counted: they went since
@@ -231,8 +232,9 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
             pool.feed(page)
 
     pool.feeding = True
-    feed()
+    feed(1)  # the first few: sending begins while the rest of the page is checked
     pool.start([], feeding=pool.feeding)
+    feed()
     batch: list[Delivery] = []
     try:
         # Wake up a few times a second, not once per message: the workers need the GIL more.
