@@ -24,14 +24,14 @@ from pipeline.state.lock import is_locked
 log = logging.getLogger("pipeline")
 CHECK_EVERY = 5000  # due messages checked against the list per chunk
 PAGE = 5000  # queued messages read from the ledger at a time: the queue is never whole
-FIRST = 200  # due messages handed to the pool before the rest of the first page is checked
+SENDING_PAGE = 1000  # the second pass's pages: sending begins once the first is checked
 
 
-def pages(ledger: Ledger) -> Iterator[list[QueuedMessage]]:
-    """The ledger's queue, PAGE messages at a time: digests' messages, then notices."""
+def pages(ledger: Ledger, size: int = PAGE) -> Iterator[list[QueuedMessage]]:
+    """The ledger's queue, `size` messages at a time: digests' messages, then notices."""
     from pipeline.state.notices import Notices
 
-    yield from ledger.queued_pages(PAGE)
+    yield from ledger.queued_pages(size)
     if notices := Notices(ledger).queued():  # confirmations: a few
         yield notices
 
@@ -108,19 +108,15 @@ def due_pages(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
     """The second pass: the messages _queue counted as due, a page at a time, read again
     from the ledger as the pool needs them. One whose subscriber left since is withdrawn
     here (and no longer counted as due)."""
-    first = True
-    for page in pages(ledger):
+    for page in pages(ledger, SENDING_PAGE):
         due = [m for m in page if (m.filename in waiting or compact.waiting(m)) and (
             retry_now or m.next_attempt is None or m.next_attempt <= now)]
-        # The first few on their own, so that sending begins before a page is checked
-        for part in ([due[:FIRST], due[FIRST:]] if first else [due]):
-            part, unwanted = still_wanted(part, ledger)
-            if unwanted:
-                withdraw(unwanted, folders, ledger, report, now, compact)
-                report.due -= len(unwanted)
-            if part:
-                yield part
-        first = False
+        due, unwanted = still_wanted(due, ledger)
+        if unwanted:
+            withdraw(unwanted, folders, ledger, report, now, compact)
+            report.due -= len(unwanted)
+        if due:
+            yield due
 
 
 Withdrawal = tuple[QueuedMessage, str]  # a message not to send, and why

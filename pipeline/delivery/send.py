@@ -232,7 +232,7 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
             pool.feed(page)
 
     pool.feeding = True
-    feed(1)  # the first few: sending begins while the rest of the page is checked
+    feed(1)  # the first page: sending begins while the next ones are read and checked
     pool.start([], feeding=pool.feeding)
     feed()
     batch: list[Delivery] = []
