@@ -108,7 +108,7 @@ def due_pages(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
     """The second pass: the messages _queue counted as due, a page at a time, read again
     from the ledger as the pool needs them. One whose subscriber left since is withdrawn
     here (and no longer counted as due)."""
-    for page in pages(ledger, SENDING_PAGE):
+    for page in pages(ledger, min(PAGE, SENDING_PAGE)):
         due = [m for m in page if (m.filename in waiting or compact.waiting(m)) and (
             retry_now or m.next_attempt is None or m.next_attempt <= now)]
         due, unwanted = still_wanted(due, ledger)
