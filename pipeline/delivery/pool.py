@@ -229,10 +229,10 @@ class Pool(Generic[Job]):
         return (job, *self.load(job))
 
     def _push(self, connection: Any, connections: list[Any]) -> None:
-        following = self._following()
-        if following is None:
-            return
-        try:
+        try:  # loading the message may fail too (a file gone from the outbox): stop, raise
+            following = self._following()
+            if following is None:
+                return
             outcome = connection.push(*following)
             if outcome is not None:
                 self._ended(following[0], outcome)
