@@ -10,9 +10,7 @@ try later) or RelaySetupError (it refuses us as configured: fix the settings).
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import os
 import smtplib
 import ssl
 from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +26,6 @@ from pipeline.delivery.smtp_replies import (
 )
 from pipeline.delivery.smtp_session import SendSession, tls_trouble
 from pipeline.delivery.smtp_settings import (
-    PASSWORD_ENV,
     SMTP_SCHEMA,
     SmtpSettings,
     smtp_problems,
@@ -80,7 +77,7 @@ class Connection:
                 smtp.starttls(context=context)
                 smtp.ehlo()
             if s.user:
-                self._login_once(smtp)
+                self.session.login(smtp, self.where)
         except RelaySetupError:
             _close(smtp)
             raise
@@ -102,49 +99,6 @@ class Connection:
         self.pipelining = smtp.has_extn("pipelining")  # RFC 2920
         size = smtp.esmtp_features.get("size", "").strip()  # RFC 1870; none: no limit
         self.size_limit = int(size) if size.isdigit() else 0
-
-    def _login_once(self, smtp: smtplib.SMTP) -> None:
-        """The first connection logs in while the others wait; if the relay refuses, none of
-        them tries again."""
-        session = self.session
-        with session.login_lock:
-            if session.login_refused is not None:
-                raise session.login_refused
-            if not session.login_proven:
-                try:
-                    self._login(smtp)
-                except RelaySetupError as exc:
-                    session.login_refused = exc
-                    raise
-                session.login_proven = True
-                return
-        self._login(smtp)
-
-    def _login(self, smtp: smtplib.SMTP) -> None:
-        """AUTH PLAIN (else LOGIN), once, with the password in UTF-8 (RFC 4616): smtplib's
-        login() tries every mechanism in turn and encodes as ASCII, so a non-ASCII password
-        fails with an error that shows part of it."""
-        user = self.settings.user
-        # Read here and nowhere else: the password is in no setting, report or log.
-        password = os.environ.get(PASSWORD_ENV, "").encode("utf-8", "surrogatepass")
-        mechanisms = (smtp.esmtp_features.get("auth") or "").upper().split()
-        if not smtp.has_extn("auth"):
-            raise RelaySetupError(f"{self.where} offers no login (AUTH) — leave smtp.user "
-                                  "empty, or use TLS if it offers AUTH only after STARTTLS")
-        if "PLAIN" in mechanisms:
-            token = _b64(b"\0" + user.encode("utf-8") + b"\0" + password)
-            code, text = smtp.docmd("AUTH", "PLAIN " + token)
-        elif "LOGIN" in mechanisms:
-            code, text = smtp.docmd("AUTH", "LOGIN " + _b64(user.encode("utf-8")))
-            if code == 334:
-                code, text = smtp.docmd(_b64(password))
-        else:
-            raise RelaySetupError(f"{self.where} offers only the login mechanisms "
-                                  f"{' '.join(mechanisms)}; we speak PLAIN and LOGIN (over TLS)")
-        if code != 235:
-            raise RelaySetupError(f"{self.where} refused the login for {user!r}: "
-                                  f"{reply_text(code, text)} — check smtp.user and "
-                                  f"{PASSWORD_ENV} (tried once, not again until the next send)")
 
     def close(self) -> None:
         if self.smtp is not None:
@@ -419,10 +373,6 @@ class _Message:
         self.fresh, self.data_sent, self.commands = fresh, False, 0
         self.replies: list[tuple[int, bytes]] | None = None
         self.stuffed = self.envelope = b""
-
-
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
 
 
 def _close(smtp: smtplib.SMTP | None) -> None:
