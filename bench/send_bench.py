@@ -10,8 +10,10 @@ outbox (~55 KB per message). Each timed run starts from the same state: the file
 back to outbox/new and the ledger is restored from a copy. The sink is a minimal asyncio SMTP
 server in its own process (so it has its own core and GIL): it answers every command with
 success and finds the end of each message's data with bytes.find. "Ceiling" is a client that
-only replays prepared bytes (the same MAIL/RCPT/DATA dialogue over as many connections, the
-messages already in memory): what the sink and loopback alone can take. Nothing is kept.
+only replays prepared bytes (the same dialogue over as many connections: pipelined
+MAIL/RCPT/DATA, each message's data followed by the next envelope; the messages already in
+memory and dot-stuffed): what the sink and loopback alone can take. CPU per message is
+printed for each side and for the sink during each. Nothing is kept.
 
 --signed: for each kind of DKIM signature a site of its own whose `newsletter run` wrote every
 .eml signed (as it does when [dkim] is set); `send` of those files is timed against `send` of
@@ -32,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -112,9 +115,19 @@ def start_server(kind: str) -> tuple[subprocess.Popen[str], int]:
 # --- the ceiling: replay prepared bytes -----------------------------------------------------
 
 def replay(messages: list[tuple[str, bytes]], port: int, connections: int) -> float:
-    """Seconds to push every message through `connections` sockets, reply by reply."""
+    """Seconds to push every message through `connections` sockets, reply by reply, with
+    our sender's dialogue: PIPELINING (RFC 2920), the envelope in one write and each
+    message's data followed at once by the next message's envelope (one round trip a
+    message)."""
     jobs = list(reversed(messages))
     lock = threading.Lock()
+
+    def take() -> tuple[str, bytes] | None:
+        with lock:
+            return jobs.pop() if jobs else None
+
+    def envelope(rcpt: str) -> bytes:
+        return f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode()
 
     def replies(sock: socket.socket, count: int) -> None:
         got = b""
@@ -127,16 +140,19 @@ def replay(messages: list[tuple[str, bytes]], port: int, connections: int) -> fl
         replies(sock, 1)
         sock.sendall(b"EHLO bench\r\n")
         replies(sock, 3)
-        while True:
-            with lock:
-                if not jobs:
-                    break
-                rcpt, data = jobs.pop()
-            # PIPELINING, as the sink offers it: one write for the envelope, one for the data
-            sock.sendall(f"MAIL FROM:<{SENDER}>\r\nRCPT TO:<{rcpt}>\r\nDATA\r\n".encode())
+        job = take()
+        if job is not None:
+            sock.sendall(envelope(job[0]))
             replies(sock, 3)
-            sock.sendall(data)
-            replies(sock, 1)
+        while job is not None:
+            following = take()
+            if following is None:
+                sock.sendall(job[1])
+                replies(sock, 1)
+            else:  # the data, the next envelope: their 1 + 3 replies
+                sock.sendall(job[1] + envelope(following[0]))
+                replies(sock, 4)
+            job = following
         sock.sendall(b"QUIT\r\n")
         sock.close()
 
@@ -265,6 +281,30 @@ def ours(site: Path) -> float:
     return took
 
 
+def own_cpu() -> float:
+    """CPU seconds (user + system) this process has used so far."""
+    import resource
+
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    return used.ru_utime + used.ru_stime
+
+
+def cpu_of(pid: int) -> float:
+    """CPU seconds (user + system) process `pid` has used so far (clock ticks: 10 ms)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def timed(run: Callable[[], float], sink: int, cpu: dict[str, list[float]], name: str
+          ) -> float:
+    """run()'s seconds; its CPU and the sink's during it go into cpu[name], cpu[name+" sink"]."""
+    mine, theirs = own_cpu(), cpu_of(sink)
+    took = run()
+    cpu.setdefault(name, []).append(own_cpu() - mine)
+    cpu.setdefault(name + " sink", []).append(cpu_of(sink) - theirs)
+    return took
+
+
 def quiet_disk(limit: float = 15.0) -> None:
     """Wait (at most `limit` seconds) until the disk has been idle for a moment."""
     os.sync()
@@ -294,6 +334,8 @@ def main() -> None:
                              "beside an unsigned one: any of rsa,ed25519,both")
     parser.add_argument("--aiosmtpd", type=int, default=0, metavar="N",
                         help="also time N messages against aiosmtpd")
+    parser.add_argument("--checkout", type=Path, metavar="DIR",
+                        help="time the sender of another checkout (e.g. main's) instead")
     parser.add_argument("--sink-server", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--aiosmtpd-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -301,6 +343,8 @@ def main() -> None:
         return serve_sink(args.sink_server)
     if args.aiosmtpd_server:
         return serve_aiosmtpd(args.aiosmtpd_server)
+    if args.checkout:
+        sys.path.insert(0, str(args.checkout.resolve()))
 
     from pipeline.core.config import load_config
     from pipeline.delivery.settings import delivery_settings
@@ -315,20 +359,29 @@ def main() -> None:
         print(f"building {args.messages:,} messages in {root} …", flush=True)
         site = build_site(root, args.messages, port)
         connections = delivery_settings(load_config(site)).settings.connections
+        import pipeline
+        print(f"the sender timed: {Path(pipeline.__file__).parent.parent}", flush=True)
         messages = prepared(site)
         size = statistics.mean(len(m) for _, m in messages) / 1024
         print(f"{len(messages):,} messages, {size:.1f} KB each on average; "
               f"{connections} connections; {os.cpu_count()} cores", flush=True)
-        ceiling, sender = [], []
+        ceiling, sender, cpu = [], [], {}
         for _ in range(args.runs):
             quiet_disk()
-            ceiling.append(replay(messages, port, connections))
+            ceiling.append(timed(lambda: replay(messages, port, connections), sink.pid, cpu,
+                                 "replay client"))
             reset(site)
             quiet_disk()
-            sender.append(ours(site))
+            sender.append(timed(lambda: ours(site), sink.pid, cpu, "newsletter send"))
         top = figures("ceiling (replay, sink)", len(messages), ceiling)
         mine = figures("newsletter send (sink)", len(messages), sender)
         print(f"{'our sender / ceiling':<34} {mine / top:8.0%}", flush=True)
+        print(f"CPU per message, median (user + system; load average "
+              f"{os.getloadavg()[0]:.1f}):", flush=True)
+        for name, seconds in cpu.items():
+            each = sorted(1e6 * s / len(messages) for s in seconds)
+            print(f"  {name:<32} {statistics.median(each):6.0f} µs  (min {each[0]:.0f} – "
+                  f"max {each[-1]:.0f})", flush=True)
         if args.aiosmtpd:
             server, aio_port = start_server("aiosmtpd")
             servers.append(server)

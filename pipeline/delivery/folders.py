@@ -53,6 +53,41 @@ def check_writable(folders: Outbox, state_dir: Path, messages: int) -> None:
                               "nothing was sent; free some space") from None
 
 
+class OpenFolders:
+    """outbox/new/ opened once for a send: each message is read and moved by its name in it,
+    without the kernel walking the whole path for each (~1.5 µs a read, as much a move).
+    sent/ is named by its path at every move: a sent/ that was moved away or replaced must
+    stop the send, not take the messages wherever it went."""
+
+    def __init__(self, folders: Outbox) -> None:
+        self.new = os.open(folders.new, os.O_RDONLY | os.O_DIRECTORY)
+        self.sent = str(folders.sent)
+
+    def __enter__(self) -> OpenFolders:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        os.close(self.new)
+
+    def read(self, name: str) -> bytes:
+        """A message in new/, whole, in one read: open()'s file object asks for its size
+        and position and reads again to find the end (three more system calls)."""
+        fd = os.open(name, os.O_RDONLY, dir_fd=self.new)
+        try:
+            size = os.fstat(fd).st_size
+            data = os.read(fd, size)
+            while len(data) < size and (more := os.read(fd, size - len(data))):
+                data += more
+            return data
+        finally:
+            os.close(fd)
+
+    def to_sent(self, name: str) -> None:
+        """Move a message from new/ into sent/: one rename, so that it is in exactly one of
+        them at every moment (durable once the folders are flushed)."""
+        os.rename(name, os.path.join(self.sent, name), src_dir_fd=self.new)
+
+
 def plain_name(name: str) -> str:
     """The message's own name, without Maildir flags."""
     return name.split(INFO, 1)[0] if INFO in name else name.split(":1,", 1)[0]

@@ -15,7 +15,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar
 
 from pipeline.delivery.transport import (
     Outcome,
@@ -29,7 +29,10 @@ log = logging.getLogger("pipeline")
 Job = TypeVar("Job")
 MAX_PAUSES = 6  # rate-limit pauses in a row (nothing accepted between them) before stopping
 MAX_PAUSE = 600.0  # seconds: the longest single pause
-IN_TURN_THREADS = 2  # threads driving connections in turn: one runs while one is in the kernel
+# Threads driving connections in turn. One: with a message's data and the next envelope in
+# one write, two threads cost more in GIL handoffs (~1.8 context switches a message) than
+# they win by overlapping the kernel's loopback copy (bench/README.md, "Sending").
+IN_TURN_THREADS = 1
 ANSWER_WAIT = 5.0  # seconds: waiting for any of the connections driven in turn to answer
 SAME_IN_A_ROW = 3  # the same refusal for this many messages in a row: the relay's, not theirs
 _VARYING = re.compile(r"<[^>]*>|\S+@\S+|\b(?=[0-9A-Za-z]*\d)[0-9A-Za-z]{6,}\b")
@@ -40,22 +43,11 @@ def refusal_key(reply: str) -> str:
     return _VARYING.sub("…", reply)
 
 
-class _Slot(Generic[Job]):
-    """A connection driven in turn, and the message it is in the middle of (step 1 or 2
-    done)."""
-
-    def __init__(self, connection: Transport) -> None:
-        self.connection, self.job, self.steps = connection, cast("Job | None", None), 0
-
-
-def _answered(busy: list[_Slot[Job]]) -> list[_Slot[Job]]:
+def _answered(busy: list[Any]) -> list[Any]:
     """The connections whose relay has answered (its reply can be read without waiting); if
     none has for a while, the oldest, whose read then waits up to its own timeout."""
-    connections: list[Any] = [slot.connection for slot in busy]
-    ready = {id(c) for c in connections if c.ready()}
-    if not ready:
-        ready = {id(c) for c in select.select(connections, [], [], ANSWER_WAIT)[0]}
-    return [slot for slot in busy if id(slot.connection) in ready] or busy[:1]
+    ready = [c for c in busy if c.ready()]
+    return ready or select.select(busy, [], [], ANSWER_WAIT)[0] or busy[:1]
 
 
 class RateLimit:
@@ -79,7 +71,7 @@ class RateLimit:
 
 class Pool(Generic[Job]):
     """`connections` threads, each with its own Transport, working through one queue; or,
-    for transports that take a message in steps (SMTP), IN_TURN_THREADS threads that each
+    for transports that take messages in steps (SMTP), IN_TURN_THREADS threads that each
     drive their share of the connections in turn.
 
     A thread that cannot connect hands its message back and retires, so a relay that allows
@@ -199,17 +191,17 @@ class Pool(Generic[Job]):
             self._last_out()
 
     def _work_in_turn(self, count: int) -> None:
-        """`_work` for transports that take a message in steps (begin, proceed, finish):
-        one thread takes a step on each connection in turn, so that each waits for its
-        relay while the others are served, without the GIL handoffs between threads that
-        cost as much CPU as the rest of the send (see bench/README.md, "Sending")."""
-        slots = [_Slot(self.connect()) for _ in range(count)]
+        """`_work` for transports that take messages in steps (push, step): one thread
+        drives several connections, writing to each as its relay answers, so that each waits
+        for its relay while the others are served, without the GIL handoffs between threads
+        that cost as much CPU as the rest of the send (see bench/README.md, "Sending")."""
+        connections: list[Any] = [self.connect() for _ in range(count)]
         try:
-            while slots:
-                for slot in list(slots):
-                    if slot.job is None:  # begin a message: writes, waits for nothing
-                        self._step(slot, slots)
-                busy = [slot for slot in slots if slot.job is not None]
+            while connections:
+                for connection in list(connections):
+                    if connection.idle:  # a new message: its envelope is written, no wait
+                        self._push(connection, connections)
+                busy = [connection for connection in connections if not connection.idle]
                 if not busy:
                     if self.stop.is_set() or (self.jobs.empty() and not self.feeding):
                         return
@@ -217,58 +209,74 @@ class Pool(Generic[Job]):
                         self.stop.wait(0.01)
                     self._wait_out_pause()
                     continue
-                for slot in _answered(busy):
-                    self._step(slot, slots)
+                for connection in _answered(busy):
+                    self._advance(connection, connections)
         finally:
-            for slot in slots:
-                slot.connection.close()
+            for connection in connections:
+                connection.close()
             self._last_out()
 
-    def _step(self, slot: _Slot[Job], slots: list[_Slot[Job]]) -> None:
-        """One step of the message on this connection; a new message if it has none."""
-        connection: Any = slot.connection
+    def _following(self) -> tuple[Any, str, Sequence[str], bytes] | None:
+        """The next message to begin, loaded; None while stopping or pausing, or if none
+        is queued."""
+        if self.stop.is_set() or time.monotonic() < self.resume_at:
+            return None
         try:
-            if slot.job is None:
-                if self.stop.is_set() or time.monotonic() < self.resume_at:
-                    return  # nothing new while stopping or pausing; messages in flight go on
-                try:
-                    slot.job = self.jobs.get_nowait()
-                except queue.Empty:
-                    return
-                self.limit.wait()
-                slot.steps = 1
-                outcome = connection.begin(*self.load(slot.job))
-            elif slot.steps == 1:
-                slot.steps = 2
-                outcome = connection.proceed()
-            else:
-                outcome = connection.finish()
-            if outcome is None:
+            job = self.jobs.get_nowait()
+        except queue.Empty:
+            return None
+        self.limit.wait()
+        return (job, *self.load(job))
+
+    def _push(self, connection: Any, connections: list[Any]) -> None:
+        try:  # loading the message may fail too (a file gone from the outbox): stop, raise
+            following = self._following()
+            if following is None:
                 return
-            job, slot.job = slot.job, None
-            if outcome.state == "sent" and self.pauses:
-                with self.lock:
-                    self.pauses = 0
-            self._settle(job, outcome)
-        except TransportBusy as exc:
-            self.jobs.put(slot.job)  # not this message's fault: no attempt spent
-            slot.job = None
-            self._pause(exc)
-        except TransportDown as exc:  # this connection retires, as a thread does in _work
-            slots.remove(slot)
-            connection.close()
-            last = self._retire(exc)
-            if slot.job is not None:
-                if last:
-                    self.done(slot.job, Outcome("deferred", str(exc)))
-                else:
-                    self.jobs.put(slot.job)
-        except BaseException as exc:  # a setup error or a bug: the others finish their step
-            slots.remove(slot)
-            connection.close()
+            outcome = connection.push(*following)
+            if outcome is not None:
+                self._ended(following[0], outcome)
+        except BaseException as exc:
+            self._trouble(connection, connections, exc)
+
+    def _advance(self, connection: Any, connections: list[Any]) -> None:
+        """One step on a connection whose relay answered."""
+        try:
+            for job, outcome in connection.step(self._following):
+                if outcome is None:  # nothing of it was sent: another connection takes it
+                    self.jobs.put(job)
+                else:  # a refusal that proves to be the relay's raises here
+                    self._ended(job, outcome)
+        except BaseException as exc:
+            self._trouble(connection, connections, exc)
+
+    def _ended(self, job: Job, outcome: Outcome) -> None:
+        if outcome.state == "sent" and self.pauses:
             with self.lock:
-                self.error = self.error or exc
-                self.stop.set()
+                self.pauses = 0
+        self._settle(job, outcome)
+
+    def _trouble(self, connection: Any, connections: list[Any], exc: BaseException) -> None:
+        """A step raised: the messages the connection had in hand were not accepted."""
+        held = connection.held()
+        if isinstance(exc, TransportBusy):
+            for job in held:
+                self.jobs.put(job)  # not their fault: no attempt spent
+            self._pause(exc)
+            return
+        connections.remove(connection)
+        connection.close()
+        if isinstance(exc, TransportDown):  # this connection retires, as a thread does
+            last = self._retire(exc)
+            for job in held:
+                if last:
+                    self.done(job, Outcome("deferred", str(exc)))
+                else:
+                    self.jobs.put(job)
+            return
+        with self.lock:  # a setup error or a bug: the others finish their step
+            self.error = self.error or exc
+            self.stop.set()
 
     def _retire(self, exc: TransportDown) -> bool:
         """One connection fewer; True when it was the last (the pool stops)."""

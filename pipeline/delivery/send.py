@@ -13,7 +13,6 @@ and that rename (or if the connection breaks after the data was sent, before the
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from pipeline.core.models import Subscriber
 from pipeline.delivery import due
 from pipeline.delivery.compact_queue import CompactQueue
 from pipeline.delivery.envelope import envelope_senders
-from pipeline.delivery.folders import OutboxError, check_writable
+from pipeline.delivery.folders import OpenFolders, OutboxError, check_writable
 from pipeline.delivery.pool import Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import delivery_settings, ready_to_send
@@ -84,10 +83,13 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         log.info("send: %d due, %d waiting for their retry time", report.due, report.waiting)
         try:
             if report.due:
-                _drain(due.due_pages(ledger, folders, waiting, now, report, retry_now, compact),
-                       delivery, settings.rate if rate is None else rate, signer,
-                       folders, ledger, report, clock, progress,
-                       envelope_senders(config, ledger, settings.envelope_from), compact)
+                with OpenFolders(folders) as opened:
+                    _drain(due.due_pages(ledger, folders, waiting, now, report, retry_now,
+                                         compact),
+                           delivery, settings.rate if rate is None else rate, signer,
+                           folders, ledger, report, clock, progress,
+                           envelope_senders(config, ledger, settings.envelope_from),
+                           compact, opened)
         finally:
             compact.close()
             _mark_bouncing(config, ledger, report)
@@ -162,17 +164,16 @@ def _cap(report: SendReport, limit: int, settings: Settings) -> None:
 def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rate: float,
            signer: DkimSigner | None, folders: Outbox, ledger: Ledger, report: SendReport,
            clock: Callable[[], datetime], progress: Progress | None,
-           sender_for: Callable[[QueuedMessage], str], compact: CompactQueue) -> None:
+           sender_for: Callable[[QueuedMessage], str], compact: CompactQueue,
+           opened: OpenFolders) -> None:
     results: queue.SimpleQueue[Delivery] = queue.SimpleQueue()
     settings = delivery.settings
-    new, sent, failed = str(folders.new), str(folders.sent), str(folders.failed)
+    new, failed = str(folders.new), str(folders.failed)
+    read, to_sent = opened.read, opened.to_sent
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
     def load(message: QueuedMessage) -> tuple[str, list[str], bytes]:
-        if compact.holds(message):
-            data = compact.assemble(message)
-        else:
-            data = _read(os.path.join(new, message.filename))
+        data = compact.assemble(message) if compact.holds(message) else read(message.filename)
         # Signed by `run` as it wrote the file: sent as it is. Else (compact, or written
         # before [dkim] was set or changed) signed now, on this connection's thread.
         return sender_for(message), [message.address], \
@@ -186,7 +187,7 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
                 if compact.holds(message):
                     compact.record(message, "sent")
                 else:
-                    move(message.filename, new, sent)
+                    to_sent(message.filename)
             except OSError as exc:  # record it all the same: it must never go out twice
                 results.put(Delivery(message, state, reply, when, attempts))
                 raise OutboxError(
@@ -215,11 +216,12 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
                 rate, load, done, pause=settings.retry_after or 1.0)
     fed = 0
 
-    def feed() -> None:
+    def feed(pages_at_most: int = -1) -> None:
         """Keep a page or two in the pool's queue, never the whole of a large queue; at most
         report.due (the cap) in all."""
         nonlocal fed
-        while pool.feeding and pool.jobs.qsize() < due.PAGE:
+        while pool.feeding and pool.jobs.qsize() < due.PAGE and pages_at_most != 0:
+            pages_at_most -= 1
             page = next(pages, None) if fed < report.due else None
             if page is None:
                 report.due = min(report.due, fed)  # fewer than counted: they went since
@@ -230,8 +232,9 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
             pool.feed(page)
 
     pool.feeding = True
-    feed()
+    feed(1)  # the first page: sending begins while the next ones are read and checked
     pool.start([], feeding=pool.feeding)
+    feed()
     batch: list[Delivery] = []
     try:
         # Wake up a few times a second, not once per message: the workers need the GIL more.
@@ -252,21 +255,6 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
         report.left += report.due - (report.sent + report.deferred + report.failed)
         pool.join()  # raises a setup error (login, TLS, sender) after recording what was done
     report.stopped = report.stopped or pool.stopped
-
-
-def _read(path: str) -> bytes:
-    """A whole file in one read: open()'s file object asks for its size and position and
-    reads again to find the end (three more system calls, each a GIL handoff between the
-    sending threads)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size)
-        while len(data) < size and (more := os.read(fd, size - len(data))):
-            data += more
-        return data
-    finally:
-        os.close(fd)
 
 
 def _record(batch: list[Delivery], results: queue.SimpleQueue[Delivery], folders: Outbox,

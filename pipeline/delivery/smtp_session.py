@@ -3,12 +3,15 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import ssl
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from pipeline.delivery.smtp_replies import RelaySetupError
+from pipeline.delivery.smtp_replies import RelaySetupError, reply_text
+from pipeline.delivery.smtp_settings import PASSWORD_ENV
 
 if TYPE_CHECKING:
     from pipeline.delivery.smtp_settings import SmtpSettings
@@ -37,6 +40,52 @@ class SendSession:
         self.login_lock = threading.Lock()
         self.login_proven = False
         self.login_refused: RelaySetupError | None = None
+
+    def login(self, smtp: Any, where: str) -> None:
+        """Log in on a new connection (an smtplib.SMTP). The first connection logs in while
+        the others wait; if the relay refuses, none of them tries again."""
+        with self.login_lock:
+            if self.login_refused is not None:
+                raise self.login_refused
+            if not self.login_proven:
+                try:
+                    self._login(smtp, where)
+                except RelaySetupError as exc:
+                    self.login_refused = exc
+                    raise
+                self.login_proven = True
+                return
+        self._login(smtp, where)
+
+    def _login(self, smtp: Any, where: str) -> None:
+        """AUTH PLAIN (else LOGIN), once, with the password in UTF-8 (RFC 4616): smtplib's
+        login() tries every mechanism in turn and encodes as ASCII, so a non-ASCII password
+        fails with an error that shows part of it."""
+        user = self.settings.user
+        # Read here and nowhere else: the password is in no setting, report or log.
+        password = os.environ.get(PASSWORD_ENV, "").encode("utf-8", "surrogatepass")
+        mechanisms = (smtp.esmtp_features.get("auth") or "").upper().split()
+        if not smtp.has_extn("auth"):
+            raise RelaySetupError(f"{where} offers no login (AUTH) — leave smtp.user "
+                                  "empty, or use TLS if it offers AUTH only after STARTTLS")
+        if "PLAIN" in mechanisms:
+            token = _b64(b"\0" + user.encode("utf-8") + b"\0" + password)
+            code, text = smtp.docmd("AUTH", "PLAIN " + token)
+        elif "LOGIN" in mechanisms:
+            code, text = smtp.docmd("AUTH", "LOGIN " + _b64(user.encode("utf-8")))
+            if code == 334:
+                code, text = smtp.docmd(_b64(password))
+        else:
+            raise RelaySetupError(f"{where} offers only the login mechanisms "
+                                  f"{' '.join(mechanisms)}; we speak PLAIN and LOGIN (over TLS)")
+        if code != 235:
+            raise RelaySetupError(f"{where} refused the login for {user!r}: "
+                                  f"{reply_text(code, text)} — check smtp.user and "
+                                  f"{PASSWORD_ENV} (tried once, not again until the next send)")
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def tls_trouble(where: str, s: SmtpSettings, why: str) -> str:

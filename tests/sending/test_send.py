@@ -70,8 +70,9 @@ def test_messages_arrive_byte_for_byte_and_move_to_sent(written: Path, port: int
 
 def test_several_pipelined_connections_driven_in_turn_deliver_each_message_once(
         site: Path, port: int) -> None:
-    """Two threads step four connections' messages as their relay answers: refusals and
-    greylisting interleave with accepted messages, and every outcome lands on its own."""
+    """One thread steps four connections' messages as their relay answers, each message's
+    data followed by the next envelope: refusals and greylisting interleave with accepted
+    messages, and every outcome lands on its own."""
     use_relay(site, port, connections=4, retry_after=60)
     addresses = add_subscribers(site, 40)
     write_entry(site, "a.md", markdown_entry())
@@ -97,6 +98,30 @@ def test_several_pipelined_connections_driven_in_turn_deliver_each_message_once(
     assert set(received) == set(addresses) - {unknown} and set(received.values()) == {1}
     for address, raw in inbox.received:  # each message's bytes went to its own recipient
         assert f"<{address}>".encode() in raw[:2000]
+
+
+def test_a_421_to_the_data_with_the_next_envelope_behind_it_loses_and_doubles_nothing(
+        site: Path, port: int) -> None:
+    """With PIPELINING each message's data goes out with the next message's envelope behind
+    it: when the relay answers that data with 421 and closes, the next message was not sent
+    (only its envelope) and goes on a new connection; the refused one waits for its retry."""
+    use_relay(site, port, retry_after=60, connections=1)
+    addresses = add_subscribers(site, 8)
+    write_entry(site, "a.md", markdown_entry())
+    run(site)
+    inbox, calls = Inbox(pipelining=True), []
+
+    def close_once(address: str) -> str | None:
+        calls.append(address)
+        return "421 4.3.0 Closing connection, try later" if len(calls) == 3 else None
+
+    inbox.data_reply = close_once
+    with smtp_server(inbox, port):
+        report = send(site)
+    assert (report.sent, report.deferred, report.failed) == (7, 1, 0)
+    received = Counter(inbox.recipients())
+    assert set(received) == set(addresses) - {calls[2]} and set(received.values()) == {1}
+    assert deliveries(site)[calls[2]][:2] == ("deferred", 1)
 
 
 def test_one_connection_carries_many_messages(site: Path, port: int) -> None:
