@@ -7,8 +7,6 @@ from datetime import date
 from functools import cache
 from pathlib import Path
 
-import frontmatter
-import yaml
 from markdown_it import MarkdownIt
 
 from pipeline.core.config import Config
@@ -17,7 +15,7 @@ from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
 from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
-from pipeline.entries.readers.front_matter import FastYAMLHandler, simple_fields
+from pipeline.entries.readers.front_matter import FM_BOUNDARY, simple_fields, yaml_handler
 from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
 
 KNOWN_FIELDS = {
@@ -27,9 +25,7 @@ KNOWN_FIELDS = {
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
 _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
-_FRONT_MATTER = FastYAMLHandler()
-assert _FRONT_MATTER.FM_BOUNDARY is not None
-_BOUNDARY = _FRONT_MATTER.FM_BOUNDARY  # python-frontmatter's: a line of three or more dashes
+_BOUNDARY = FM_BOUNDARY  # python-frontmatter's: a line of three or more dashes
 
 
 @cache
@@ -68,7 +64,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
     try:
         meta, body = _split(text)
-    except yaml.YAMLError as exc:
+    except _yaml_error() as exc:  # evaluated only when something was raised
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -148,7 +144,15 @@ def _split(text: str) -> tuple[object, str]:
         meta = None if "---" in block and _BOUNDARY.search(block) else simple_fields(block)
         if meta is not None:
             return meta, text[closing.end():].strip()
-    return frontmatter.parse(text, handler=_FRONT_MATTER)
+    import frontmatter  # with PyYAML: only for front matter the fast path leaves to YAML
+
+    return frontmatter.parse(text, handler=yaml_handler())  # type: ignore[no-any-return]
+
+
+def _yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
 
 
 def _check_nesting(path: Path, text: str) -> None:
