@@ -57,13 +57,15 @@ def read_body(text: str, url: str) -> str:
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
     """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
     fields = FieldReader(path, lambda: _field_lines(text))
-    if not _FENCE.match(text):
+    fence = _FENCE.match(text)
+    if not fence:
         raise fields.fail("front matter", "missing",
                           "start the file with a line `---`, the fields, then another `---`")
-    if not _CLOSING.search(text):
+    closing = _CLOSING.search(text)
+    if not closing:
         raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
     try:
-        meta, body = _split(text)
+        meta, body = _split(text, fence, closing)
     except _yaml_error() as exc:  # evaluated only when something was raised
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
@@ -81,8 +83,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     except (TypeError, AttributeError) as exc:  # e.g. `!!timestamp nope` crashes PyYAML
         raise fields.fail("front matter", f"a value cannot be read ({exc})",
                           "check values tagged with `!!`") from None
-    closing = _CLOSING.search(text)
-    block = text[_FENCE.match(text).end():closing.start()] if closing else ""  # type: ignore[union-attr]
+    block = text[fence.end():closing.start()]
     # python-frontmatter turns front matter that is not a mapping (a list, a bare string)
     # into empty metadata without a word: say so rather than "title is missing".
     if not isinstance(meta, dict) or (not meta and block.strip()):
@@ -99,7 +100,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if draft:
         return None, warnings
 
-    _check_nesting(path, text)
+    _check_nesting(path, text, closing.end())
     title = fields.text("title", meta.get("title"), required=True)
     published = fields.when("date", meta.get("date"), config.timezone, required=True)
     assert published is not None
@@ -133,12 +134,16 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     return article, warnings
 
 
-def _split(text: str) -> tuple[object, str]:
+def _split(text: str, fence: re.Match[str] | None = None, closing: re.Match[str] | None = None
+           ) -> tuple[object, str]:
     """(front matter, body) exactly as python-frontmatter's parse() gives them, without its
     cost when the block has the simple shape and no line of dashes (its boundary) inside it.
+    `fence` and `closing`: the two patterns' matches in `text`, if the caller has them.
     """
-    closing = _CLOSING.search(text)
-    fence = _FENCE.match(text)
+    if closing is None:
+        closing = _CLOSING.search(text)
+    if fence is None:
+        fence = _FENCE.match(text)
     if closing is not None and fence is not None and "\r" not in text:  # it turns CRLF to LF
         block = text[fence.end():closing.start()]
         meta = None if "---" in block and _BOUNDARY.search(block) else simple_fields(block)
@@ -155,10 +160,9 @@ def _yaml_error() -> type[Exception]:
     return yaml.YAMLError
 
 
-def _check_nesting(path: Path, text: str) -> None:
-    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered."""
-    closing = _CLOSING.search(text)
-    start = closing.end() if closing else 0
+def _check_nesting(path: Path, text: str, start: int) -> None:
+    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered; the body
+    starts at `start`."""
     if text.count("<", start) <= MAX_DEPTH:  # too_deep's own first test, without a copy
         return
     line = too_deep(text[start:])
