@@ -162,7 +162,7 @@ class RecalledArticle(Article):
                 raise EntryError(Problem(recaller.shown(key), "file", "changed while the run "
                                          "was using it", "run again")) from None
             values.update({name: getattr(fresh, name) for name in _LAZY},
-                          summariser=recaller.summariser)
+                          summariser=recaller.summariser, _reread=True)
         values.pop("_recalled", None)  # another thread may have filled it as well
 
     def __eq__(self, other: object) -> bool:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gc
 import hashlib
-import marshal
 import os
 import threading
 from datetime import datetime
@@ -15,7 +15,15 @@ from pathlib import Path
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, CachedEntry
-from pipeline.entries.cache import EntryStore, Recaller, decode, encode, instant
+from pipeline.entries.cache import (
+    EntryStore,
+    RecalledArticle,
+    Recaller,
+    decode,
+    encode,
+    instant,
+)
+from pipeline.entries.fork import Ask, ReadingFork
 from pipeline.entries.readers import READERS, LazyReader
 from pipeline.entries.summarise import takeaways_for
 
@@ -103,12 +111,26 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     problems: list[Problem] = []
     if files is None:
         files = scan(config, problems)
+    forks: list[ReadingFork] = []  # the one that read half the entries, if any
+    try:
+        articles = _collected(config, now, store, files, upcoming, problems, forks)
+        if forks:  # a large batch was read: the fork renders half the bodies the feeds show
+            _render_shown(articles[: config.feed_max_items], forks[0], config)
+    finally:
+        for fork in forks:
+            fork.finish()
+    return articles, problems
+
+
+def _collected(config: Config, now: datetime, store: EntryStore | None,
+               files: list[tuple[str, os.stat_result]], upcoming: list[datetime] | None,
+               problems: list[Problem], forks: list[ReadingFork]) -> list[Article]:
     # Thousands of long-lived objects are made here and none is garbage: the collector's
     # passes over them were a fifth of recalling 5,000 entries.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        found = _found(config, store, files)
+        found = _found(config, store, files, forks)
     finally:
         if collecting:
             gc.enable()
@@ -137,7 +159,7 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
         seen[slug] = key
         articles.append(article)
     articles.reverse()
-    return articles, problems
+    return articles
 
 
 # (instant the entry is published or 0, its key, its article or None, its problems)
@@ -146,8 +168,8 @@ Found = tuple[int, str, Article | None, list[Problem]]
 Reading = tuple[int, Article | None, list[Problem]]
 
 
-def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]]
-           ) -> list[Found]:
+def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]],
+           forks: list[ReadingFork]) -> list[Found]:
     """Each entry file's reading, by its key: recalled from `store` if it vouches for the
     file, else read (and the store told)."""
     cached = store.cached_entries() if store is not None else {}
@@ -165,7 +187,8 @@ def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.s
         else:
             found.append((recalled[0], key, recalled[1], recalled[2]))
     found += [(when, key, article, problems) for (key, _), (when, article, problems)
-              in zip(misses, _read_all(misses, config, cached, fresh, recaller), strict=True)]
+              in zip(misses, _read_all(misses, config, cached, fresh, recaller, forks),
+                     strict=True)]
     if store is not None and fresh:
         store.store_entries(fresh)
     return found
@@ -216,10 +239,11 @@ def _folder(folder: str) -> Path:
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry],
-              recaller: Recaller) -> list[Reading]:
+              recaller: Recaller, forks: list[ReadingFork] | None = None) -> list[Reading]:
     """Read the entries the cache could not vouch for: on two cores when there are many (a
     first run over a large archive), this process reading one part while a fork of it reads
-    the other and hands back its rows in one piece."""
+    the other and hands back its rows in one piece. The fork is added to `forks`, whose
+    owner must finish it; without `forks` it is finished here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     results: list[Reading] = []
     forked = None
@@ -234,7 +258,14 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
                 reader.load()
         # Halves: this process also decodes the fork's rows, but the fork pays for copying
         # each memory page it writes to (measured: the two finish within ~10 ms).
-        forked = _Fork(misses[len(misses) // 2:], config, cached, recaller)
+        def read(miss: tuple[str, os.stat_result]) -> tuple[int, int, str, bytes]:
+            key, stat = miss
+            row = _read_one(key, stat, config, cached.get(key), recaller, row_only=True)[0]
+            return row.size, row.mtime_ns, row.checksum, row.payload
+
+        forked = ReadingFork(misses[len(misses) // 2:], read, lambda ask: _render(ask, config))
+        if forks is not None:
+            forks.append(forked)
         misses = misses[:len(misses) // 2]
     try:
         for key, stat in misses:
@@ -244,10 +275,13 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
             results.append((when, article, problems))
     except BaseException:
         if forked is not None:
-            forked.rows()  # reaped, not left blocked on its pipe
+            forked.finish()  # reaped, not left blocked on its pipe
         raise
     if forked is not None:
-        for (key, stat), row in zip(forked.misses, forked.rows(), strict=True):
+        rows = [CachedEntry(*row) if row is not None else None for row in forked.rows()]
+        if forks is None:
+            forked.finish()
+        for (key, stat), row in zip(forked.items, rows, strict=True):
             recalled = (decode(row.payload, key, row.checksum, recaller)
                         if row is not None else None)
             if row is None or recalled is None:  # the fork failed: read it here
@@ -257,47 +291,6 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
             fresh[key] = row
             results.append(recalled)
     return results
-
-
-class _Fork:
-    """A forked copy of this process reading `misses` into cache rows, sent back through a
-    pipe as one marshal blob: no pool, no pickling, no executor threads. The fork touches
-    nothing else (the ledger is this process's) and leaves by os._exit."""
-
-    def __init__(self, misses: list[tuple[str, os.stat_result]], config: Config,
-                 cached: dict[str, CachedEntry], recaller: Recaller) -> None:
-        self.misses = misses
-        readable, writable = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the fork
-            status = 1
-            try:
-                os.close(readable)
-                rows = []
-                for key, stat in misses:
-                    row = _read_one(key, stat, config, cached.get(key), recaller,
-                                    row_only=True)[0]
-                    rows.append((row.size, row.mtime_ns, row.checksum, row.payload))
-                with os.fdopen(writable, "wb") as pipe:
-                    pipe.write(marshal.dumps(rows, 4))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(writable)
-        self.readable = readable
-
-    def rows(self) -> list[CachedEntry | None]:
-        """The fork's rows, in order; None for each if it failed."""
-        with os.fdopen(self.readable, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
-        try:
-            rows = marshal.loads(data) if status == 0 else None
-        except (ValueError, EOFError, TypeError):
-            rows = None
-        if not isinstance(rows, list) or len(rows) != len(self.misses):
-            return [None] * len(self.misses)
-        return [CachedEntry(*row) for row in rows]
 
 
 def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None,
@@ -332,6 +325,63 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
             "check the file's permissions and content")]
     entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
     return entry, instant(article.published) if article is not None else 0, article, problems
+
+
+def _render_shown(shown: list[Article], fork: ReadingFork, config: Config) -> None:
+    """Render the bodies of `shown` (what the feeds will show) now, every other one in the
+    fork that read entries and the rest here, at the same time; each exactly as its Body
+    would render it later (a body the fork cannot vouch for is left to do so)."""
+    asks: list[Ask] = []
+    asked: list[Article] = []
+    here: list[Article] = []
+    for article in shown:
+        ask = _ask(article)
+        if ask is not None and len(asked) <= len(here):
+            asks.append(ask)
+            asked.append(article)
+        else:
+            here.append(article)
+    fork.ask(asks)
+    for article in here:
+        # A body that cannot be rendered raises again where it is used, as it always did.
+        with contextlib.suppress(Exception):
+            article.body.html  # noqa: B018 (rendered now, kept by the Body)
+    for article, html in zip(asked, fork.answers(), strict=True):
+        if html is not None:
+            article.body.fill(html)
+
+
+def _ask(article: Article) -> Ask | None:
+    """How the fork renders `article`'s body exactly as its Body would: a recalled entry's
+    body from its file (load_body); one read in this run from its file's bytes read again
+    as they were (same checksum); else None."""
+    if article.__class__ is RecalledArticle:
+        url = article.url  # decodes the rest of it
+        # _reread: its tail could not be decoded, so its body is a fresh reading's
+        if article.__dict__.get("_reread") or article.body.rendered:
+            return None
+        return ("file", _key_of(article), url)
+    if article.__class__ is Article and article.checksum and not article.body.rendered:
+        return ("entry", _key_of(article), article.checksum)
+    return None
+
+
+def _key_of(article: Article) -> str:
+    return article.path.as_posix()
+
+
+def _render(ask: Ask, config: Config) -> str | None:
+    """In the fork: the body HTML `ask` (from _ask) stands for."""
+    if ask[0] == "file":
+        _, key, url = ask
+        return load_body(config.site_dir / key, Path(key), url, config)
+    _, key, checksum = ask
+    data = _read_file(os.path.join(config.site_dir, key), MAX_ENTRY_BYTES)
+    if hashlib.sha256(data).hexdigest() != checksum:
+        return None  # changed since: rendered where it is used, from what was read then
+    article, _ = _read_data(_shown(key), os.path.splitext(key)[1].lower(), config, len(data),
+                            data)
+    return article.body_html if article is not None else None
 
 
 _set_field = object.__setattr__  # past the frozen dataclass's guard

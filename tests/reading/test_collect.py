@@ -307,6 +307,82 @@ def test_many_entries_read_on_two_cores_come_out_as_on_one(site: Path, config: C
     assert len(two.rows) == 40 and _rows(two.rows) == _rows(one.rows)
 
 
+def _forked_site(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: entries are always read in one process here")
+    for n in range(40):
+        body = f"Entry {n} opens here.\n\n    indented code {n}\n\n- a list\n- of {n}"
+        entry = markdown_entry(title=f"Entry {n}", date=f"2026-0{1 + n % 9}-{10 + n % 18}",
+                               body=body)
+        write_entry(site, f"e{n:02}.md", entry)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+
+
+def test_the_bodies_the_feeds_show_are_rendered_on_both_cores_as_on_one(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a large read, the fork renders every other shown body (those it read, recalled
+    from its rows, and those this process read): the same HTML as each Body renders."""
+    _forked_site(site, monkeypatch)
+    answered: list[str | None] = []
+    real_answers = collect.ReadingFork.answers
+
+    def answers(self: collect.ReadingFork) -> list[str | None]:
+        answered.extend(real_answers(self))
+        return answered
+
+    monkeypatch.setattr(collect.ReadingFork, "answers", answers)
+    shared, _ = collect_articles(config, NOW)
+    assert all(a.body.rendered for a in shared[:config.feed_max_items])
+    assert len(answered) >= 15 and None not in answered
+    kinds = {type(a).__name__ for a in shared}
+    assert kinds == {"Article", "RecalledArticle"}  # both ways of asking were used
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
+def test_a_body_changed_before_the_fork_renders_it_is_not_taken_from_the_fork(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry read by this process is rendered from the text it read: if its file
+    changed since, the fork's rendering of the new bytes is not used."""
+    _forked_site(site, monkeypatch)
+    real_ask = collect.ReadingFork.ask
+
+    def ask(self: collect.ReadingFork, asks: list[tuple[str, ...]]) -> None:
+        for ask in asks:
+            if ask[0] == "entry":
+                path = site / ask[1]
+                path.write_text(path.read_text().replace("opens here", "was CHANGED"))
+        real_ask(self, asks)
+
+    monkeypatch.setattr(collect.ReadingFork, "ask", ask)
+    shared, _ = collect_articles(config, NOW)
+    fresh = [a for a in shared if type(a) is Article]
+    assert fresh and not any("CHANGED" in a.body_html for a in fresh)
+
+
+def test_a_fork_that_dies_leaves_its_bodies_to_this_process(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    _forked_site(site, monkeypatch)
+    real_ask = collect.ReadingFork.ask
+
+    def ask(self: collect.ReadingFork, asks: list[tuple[str, ...]]) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        real_ask(self, asks)
+
+    monkeypatch.setattr(collect.ReadingFork, "ask", ask)
+    shared, problems = collect_articles(config, NOW)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert problems == [] and len(shared) == 40
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
 def _rows(rows: dict[str, object]) -> dict[str, tuple[object, ...]]:
     import marshal
 
