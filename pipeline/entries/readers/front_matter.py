@@ -64,8 +64,12 @@ _AWKWARD = re.compile("[\t\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufef
 _KEY_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +(.*))?")
 _ITEM_LINE = re.compile(r"( *)- +(.*)")
 _DOUBLE = re.compile(r'"([^"\\]*)" *')
-# _KEY_LINE whose value is _DOUBLE: the same reading, one match instead of four steps.
-_QUOTED_FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*): +"([^"\\]*)" *')
+# The commonest lines, read in one match each, as the steps below would read them: a key
+# and a value that is (2) quoted without escapes (_DOUBLE), (3-5) a plain YYYY-MM-DD (always
+# a timestamp to YAML's resolver), (6) a flow list (_flow_list), (7) plain text without
+# indicators, `:` or `#` (so _PLAIN matches it; _resolve decides what it is), or none.
+_COMMON_LINE = re.compile(r'''([A-Za-z_][A-Za-z0-9_-]*):(?:\ +(?:"([^"\\]*)"
+    |([0-9]{4})-([0-9]{2})-([0-9]{2})|(\[.*)|([^\s\-?:,\[\]{}#&*!|>'"%@`][^:#]*?)))?\ *''', re.X)
 _SINGLE = re.compile(r"'([^']*)' *")
 # A plain scalar: no indicator first, no ": " or " #" inside, not ending in ":".
 _PLAIN = re.compile(r"(?![-?:,\[\]{}#&*!|>'\"%@`])(?:(?!: | #).)*(?<!:)")
@@ -92,9 +96,21 @@ def simple_fields(block: str) -> dict[str, Any] | None:
         while at < len(lines):
             line = lines[at]
             at += 1
-            quoted = _QUOTED_FIELD.fullmatch(line)  # the commonest line, read in one step
-            if quoted:
-                fields[_key(quoted.group(1))] = quoted.group(2)
+            common = _COMMON_LINE.fullmatch(line)
+            if common:
+                kind = common.lastindex
+                key = _key(common.group(1))
+                if kind == 2:
+                    fields[key] = common.group(2)
+                elif kind == 5:
+                    fields[key] = date(int(common.group(3)), int(common.group(4)),
+                                       int(common.group(5)))
+                elif kind == 6:
+                    fields[key] = _flow_list(common.group(6))
+                elif kind == 7:
+                    fields[key] = _resolve(common.group(7))
+                else:
+                    fields[key], at = _block_list(lines, at)
                 continue
             if not line.strip(" "):
                 continue
