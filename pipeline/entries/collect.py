@@ -111,26 +111,42 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     problems: list[Problem] = []
     if files is None:
         files = scan(config, problems)
-    forks: list[ReadingFork] = []  # the one that read half the entries, if any
+    later = _Later()
     try:
-        articles = _collected(config, now, store, files, upcoming, problems, forks)
-        if forks:  # a large batch was read: the fork renders half the bodies the feeds show
-            _render_shown(articles[: config.feed_max_items], forks[0], config)
+        articles = _collected(config, now, store, files, upcoming, problems, later)
+        if later.fork is not None:  # a large batch was read: the fork renders bodies too
+            _render_shown(articles[: config.feed_max_items], later, config)
+        later.store_rows()
     finally:
-        for fork in forks:
-            fork.finish()
+        if later.fork is not None:
+            later.fork.finish()
     return articles, problems
+
+
+class _Later:
+    """What reading leaves until the entries are sorted: the fork that read part of them,
+    if any (to render bodies the feeds show), and the new cache rows (stored meanwhile)."""
+
+    def __init__(self) -> None:
+        self.fork: ReadingFork | None = None
+        self.store: EntryStore | None = None
+        self.rows: dict[str, CachedEntry] = {}
+
+    def store_rows(self) -> None:
+        if self.store is not None and self.rows:
+            self.store.store_entries(self.rows)
+        self.rows = {}
 
 
 def _collected(config: Config, now: datetime, store: EntryStore | None,
                files: list[tuple[str, os.stat_result]], upcoming: list[datetime] | None,
-               problems: list[Problem], forks: list[ReadingFork]) -> list[Article]:
+               problems: list[Problem], later: _Later) -> list[Article]:
     # Thousands of long-lived objects are made here and none is garbage: the collector's
     # passes over them were a fifth of recalling 5,000 entries.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        found = _found(config, store, files, forks)
+        found = _found(config, store, files, later)
     finally:
         if collecting:
             gc.enable()
@@ -169,9 +185,9 @@ Reading = tuple[int, Article | None, list[Problem]]
 
 
 def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]],
-           forks: list[ReadingFork]) -> list[Found]:
+           later: _Later) -> list[Found]:
     """Each entry file's reading, by its key: recalled from `store` if it vouches for the
-    file, else read (and the store told)."""
+    file, else read (and its row left in `later` for the store)."""
     cached = store.cached_entries() if store is not None else {}
     fresh: dict[str, CachedEntry] = {}
     found: list[Found] = []
@@ -187,10 +203,9 @@ def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.s
         else:
             found.append((recalled[0], key, recalled[1], recalled[2]))
     found += [(when, key, article, problems) for (key, _), (when, article, problems)
-              in zip(misses, _read_all(misses, config, cached, fresh, recaller, forks),
+              in zip(misses, _read_all(misses, config, cached, fresh, recaller, later),
                      strict=True)]
-    if store is not None and fresh:
-        store.store_entries(fresh)
+    later.store, later.rows = store, fresh
     return found
 
 
@@ -239,11 +254,11 @@ def _folder(folder: str) -> Path:
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry],
-              recaller: Recaller, forks: list[ReadingFork] | None = None) -> list[Reading]:
+              recaller: Recaller, later: _Later | None = None) -> list[Reading]:
     """Read the entries the cache could not vouch for: on two cores when there are many (a
     first run over a large archive), this process reading one part while a fork of it reads
-    the other and hands back its rows in one piece. The fork is added to `forks`, whose
-    owner must finish it; without `forks` it is finished here."""
+    the other and hands back its rows in one piece. The fork is left in `later`, whose
+    owner must finish it; without `later` it is finished here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     results: list[Reading] = []
     forked = None
@@ -264,8 +279,8 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
             return row.size, row.mtime_ns, row.checksum, row.payload
 
         forked = ReadingFork(misses[len(misses) // 2:], read, lambda ask: _render(ask, config))
-        if forks is not None:
-            forks.append(forked)
+        if later is not None:
+            later.fork = forked
         misses = misses[:len(misses) // 2]
     try:
         for key, stat in misses:
@@ -279,7 +294,7 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
         raise
     if forked is not None:
         rows = [CachedEntry(*row) if row is not None else None for row in forked.rows()]
-        if forks is None:
+        if later is None:
             forked.finish()
         for (key, stat), row in zip(forked.items, rows, strict=True):
             recalled = (decode(row.payload, key, row.checksum, recaller)
@@ -327,26 +342,29 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
     return entry, instant(article.published) if article is not None else 0, article, problems
 
 
-def _render_shown(shown: list[Article], fork: ReadingFork, config: Config) -> None:
-    """Render the bodies of `shown` (what the feeds will show) now, every other one in the
-    fork that read entries and the rest here, at the same time; each exactly as its Body
-    would render it later (a body the fork cannot vouch for is left to do so)."""
+def _render_shown(shown: list[Article], later: _Later, config: Config) -> None:
+    """Render the bodies of `shown` (what the feeds will show) now: three in five in the
+    fork that read entries, the rest here once the cache rows are stored, all at the same
+    time; each exactly as its Body would render it later (a body the fork cannot vouch
+    for is left to do so)."""
+    assert later.fork is not None
     asks: list[Ask] = []
     asked: list[Article] = []
     here: list[Article] = []
     for article in shown:
         ask = _ask(article)
-        if ask is not None and len(asked) <= len(here):
+        if ask is not None and 2 * len(asked) <= 3 * len(here):
             asks.append(ask)
             asked.append(article)
         else:
             here.append(article)
-    fork.ask(asks)
+    later.fork.ask(asks)
+    later.store_rows()
     for article in here:
         # A body that cannot be rendered raises again where it is used, as it always did.
         with contextlib.suppress(Exception):
             article.body.html  # noqa: B018 (rendered now, kept by the Body)
-    for article, html in zip(asked, fork.answers(), strict=True):
+    for article, html in zip(asked, later.fork.answers(), strict=True):
         if html is not None:
             article.body.fill(html)
 
