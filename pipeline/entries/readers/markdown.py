@@ -13,10 +13,11 @@ from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.minutes import CountedArticle, count_later
 from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
 from pipeline.entries.readers.front_matter import FM_BOUNDARY, simple_fields, yaml_handler
-from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
+from pipeline.entries.sanitise import one_line, safe_html
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -113,7 +114,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if isinstance(takeaways, dict):
         raise fields.fail("takeaways", "must be text or a list of text, not a mapping",
                           "write a list: takeaways: [\"first\", \"second\"]")
-    article = Article(
+    article = CountedArticle(
         path=path,
         slug=slug,
         title=title,
@@ -126,12 +127,11 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         tags=fields.text_list("tags", meta.get("tags")),
         stated_takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
-        # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
-        # line ends count the words within a few per cent at a quarter of split()'s cost.
-        read_minutes=read_minutes_of(body.count(" ") + body.count("\n")),
         url=url,
     )
-    return article, warnings
+    # From the source, not the HTML (rendering waits until the entry is shown), and only
+    # when asked for (the digest's few entries).
+    return count_later(article, body), warnings
 
 
 def _split(text: str, fence: re.Match[str] | None = None, closing: re.Match[str] | None = None
