@@ -8,6 +8,7 @@ import gc
 import hashlib
 import os
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -30,10 +31,6 @@ from pipeline.entries.summarise import takeaways_for
 
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
-# Of a large batch, what this process reads while the fork reads the rest: the fork pays for
-# copying each memory page it writes to, this process for keeping its articles and decoding
-# the fork's rows (measured, quiet: at a half the fork ends ~20 ms first; under load, either).
-OWN_SHARE = 0.5
 
 
 def scan(config: Config, problems: list[Problem] | None = None
@@ -104,21 +101,23 @@ def _link_target(path: str, shown: str, root: str, problems: list[Problem]) -> s
 
 def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
                      files: list[tuple[str, os.stat_result]] | None = None,
-                     upcoming: list[datetime] | None = None
+                     upcoming: list[datetime] | None = None,
+                     meanwhile: Callable[[], object] | None = None
                      ) -> tuple[list[Article], list[Problem]]:
     """Every published entry, newest first, its takeaways drawn on first use (summarise),
     and every problem met on the way.
 
     Drafts and entries dated after `now` are left out silently: they are not errors (their
     dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
-    instead of read again. `files` is a `scan()` already made.
+    instead of read again. `files` is a `scan()` already made. `meanwhile` is called once
+    while a fork reads entries, if many are read (see _read_all).
     """
     problems: list[Problem] = []
     if files is None:
         files = scan(config, problems)
     later = _Later()
     try:
-        articles = _collected(config, now, store, files, upcoming, problems, later)
+        articles = _collected(config, now, store, files, upcoming, problems, later, meanwhile)
         if later.fork is not None:  # a large batch was read: the fork renders bodies too
             _render_shown(articles[: config.feed_max_items], later, config)
         later.store_rows()
@@ -145,13 +144,14 @@ class _Later:
 
 def _collected(config: Config, now: datetime, store: EntryStore | None,
                files: list[tuple[str, os.stat_result]], upcoming: list[datetime] | None,
-               problems: list[Problem], later: _Later) -> list[Article]:
+               problems: list[Problem], later: _Later,
+               meanwhile: Callable[[], object] | None = None) -> list[Article]:
     # Thousands of long-lived objects are made here and none is garbage: the collector's
     # passes over them were a fifth of recalling 5,000 entries.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        found = _found(config, store, files, later)
+        found = _found(config, store, files, later, meanwhile)
     finally:
         if collecting:
             gc.enable()
@@ -190,7 +190,7 @@ Reading = tuple[int, Article | None, list[Problem]]
 
 
 def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]],
-           later: _Later) -> list[Found]:
+           later: _Later, meanwhile: Callable[[], object] | None = None) -> list[Found]:
     """Each entry file's reading, by its key: recalled from `store` if it vouches for the
     file, else read (and its row left in `later` for the store)."""
     cached = store.cached_entries() if store is not None else {}
@@ -208,7 +208,8 @@ def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.s
         else:
             found.append((recalled[0], key, recalled[1], recalled[2]))
     found += [(when, key, article, problems) for (key, _), (when, article, problems)
-              in zip(misses, _read_all(misses, config, cached, fresh, recaller, later),
+              in zip(misses, _read_all(misses, config, cached, fresh, recaller, later,
+                                                 meanwhile),
                      strict=True)]
     later.store, later.rows = store, fresh
     return found
@@ -259,56 +260,72 @@ def _folder(folder: str) -> Path:
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry],
-              recaller: Recaller, later: _Later | None = None) -> list[Reading]:
+              recaller: Recaller, later: _Later | None = None,
+              meanwhile: Callable[[], object] | None = None) -> list[Reading]:
     """Read the entries the cache could not vouch for: on two cores when there are many (a
-    first run over a large archive), this process reading one part while a fork of it reads
-    the other and hands back its rows in one piece. The fork is left in `later`, whose
-    owner must finish it; without `later` it is finished here."""
+    first run over a large archive), this process and a fork of it each taking the next
+    chunk of them until none is left, the fork handing back its rows in one piece; this
+    process first does `meanwhile`, if given (work of its own, e.g. imports it will need).
+    The fork is left in `later`, whose owner must finish it; without `later` it is finished
+    here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    results: list[Reading] = []
-    forked = None
     # Never forked from a threaded process (`serve`): the fork would keep only this thread,
     # and any lock another one held would stay locked in it.
-    if (len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork")
+    if not (len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork")
             and threading.active_count() == 1):
-        # Imported once, before the fork: this process reads entries too.
-        for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
-            reader = READERS[suffix]
-            if isinstance(reader, LazyReader):
-                reader.load()
-        def read(miss: tuple[str, os.stat_result]) -> tuple[int, int, str, bytes]:
-            key, stat = miss
-            row = _read_one(key, stat, config, cached.get(key), recaller, row_only=True)[0]
-            return row.size, row.mtime_ns, row.checksum, row.payload
-
-        split = int(len(misses) * OWN_SHARE)
-        forked = ReadingFork(misses[split:], read, lambda ask: _render(ask, config))
-        if later is not None:
-            later.fork = forked
-        misses = misses[:split]
-    try:
+        results: list[Reading] = []
         for key, stat in misses:
             entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
                                                        recaller)
             fresh[key] = entry
             results.append((when, article, problems))
+        return results
+    # Imported once, before the fork: this process reads entries too.
+    for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
+        reader = READERS[suffix]
+        if isinstance(reader, LazyReader):
+            reader.load()
+
+    def read(miss: tuple[str, os.stat_result]) -> tuple[int, int, str, bytes]:
+        key, stat = miss
+        row = _read_one(key, stat, config, cached.get(key), recaller, row_only=True)[0]
+        return row.size, row.mtime_ns, row.checksum, row.payload
+
+    forked = ReadingFork(misses, read, lambda ask: _render(ask, config))
+    if later is not None:
+        later.fork = forked
+    mine: dict[int, tuple[CachedEntry, Reading]] = {}
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        for start in forked.chunks():
+            for index in range(start, min(start + forked.chunk, len(misses))):
+                key, stat = misses[index]
+                entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                           recaller)
+                mine[index] = entry, (when, article, problems)
+        theirs = forked.rows()
     except BaseException:
-        if forked is not None:
-            forked.finish()  # reaped, not left blocked on its pipe
+        forked.finish()  # reaped, not left blocked on its pipe
         raise
-    if forked is not None:
-        rows = [CachedEntry(*row) if row is not None else None for row in forked.rows()]
-        if later is None:
-            forked.finish()
-        for (key, stat), row in zip(forked.items, rows, strict=True):
-            recalled = (decode(row.payload, key, row.checksum, recaller)
-                        if row is not None else None)
-            if row is None or recalled is None:  # the fork failed: read it here
-                row, when, article, problems = _read_one(key, stat, config, cached.get(key),
-                                                         recaller)
+    if later is None:
+        forked.finish()
+    results = []
+    for index, (key, stat) in enumerate(misses):
+        if index in mine:
+            entry, reading = mine[index]
+        else:
+            row = theirs.get(index)
+            entry = CachedEntry(*row) if row is not None else None
+            recalled = (decode(entry.payload, key, entry.checksum, recaller)
+                        if entry is not None else None)
+            if entry is None or recalled is None:  # the fork failed: read it here
+                entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                           recaller)
                 recalled = (when, article, problems)
-            fresh[key] = row
-            results.append(recalled)
+            reading = recalled
+        fresh[key] = entry
+        results.append(reading)
     return results
 
 
