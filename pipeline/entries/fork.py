@@ -29,11 +29,12 @@ Ask = tuple[str, ...]  # what the fork is asked to render (see collect._render_i
 
 class ReadingFork:
     """Started at once: `read(item)` in the fork for each item of the chunks it takes (this
-    process takes the others by `chunks()`); then `render(ask)` for each ask sent by `ask()`,
-    if any."""
+    process takes the others by `chunks()`); then `idle()` while it waits for asks, and
+    `render(ask)` for each ask sent by `ask()`, if any."""
 
     def __init__(self, items: Sequence[Any], read: Callable[[Any], Row],
-                 render: Callable[[Ask], str | None]) -> None:
+                 render: Callable[[Ask], str | None],
+                 idle: Callable[[], object] | None = None) -> None:
         self.items = items
         # ~200 chunks for 5,000 entries; never more tokens than the pipe holds unread
         self.chunk = max(MIN_CHUNK, -(-len(items) // 4000))
@@ -62,6 +63,9 @@ class ReadingFork:
                 taken = [(start, [read(item) for item in items[start:start + self.chunk]])
                          for start in self.chunks()]
                 _send(rows_w, marshal.dumps(taken, _FORMAT))
+                if idle is not None:
+                    with contextlib.suppress(Exception):
+                        idle()
                 asked = _receive(asks_r)
                 _send(html_w, marshal.dumps([_rendered(render, ask)
                                               for ask in marshal.loads(asked)], _FORMAT)
