@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from conftest import ENTRIES, NOW, markdown_entry, write_entry
 from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, Body
-from pipeline.entries import collect
+from pipeline.entries import collect, fork
 from pipeline.entries.cache import RecalledArticle
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.entries.readers import READERS, LazyReader
@@ -320,6 +321,16 @@ def _forked_site(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
                                body=body)
         write_entry(site, f"e{n:02}.md", entry)
     monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+    # One entry a chunk, and this process slowed: both take some (the fork the most).
+    monkeypatch.setattr(fork, "MIN_CHUNK", 1)
+    real_read_one = collect._read_one
+
+    def read_one(*args: object, row_only: bool = False) -> object:
+        if not row_only:
+            time.sleep(0.002)
+        return real_read_one(*args, row_only=row_only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collect, "_read_one", read_one)
 
 
 def test_the_bodies_the_feeds_show_are_rendered_on_both_cores_as_on_one(
@@ -382,6 +393,30 @@ def test_a_fork_that_dies_leaves_its_bodies_to_this_process(
     monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
     alone, _ = collect_articles(config, NOW)
     assert problems == [] and len(shared) == 40
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
+def test_a_fork_that_dies_while_reading_leaves_its_entries_to_this_process(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks the fork took are read here when its rows never come."""
+    import os
+
+    _forked_site(site, monkeypatch)
+    slowed = collect._read_one
+    calls = []
+
+    def dying(*args: object, row_only: bool = False) -> object:
+        if row_only:
+            calls.append(1)
+            if len(calls) == 3:
+                os._exit(1)  # in the fork: killed with chunks taken and unread
+        return slowed(*args, row_only=row_only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collect, "_read_one", dying)
+    shared, problems = collect_articles(config, NOW)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert problems == [] and len(shared) == 40 and shared == alone
     assert [a.body_html for a in shared] == [a.body_html for a in alone]
 
 
