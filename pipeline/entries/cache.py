@@ -46,12 +46,12 @@ def instant(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def encode(article: Article | None, problems: list[Problem]) -> bytes:
+def encode(article: Article | None, problems: list[Problem], when: int | None = None) -> bytes:
     """(version, problems) for an entry that is not published (a draft, an error), else
     (version, problems, slug, category, instant(published), published, tail) where tail is
     the marshal bytes of (title, updated, summary, author, tags, takeaways, sources,
     disclaimer, read_minutes or None if not counted yet, url): strings, numbers and tuples
-    only.
+    only. `when`: instant(article.published), if the caller has it.
 
     marshal, not pickle: reading it builds plain values and never runs code. The rows are
     the ledger's own (written here, never taken from outside); a row that cannot be read, or
@@ -64,7 +64,8 @@ def encode(article: Article | None, problems: list[Problem]) -> bytes:
             article.summary, article.author, tuple(article.tags),
             tuple(article.stated_takeaways), tuple((s.title, s.url) for s in article.sources),
             article.disclaimer, counted_minutes(article), article.url), _TAIL_FORMAT)
-        row += (article.slug, article.category, instant(article.published),
+        row += (article.slug, article.category,
+                instant(article.published) if when is None else when,
                 article.published.isoformat(), tail)
     return marshal.dumps(row, _MARSHAL_FORMAT)
 

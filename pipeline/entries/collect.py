@@ -306,6 +306,7 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
     try:
         if meanwhile is not None:
             meanwhile()
+        _warm_renderers(config)  # this process renders some of the shown bodies after
         for start in forked.chunks():
             for index in range(start, min(start + forked.chunk, len(misses))):
                 key, stat = misses[index]
@@ -367,8 +368,9 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
         article, problems = None, [Problem(
             shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
             "check the file's permissions and content")]
-    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
-    return entry, instant(article.published) if article is not None else 0, article, problems
+    when = instant(article.published) if article is not None else 0
+    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems, when))
+    return entry, when, article, problems
 
 
 def _render_shown(shown: list[Article], later: _Later, config: Config) -> None:
@@ -419,8 +421,9 @@ def _key_of(article: Article) -> str:
 
 
 def _warm_renderers(config: Config) -> None:
-    """In the fork, while this process sorts the entries: a first body rendered by each
-    reader, so that their first-use costs are not paid with the bodies asked for."""
+    """A first body rendered by each reader (importing its Markdown library), so that their
+    first-use costs are not paid with the bodies the feeds show: in the fork while this
+    process sorts the entries, here while the fork reads."""
     for reader in set(READERS.values()):
         read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
         if read_body is not None:

@@ -6,8 +6,7 @@ import re
 from datetime import date
 from functools import cache
 from pathlib import Path
-
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING
 
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
@@ -18,6 +17,9 @@ from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
 from pipeline.entries.readers.front_matter import FM_BOUNDARY, simple_fields, yaml_handler
 from pipeline.entries.sanitise import one_line, safe_html
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -31,6 +33,8 @@ _BOUNDARY = FM_BOUNDARY  # python-frontmatter's: a line of three or more dashes
 
 @cache
 def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # imported to render, not to read an entry's fields
+
     # Raw HTML and every link are allowed through here and sanitised afterwards, in one
     # place. markdown-it's own check would leave a `javascript:` link as its Markdown source,
     # which then reaches the feeds as text; the sanitiser keeps its text and drops its URL.
