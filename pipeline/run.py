@@ -63,7 +63,8 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
     # than let a digest go to no one and count its entries as sent.
     list_problems = sync_site_csv(config, ledger, now)
     upcoming: list[datetime] = []
-    articles, problems = collect_articles(config, now, ledger, files, upcoming)
+    articles, problems = collect_articles(config, now, ledger, files, upcoming,
+                                          meanwhile=_import_publishing)
     log.info("collected %d entries", len(articles))
     report = RunReport(problems=[*config.warnings, *unknown_tables(config), *scan_problems,
                                  *problems, *list_problems],
@@ -76,6 +77,23 @@ def _run(config: Config, ledger: Ledger, now: datetime) -> RunReport:
         ledger.set_state("next_due", min(upcoming).isoformat() if upcoming else "")
         ledger.set_state("published", str(len(articles)))
     return report
+
+
+def _import_publishing() -> None:
+    """What _publish imports, imported while a fork reads entries (a first run over a large
+    archive): the fork then takes a larger share of the reading, so the imports cost about
+    half their time."""
+    import pipeline.core.atomic
+    import pipeline.delivery.settings
+    import pipeline.mail.compact
+    import pipeline.mail.outbox
+    import pipeline.mail.segments
+    import pipeline.publishing.digest
+    import pipeline.publishing.feeds
+    import pipeline.publishing.shown_bodies
+    import pipeline.publishing.web_copies
+    import pipeline.state.secret
+    import pipeline.state.subscribers  # noqa: F401
 
 
 def _fingerprint(config: Config, parts: Iterable[str]) -> str:

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import marshal
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import Protocol
 
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, CachedEntry, Source
+from pipeline.entries.minutes import compared, counted_minutes
 
 # Bump when the reading of entries or the row's layout changes, so that rows made by other
-# code are read again rather than trusted. 3: the fields that choose an entry apart from the
+# code are read again rather than trusted. 4: the reading time may be None (not counted: it
+# is counted from the file when used); 3: the fields that choose an entry apart from the
 # rest, decoded only when used; 2: one flat marshal tuple; 1: JSON text.
-CACHE_VERSION = 3
+CACHE_VERSION = 4
 _MARSHAL_FORMAT = 4  # read by every Python since 3.4
 _TAIL_FORMAT = 2  # no back-references: the same fields always make the same bytes
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -44,11 +46,12 @@ def instant(moment: datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def encode(article: Article | None, problems: list[Problem]) -> bytes:
+def encode(article: Article | None, problems: list[Problem], when: int | None = None) -> bytes:
     """(version, problems) for an entry that is not published (a draft, an error), else
     (version, problems, slug, category, instant(published), published, tail) where tail is
     the marshal bytes of (title, updated, summary, author, tags, takeaways, sources,
-    disclaimer, read_minutes, url): strings, numbers and tuples only.
+    disclaimer, read_minutes or None if not counted yet, url): strings, numbers and tuples
+    only. `when`: instant(article.published), if the caller has it.
 
     marshal, not pickle: reading it builds plain values and never runs code. The rows are
     the ledger's own (written here, never taken from outside); a row that cannot be read, or
@@ -60,8 +63,9 @@ def encode(article: Article | None, problems: list[Problem]) -> bytes:
             article.title, article.updated.isoformat() if article.updated else None,
             article.summary, article.author, tuple(article.tags),
             tuple(article.stated_takeaways), tuple((s.title, s.url) for s in article.sources),
-            article.disclaimer, article.read_minutes, article.url), _TAIL_FORMAT)
-        row += (article.slug, article.category, instant(article.published),
+            article.disclaimer, counted_minutes(article), article.url), _TAIL_FORMAT)
+        row += (article.slug, article.category,
+                instant(article.published) if when is None else when,
                 article.published.isoformat(), tail)
     return marshal.dumps(row, _MARSHAL_FORMAT)
 
@@ -119,6 +123,24 @@ class _Recalled:
         return article.__dict__[self.name]
 
 
+class _RecalledMinutes(_Recalled):
+    """`read_minutes`: from the row, or, if it was not counted then, from the file now."""
+
+    def __get__(self, article: RecalledArticle | None, owner: type | None = None) -> object:
+        if article is None:
+            return self
+        article._fill()
+        values = article.__dict__
+        if "read_minutes" not in values:
+            recaller, key = values["_count"]
+            fresh = recaller.reread(key)
+            if fresh is None:
+                raise EntryError(Problem(recaller.shown(key), "file", "changed while the run "
+                                         "was using it", "run again"))
+            values["read_minutes"] = fresh.read_minutes
+        return values["read_minutes"]
+
+
 class RecalledArticle(Article):
     """An Article recalled from its cache row: slug, category and checksum at once, the
     rest on first use. Equal to the Article read from the same file."""
@@ -134,7 +156,7 @@ class RecalledArticle(Article):
     sources = _Recalled()
     stated_takeaways = _Recalled()
     disclaimer = _Recalled()
-    read_minutes = _Recalled()
+    read_minutes = _RecalledMinutes()
     url = _Recalled()
     summariser = _Recalled()
 
@@ -146,6 +168,10 @@ class RecalledArticle(Article):
         try:
             (title, updated, summary, author, tags, takeaways, sources, disclaimer, read_minutes,
              url) = marshal.loads(tail)
+            if read_minutes is None:  # not counted when the row was made: counted if used
+                values["_count"] = (recaller, key)
+            else:
+                values["read_minutes"] = read_minutes
             values.update(
                 path=recaller.shown(key), title=title,
                 published=datetime.fromisoformat(published).astimezone(recaller.timezone),
@@ -154,7 +180,7 @@ class RecalledArticle(Article):
                 body=recaller.body(key, url), summary=summary, author=author, tags=tags,
                 stated_takeaways=takeaways,
                 sources=tuple(Source(t, u) for t, u in sources) if sources else (),
-                disclaimer=disclaimer, read_minutes=read_minutes, url=url,
+                disclaimer=disclaimer, url=url,
                 summariser=recaller.summariser)
         except (ValueError, EOFError, TypeError):  # not ours after all: read the file
             fresh = recaller.reread(key)
@@ -162,21 +188,16 @@ class RecalledArticle(Article):
                 raise EntryError(Problem(recaller.shown(key), "file", "changed while the run "
                                          "was using it", "run again")) from None
             values.update({name: getattr(fresh, name) for name in _LAZY},
-                          summariser=recaller.summariser)
+                          summariser=recaller.summariser, _reread=True)
         values.pop("_recalled", None)  # another thread may have filled it as well
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Article):
-            return _compared(self) == _compared(other)
+            return compared(self) == compared(other)
         return NotImplemented
 
     __hash__ = Article.__hash__
 
 
-_COMPARED = tuple(f.name for f in fields(Article) if f.compare)
 _LAZY = tuple(name for name, value in vars(RecalledArticle).items()
               if isinstance(value, _Recalled) and name != "summariser")
-
-
-def _compared(article: Article) -> tuple[object, ...]:
-    return tuple(getattr(article, name) for name in _COMPARED)

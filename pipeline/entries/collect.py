@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import gc
 import hashlib
-import marshal
 import os
 import threading
-from dataclasses import replace
+from collections.abc import Callable
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
@@ -16,101 +16,85 @@ from pathlib import Path
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, CachedEntry
-from pipeline.entries.cache import EntryStore, Recaller, decode, encode, instant
+from pipeline.entries.cache import (
+    EntryStore,
+    RecalledArticle,
+    Recaller,
+    decode,
+    encode,
+    instant,
+)
+from pipeline.entries.fork import Ask, ReadingFork
+from pipeline.entries.minutes import CountedArticle
 from pipeline.entries.readers import READERS, LazyReader
+from pipeline.entries.scan import scan
 from pipeline.entries.summarise import takeaways_for
 
 MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
-def scan(config: Config, problems: list[Problem] | None = None
-         ) -> list[tuple[str, os.stat_result]]:
-    """(path relative to the site, stat) of each entry file under articles/, sorted; hidden
-    files and folders and other formats ignored. os.scandir rather than
-    pathlib: on a 1,000-entry site this walk is a good part of a no-op run.
-
-    A symbolic link is followed only while it stays inside articles/: one that leads out of
-    it (its content would be published) or round in a loop is left out, and a problem added
-    to `problems`, if given."""
-    found: list[tuple[str, os.stat_result]] = []
-    refused = problems if problems is not None else []
-    root = os.path.realpath(config.site_dir / "articles")
-    pending = [("articles", root)]
-    seen = {root}  # folders read, by real path: a link back to one would never end
-    suffixes = tuple(READERS)  # each a dot and a word: what os.path.splitext would give
-    while pending:
-        folder, real = pending.pop()
-        try:
-            entries = list(os.scandir(config.site_dir / folder))
-        except (FileNotFoundError, NotADirectoryError):
-            continue
-        for entry in entries:
-            name = entry.name
-            if name.startswith((".", "_")):
-                continue
-            target = None
-            if entry.is_symlink():
-                target = _link_target(entry.path, f"{folder}/{name}", root, refused)
-                if target is None:
-                    continue
-            if entry.is_dir():
-                shown = f"{folder}/{name}"
-                target = target or os.path.join(real, name)
-                if target in seen:
-                    refused.append(Problem(shown, "file", "links to a folder already read (a "
-                                           "loop)", "remove the link"))
-                    continue
-                seen.add(target)
-                pending.append((shown, target))
-            # The name's extension, as os.path.splitext has it (a name never starts with a
-            # dot here), in a third of the time: 5,000 names are looked at on every run.
-            elif name.lower().endswith(suffixes) and entry.is_file():
-                found.append((f"{folder}/{name}", entry.stat()))
-    found.sort()
-    return found
-
-
-def _link_target(path: str, shown: str, root: str, problems: list[Problem]) -> str | None:
-    """Where a symbolic link under articles/ leads, if it may be followed."""
-    try:
-        target = os.path.realpath(path, strict=True)
-    except FileNotFoundError:
-        return None  # leads nowhere: like any other missing file, nothing to read
-    except OSError as exc:
-        problems.append(Problem(shown, "file", f"is a symbolic link that cannot be followed "
-                                f"({exc.strerror}: a loop?)",
-                                "remove the link or fix its target"))
-        return None
-    if os.path.commonpath((root, target)) != root:
-        problems.append(Problem(shown, "file", "is a symbolic link that leads outside "
-                                "articles/; refused, so nothing outside it is published",
-                                "move the file into articles/ instead of linking to it"))
-        return None
-    return target
-
-
 def collect_articles(config: Config, now: datetime, store: EntryStore | None = None,
                      files: list[tuple[str, os.stat_result]] | None = None,
-                     upcoming: list[datetime] | None = None
+                     upcoming: list[datetime] | None = None,
+                     meanwhile: Callable[[], object] | None = None
                      ) -> tuple[list[Article], list[Problem]]:
     """Every published entry, newest first, its takeaways drawn on first use (summarise),
     and every problem met on the way.
 
     Drafts and entries dated after `now` are left out silently: they are not errors (their
     dates are added to `upcoming` if given). With a `store`, unchanged entries are recalled
-    instead of read again. `files` is a `scan()` already made.
+    instead of read again. `files` is a `scan()` already made. `meanwhile` is called once
+    while a fork reads entries, if many are read (see _read_all).
     """
     problems: list[Problem] = []
     if files is None:
         files = scan(config, problems)
+    later = _Later()
+    try:
+        articles = _collected(config, now, store, files, upcoming, problems, later, meanwhile)
+        if later.fork is not None:  # a large batch was read: the fork renders bodies too
+            _render_shown(articles[: config.feed_max_items], later, config)
+        later.store_rows()
+    finally:
+        if later.fork is not None:
+            later.fork.finish()
+    return articles, problems
+
+
+class _Later:
+    """What reading leaves until the entries are sorted: the fork that read part of them,
+    if any (to render bodies the feeds show), and the new cache rows (stored meanwhile)."""
+
+    def __init__(self) -> None:
+        self.fork: ReadingFork | None = None
+        self.store: EntryStore | None = None
+        self.rows: dict[str, CachedEntry] = {}
+
+    def store_rows(self) -> None:
+        if self.store is not None and self.rows:
+            self.store.store_entries(self.rows)
+        self.rows = {}
+
+
+def _collected(config: Config, now: datetime, store: EntryStore | None,
+               files: list[tuple[str, os.stat_result]], upcoming: list[datetime] | None,
+               problems: list[Problem], later: _Later,
+               meanwhile: Callable[[], object] | None = None) -> list[Article]:
     # Thousands of long-lived objects are made here and none is garbage: the collector's
     # passes over them were a fifth of recalling 5,000 entries.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        found = _found(config, store, files)
+        found = _found(config, store, files, later, meanwhile)
     finally:
+        if len(files) >= PARALLEL_FROM and threading.active_count() == 1:
+            # A large site's articles live as long as the run, and the collector's first
+            # passes after this would scan every one of them again (~12 ms of a cold build,
+            # ~10 of a run after one new entry). Frozen, they are skipped (refcounting still
+            # frees them). Never in a threaded process such as `serve`, whose garbage of
+            # other requests would be frozen with them.
+            gc.freeze()
         if collecting:
             gc.enable()
     due = instant(now)
@@ -138,7 +122,7 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
         seen[slug] = key
         articles.append(article)
     articles.reverse()
-    return articles, problems
+    return articles
 
 
 # (instant the entry is published or 0, its key, its article or None, its problems)
@@ -147,10 +131,10 @@ Found = tuple[int, str, Article | None, list[Problem]]
 Reading = tuple[int, Article | None, list[Problem]]
 
 
-def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]]
-           ) -> list[Found]:
+def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.stat_result]],
+           later: _Later, meanwhile: Callable[[], object] | None = None) -> list[Found]:
     """Each entry file's reading, by its key: recalled from `store` if it vouches for the
-    file, else read (and the store told)."""
+    file, else read (and its row left in `later` for the store)."""
     cached = store.cached_entries() if store is not None else {}
     fresh: dict[str, CachedEntry] = {}
     found: list[Found] = []
@@ -166,9 +150,10 @@ def _found(config: Config, store: EntryStore | None, files: list[tuple[str, os.s
         else:
             found.append((recalled[0], key, recalled[1], recalled[2]))
     found += [(when, key, article, problems) for (key, _), (when, article, problems)
-              in zip(misses, _read_all(misses, config, cached, fresh, recaller), strict=True)]
-    if store is not None and fresh:
-        store.store_entries(fresh)
+              in zip(misses, _read_all(misses, config, cached, fresh, recaller, later,
+                                                 meanwhile),
+                     strict=True)]
+    later.store, later.rows = store, fresh
     return found
 
 
@@ -217,88 +202,75 @@ def _folder(folder: str) -> Path:
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
               cached: dict[str, CachedEntry], fresh: dict[str, CachedEntry],
-              recaller: Recaller) -> list[Reading]:
+              recaller: Recaller, later: _Later | None = None,
+              meanwhile: Callable[[], object] | None = None) -> list[Reading]:
     """Read the entries the cache could not vouch for: on two cores when there are many (a
-    first run over a large archive), this process reading one part while a fork of it reads
-    the other and hands back its rows in one piece."""
+    first run over a large archive), this process and a fork of it each taking the next
+    chunk of them until none is left, the fork handing back its rows in one piece; this
+    process first does `meanwhile`, if given (work of its own, e.g. imports it will need).
+    The fork is left in `later`, whose owner must finish it; without `later` it is finished
+    here."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    results: list[Reading] = []
-    forked = None
     # Never forked from a threaded process (`serve`): the fork would keep only this thread,
     # and any lock another one held would stay locked in it.
-    if (len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork")
+    if not (len(misses) >= PARALLEL_FROM and (cores or 1) >= 2 and hasattr(os, "fork")
             and threading.active_count() == 1):
-        # Imported once, before the fork: this process reads entries too.
-        for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
-            reader = READERS[suffix]
-            if isinstance(reader, LazyReader):
-                reader.load()
-        # Halves: this process also decodes the fork's rows, but the fork pays for copying
-        # each memory page it writes to (measured: the two finish within ~10 ms).
-        forked = _Fork(misses[len(misses) // 2:], config, cached, recaller)
-        misses = misses[:len(misses) // 2]
-    try:
+        results: list[Reading] = []
         for key, stat in misses:
             entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
                                                        recaller)
             fresh[key] = entry
             results.append((when, article, problems))
+        return results
+    # Imported once, before the fork: this process reads entries too.
+    for suffix in {os.path.splitext(key)[1].lower() for key, _ in misses}:
+        reader = READERS[suffix]
+        if isinstance(reader, LazyReader):
+            reader.load()
+
+    def read(miss: tuple[str, os.stat_result]) -> tuple[int, int, str, bytes]:
+        key, stat = miss
+        row = _read_one(key, stat, config, cached.get(key), recaller, row_only=True)[0]
+        return row.size, row.mtime_ns, row.checksum, row.payload
+
+    forked = ReadingFork(misses, read, lambda ask: _render(ask, config),
+                         lambda: _warm_renderers(config))
+    if later is not None:
+        later.fork = forked
+    mine: dict[int, tuple[CachedEntry, Reading]] = {}
+    try:
+        if meanwhile is not None:
+            meanwhile()
+        _warm_renderers(config)  # this process renders some of the shown bodies after
+        for start in forked.chunks():
+            for index in range(start, min(start + forked.chunk, len(misses))):
+                key, stat = misses[index]
+                entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                           recaller)
+                mine[index] = entry, (when, article, problems)
+        theirs = forked.rows()
     except BaseException:
-        if forked is not None:
-            forked.rows()  # reaped, not left blocked on its pipe
+        forked.finish()  # reaped, not left blocked on its pipe
         raise
-    if forked is not None:
-        for (key, stat), row in zip(forked.misses, forked.rows(), strict=True):
-            recalled = (decode(row.payload, key, row.checksum, recaller)
-                        if row is not None else None)
-            if row is None or recalled is None:  # the fork failed: read it here
-                row, when, article, problems = _read_one(key, stat, config, cached.get(key),
-                                                         recaller)
+    if later is None:
+        forked.finish()
+    results = []
+    for index, (key, stat) in enumerate(misses):
+        if index in mine:
+            entry, reading = mine[index]
+        else:
+            row = theirs.get(index)
+            entry = CachedEntry(*row) if row is not None else None
+            recalled = (decode(entry.payload, key, entry.checksum, recaller)
+                        if entry is not None else None)
+            if entry is None or recalled is None:  # the fork failed: read it here
+                entry, when, article, problems = _read_one(key, stat, config, cached.get(key),
+                                                           recaller)
                 recalled = (when, article, problems)
-            fresh[key] = row
-            results.append(recalled)
+            reading = recalled
+        fresh[key] = entry
+        results.append(reading)
     return results
-
-
-class _Fork:
-    """A forked copy of this process reading `misses` into cache rows, sent back through a
-    pipe as one marshal blob: no pool, no pickling, no executor threads. The fork touches
-    nothing else (the ledger is this process's) and leaves by os._exit."""
-
-    def __init__(self, misses: list[tuple[str, os.stat_result]], config: Config,
-                 cached: dict[str, CachedEntry], recaller: Recaller) -> None:
-        self.misses = misses
-        readable, writable = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:  # the fork
-            status = 1
-            try:
-                os.close(readable)
-                rows = []
-                for key, stat in misses:
-                    row = _read_one(key, stat, config, cached.get(key), recaller,
-                                    row_only=True)[0]
-                    rows.append((row.size, row.mtime_ns, row.checksum, row.payload))
-                with os.fdopen(writable, "wb") as pipe:
-                    pipe.write(marshal.dumps(rows, 4))
-                status = 0
-            finally:
-                os._exit(status)
-        os.close(writable)
-        self.readable = readable
-
-    def rows(self) -> list[CachedEntry | None]:
-        """The fork's rows, in order; None for each if it failed."""
-        with os.fdopen(self.readable, "rb") as pipe:
-            data = pipe.read()
-        _, status = os.waitpid(self.pid, 0)
-        try:
-            rows = marshal.loads(data) if status == 0 else None
-        except (ValueError, EOFError, TypeError):
-            rows = None
-        if not isinstance(rows, list) or len(rows) != len(self.misses):
-            return [None] * len(self.misses)
-        return [CachedEntry(*row) for row in rows]
 
 
 def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry | None,
@@ -323,13 +295,91 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
         except EntryError as exc:
             article, problems = None, [exc.problem]
         if article is not None and not row_only:
-            article = replace(article, checksum=checksum, summariser=takeaways_for)
+            # The reader's article is new and seen by no one yet: filled in place, not
+            # copied (dataclasses.replace was a twentieth of reading an entry).
+            _set_field(article, "checksum", checksum)
+            _set_field(article, "summariser", takeaways_for)
     except Exception as exc:  # one unreadable entry must never stop the run
         article, problems = None, [Problem(
             shown, "file", f"could not be read ({type(exc).__name__}: {exc})",
             "check the file's permissions and content")]
-    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems))
-    return entry, instant(article.published) if article is not None else 0, article, problems
+    when = instant(article.published) if article is not None else 0
+    entry = CachedEntry(stat.st_size, stat.st_mtime_ns, checksum, encode(article, problems, when))
+    return entry, when, article, problems
+
+
+def _render_shown(shown: list[Article], later: _Later, config: Config) -> None:
+    """Render the bodies of `shown` (what the feeds will show) now, every other one in the
+    fork that read entries and the rest here at the same time, once the cache rows are
+    stored; each exactly as its Body would render it later (a body the fork cannot vouch
+    for is left to do so)."""
+    assert later.fork is not None
+    asks: list[Ask] = []
+    asked: list[Article] = []
+    here: list[Article] = []
+    for article in shown:
+        ask = _ask(article)
+        if ask is not None and len(asked) <= len(here):
+            asks.append(ask)
+            asked.append(article)
+        else:
+            here.append(article)
+    later.store_rows()  # first: measured, the store is ~3x slower while the fork renders
+    later.fork.ask(asks)
+    for article in here:
+        # A body that cannot be rendered raises again where it is used, as it always did.
+        with contextlib.suppress(Exception):
+            article.body.html  # noqa: B018 (rendered now, kept by the Body)
+    for article, html in zip(asked, later.fork.answers(), strict=True):
+        if html is not None:
+            article.body.fill(html)
+
+
+def _ask(article: Article) -> Ask | None:
+    """How the fork renders `article`'s body exactly as its Body would: a recalled entry's
+    body from its file (load_body); one read in this run from its file's bytes read again
+    as they were (same checksum); else None."""
+    if article.__class__ is RecalledArticle:
+        url = article.url  # decodes the rest of it
+        # _reread: its tail could not be decoded, so its body is a fresh reading's
+        if article.__dict__.get("_reread") or article.body.rendered:
+            return None
+        return ("file", _key_of(article), url)
+    if (article.__class__ in (Article, CountedArticle) and article.checksum
+            and not article.body.rendered):
+        return ("entry", _key_of(article), article.checksum)
+    return None
+
+
+def _key_of(article: Article) -> str:
+    return article.path.as_posix()
+
+
+def _warm_renderers(config: Config) -> None:
+    """A first body rendered by each reader (importing its Markdown library), so that their
+    first-use costs are not paid with the bodies the feeds show: in the fork while this
+    process sorts the entries, here while the fork reads."""
+    for reader in set(READERS.values()):
+        read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
+        if read_body is not None:
+            read_body("---\ntitle: x\n---\n\nA *first* [body](x/).\n", config.site_url)
+
+
+def _render(ask: Ask, config: Config) -> str | None:
+    """In the fork: the body HTML `ask` (from _ask) stands for."""
+    if ask[0] == "file":
+        _, key, url = ask
+        return load_body(config.site_dir / key, Path(key), url, config)
+    _, key, checksum = ask
+    data = _read_file(os.path.join(config.site_dir, key), MAX_ENTRY_BYTES)
+    if hashlib.sha256(data).hexdigest() != checksum:
+        return None  # changed since: rendered where it is used, from what was read then
+    article, _ = _read_data(_shown(key), os.path.splitext(key)[1].lower(), config, len(data),
+                            data)
+    return article.body_html if article is not None else None
+
+
+_set_field = object.__setattr__  # past the frozen dataclass's guard
 
 
 def _read_file(name: str, size: int) -> bytes:
@@ -390,6 +440,6 @@ def _read_data(shown: Path, suffix: str, config: Config, size: int, data: bytes 
         line = data[: exc.start].count(b"\n") + 1
         raise EntryError(Problem(shown, "file", f"is not UTF-8 (byte {exc.start})",
                                  "save it as UTF-8 in your editor", line=line)) from None
-    if not text.strip():
+    if not text or text.isspace():  # not text.strip(): no copy of the whole text
         raise EntryError(Problem(shown, "file", "is empty", "write the entry or delete the file"))
     return READERS[suffix](shown, text, config)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -12,7 +14,8 @@ from conftest import ENTRIES, NOW, markdown_entry, write_entry
 from pipeline.core.config import Config, load_config
 from pipeline.core.errors import Problem
 from pipeline.core.models import Article, Body
-from pipeline.entries import collect
+from pipeline.entries import collect, fork
+from pipeline.entries.cache import RecalledArticle
 from pipeline.entries.collect import collect_articles, scan
 from pipeline.entries.readers import READERS, LazyReader
 
@@ -307,6 +310,116 @@ def test_many_entries_read_on_two_cores_come_out_as_on_one(site: Path, config: C
     assert len(two.rows) == 40 and _rows(two.rows) == _rows(one.rows)
 
 
+def _forked_site(site: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: entries are always read in one process here")
+    for n in range(40):
+        body = f"Entry {n} opens here.\n\n    indented code {n}\n\n- a list\n- of {n}"
+        entry = markdown_entry(title=f"Entry {n}", date=f"2026-0{1 + n % 9}-{10 + n % 18}",
+                               body=body)
+        write_entry(site, f"e{n:02}.md", entry)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10)
+    # One entry a chunk, and this process slowed: both take some (the fork the most).
+    monkeypatch.setattr(fork, "MIN_CHUNK", 1)
+    real_read_one = collect._read_one
+
+    def read_one(*args: object, row_only: bool = False) -> object:
+        if not row_only:
+            time.sleep(0.002)
+        return real_read_one(*args, row_only=row_only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collect, "_read_one", read_one)
+
+
+def test_the_bodies_the_feeds_show_are_rendered_on_both_cores_as_on_one(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After a large read, the fork renders every other shown body (those it read, recalled
+    from its rows, and those this process read): the same HTML as each Body renders."""
+    _forked_site(site, monkeypatch)
+    answered: list[str | None] = []
+    real_answers = collect.ReadingFork.answers
+
+    def answers(self: collect.ReadingFork) -> list[str | None]:
+        answered.extend(real_answers(self))
+        return answered
+
+    monkeypatch.setattr(collect.ReadingFork, "answers", answers)
+    shared, _ = collect_articles(config, NOW)
+    assert all(a.body.rendered for a in shared[:config.feed_max_items])
+    assert len(answered) >= 15 and None not in answered
+    kinds = {type(a).__name__ for a in shared}
+    assert kinds == {"CountedArticle", "RecalledArticle"}  # both ways of asking were used
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
+def test_a_body_changed_before_the_fork_renders_it_is_not_taken_from_the_fork(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An entry read by this process is rendered from the text it read: if its file
+    changed since, the fork's rendering of the new bytes is not used."""
+    _forked_site(site, monkeypatch)
+    real_ask = collect.ReadingFork.ask
+
+    def ask(self: collect.ReadingFork, asks: list[tuple[str, ...]]) -> None:
+        for ask in asks:
+            if ask[0] == "entry":
+                path = site / ask[1]
+                path.write_text(path.read_text().replace("opens here", "was CHANGED"))
+        real_ask(self, asks)
+
+    monkeypatch.setattr(collect.ReadingFork, "ask", ask)
+    shared, _ = collect_articles(config, NOW)
+    fresh = [a for a in shared if not isinstance(a, RecalledArticle)]
+    assert fresh and not any("CHANGED" in a.body_html for a in fresh)
+
+
+def test_a_fork_that_dies_leaves_its_bodies_to_this_process(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+    import signal
+
+    _forked_site(site, monkeypatch)
+    real_ask = collect.ReadingFork.ask
+
+    def ask(self: collect.ReadingFork, asks: list[tuple[str, ...]]) -> None:
+        os.kill(self.pid, signal.SIGKILL)
+        real_ask(self, asks)
+
+    monkeypatch.setattr(collect.ReadingFork, "ask", ask)
+    shared, problems = collect_articles(config, NOW)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert problems == [] and len(shared) == 40
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
+def test_a_fork_that_dies_while_reading_leaves_its_entries_to_this_process(
+        site: Path, config: Config, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The chunks the fork took are read here when its rows never come."""
+    import os
+
+    _forked_site(site, monkeypatch)
+    slowed = collect._read_one
+    calls = []
+
+    def dying(*args: object, row_only: bool = False) -> object:
+        if row_only:
+            calls.append(1)
+            if len(calls) == 3:
+                os._exit(1)  # in the fork: killed with chunks taken and unread
+        return slowed(*args, row_only=row_only)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(collect, "_read_one", dying)
+    shared, problems = collect_articles(config, NOW)
+    monkeypatch.setattr(collect, "PARALLEL_FROM", 10**6)
+    alone, _ = collect_articles(config, NOW)
+    assert problems == [] and len(shared) == 40 and shared == alone
+    assert [a.body_html for a in shared] == [a.body_html for a in alone]
+
+
 def _rows(rows: dict[str, object]) -> dict[str, tuple[object, ...]]:
     import marshal
 
@@ -377,7 +490,10 @@ def test_an_entry_recalled_from_the_cache_is_the_entry_read_from_its_file(
     assert [(str(p.path), p.problem) for p in recalled[1]] == [
         ("articles/bare.md", "'bare' is already used by articles/same.md")]  # the older one
     for old, new in zip(read[0], recalled[0], strict=True):
-        assert {name: getattr(new, name) for name in vars(old)} == vars(old)
+        # Every field, each read through its descriptor (some are decoded or counted on use)
+        every = [f.name for f in dataclasses.fields(Article)]
+        assert {name: getattr(new, name) for name in every} == {
+            name: getattr(old, name) for name in every}
         assert new.takeaways == old.takeaways and new.date_label == old.date_label
         assert new.body_html == old.body_html and hash(new) == hash(old)
     full = recalled[0][0]

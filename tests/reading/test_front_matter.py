@@ -7,6 +7,7 @@ real and impossible, octal-looking numbers, colons, quotes, comments, lists in b
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import pytest
 import yaml
@@ -130,9 +131,71 @@ def test_the_reader_splits_a_file_as_python_frontmatter_does(text: str) -> None:
     """The body's exact text counts too: the reading time is drawn from it."""
     import frontmatter
 
-    from pipeline.entries.readers.markdown import _FRONT_MATTER, _split
+    from pipeline.entries.readers.front_matter import yaml_handler
+    from pipeline.entries.readers.markdown import _split
 
-    expected = _parse(lambda t: frontmatter.parse(t, handler=_FRONT_MATTER), text)
+    expected = _parse(lambda t: frontmatter.parse(t, handler=yaml_handler()), text)
     assert _parse(_split, text) == expected
     if isinstance(expected, tuple):
         assert _types(_parse(_split, text)[0]) == _types(expected[0])  # type: ignore[index]
+
+
+def test_the_resolver_rules_are_pyyaml_s_own() -> None:
+    """The fast path resolves plain values without importing PyYAML, by a copy of its table:
+    the same patterns, flags, tags and order for every first character."""
+    from yaml.resolver import Resolver
+
+    from pipeline.entries.readers.front_matter import _IMPLICIT
+
+    def table(rules: dict) -> dict:  # type: ignore[type-arg]
+        return {first: [(tag, p.pattern, p.flags) for tag, p in entries]
+                for first, entries in rules.items()}
+
+    assert table(_IMPLICIT) == table(Resolver.yaml_implicit_resolvers)
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.one_of(SCALAR, PLAIN_WORDS, st.text(alphabet="-+.:_0123456789eExXbonNulTtZ ~<=",
+                                               max_size=24), st.text(max_size=12)))
+def test_plain_values_resolve_as_pyyaml_resolves_them(plain: str) -> None:
+    import yaml
+
+    from pipeline.entries.readers.front_matter import _tag
+
+    expected = yaml.resolver.Resolver().resolve(yaml.ScalarNode, plain, (True, False))
+    assert _tag(plain) == expected
+
+
+def test_the_boundary_is_python_frontmatter_s() -> None:
+    from frontmatter.default_handlers import YAMLHandler
+
+    from pipeline.entries.readers.front_matter import FM_BOUNDARY
+
+    assert YAMLHandler.FM_BOUNDARY is not None
+    assert (FM_BOUNDARY.pattern, FM_BOUNDARY.flags) == (YAMLHandler.FM_BOUNDARY.pattern,
+                                                        YAMLHandler.FM_BOUNDARY.flags)
+
+
+def test_reading_simple_front_matter_imports_no_yaml_library(site: Path) -> None:
+    """PyYAML and python-frontmatter are imported only for a block the fast path leaves."""
+    import subprocess
+    import sys
+
+    simple = ('---\ntitle: "Sleep"\ndate: 2026-03-14\ntags: [a, b]\nsources:\n'
+              '  - {title: "S", url: "https://example.org/1"}\n---\n\nBody.\n')
+    awkward = '---\ntitle: "Sleep" # a comment\ndate: 2026-03-14\n---\n\nBody.\n'
+    script = (
+        "import sys\nfrom pathlib import Path\n"
+        "from pipeline.core.config import load_config\n"
+        "from pipeline.entries.collect import read_entry\n"
+        "config = load_config(Path(sys.argv[1]))\n"
+        "article, problems = read_entry(Path(sys.argv[2]), Path('a.md'), config)\n"
+        "assert article is not None and article.title == 'Sleep', (article, problems)\n"
+        "print(sorted({'yaml', 'frontmatter'} & set(sys.modules)))\n")
+    for text, imported in ((simple, "[]"), (awkward, "['frontmatter', 'yaml']")):
+        entry = site / "articles" / "a.md"
+        entry.write_text(text)
+        done = subprocess.run([sys.executable, "-c", script, str(site), str(entry)],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == imported

@@ -172,6 +172,11 @@ OLD_ROWS = {
     "flat marshal": marshal.dumps((
         2, (), "a", "Old title", "2026-11-01T00:00:00+00:00", None, "", "", "", (), (), (),
         "", 1, "https://journal.example.org/a/"), 4),
+    # 3: what chooses an entry apart, the rest one marshal blob, the reading time counted
+    "lazy marshal": marshal.dumps((
+        3, (), "a", "", 1793491200000000, "2026-11-01T00:00:00+00:00", marshal.dumps((
+            "Old title", None, "", "", (), (), (), "", 1, "https://journal.example.org/a/"),
+            2)), 4),
 }
 
 

@@ -7,21 +7,55 @@ shape itself: quoted strings without escapes, plain words, `[a, b]` lists, `- it
 false and `2026-01-31` still a date). Anything else (comments, escapes, multi-line values,
 numbers other than plain integers, timestamps with a time, anchors, tags…) returns None, and
 the caller hands the block to YAML as before: the fast path never decides what YAML means.
+
+PyYAML itself (and python-frontmatter) are imported only when a block goes to YAML: importing
+them was ~11 ms of a run that reads one new entry. The resolver's rules are therefore a copy of
+PyYAML's table (`_IMPLICIT`), which tests/reading/test_front_matter.py compares with PyYAML's
+own, pattern by pattern, so a PyYAML that changed them would fail the tests, not the reading.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import date
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
-import yaml
-from frontmatter.default_handlers import YAMLHandler
-from yaml.resolver import Resolver
-
-_RESOLVER = Resolver()
 _STR = "tag:yaml.org,2002:str"
+# PyYAML's implicit resolvers (yaml/resolver.py, class Resolver), in its order: (tag, pattern,
+# the first characters it is tried for; "" is the empty scalar).
+_IMPLICIT_RULES = (
+    ("tag:yaml.org,2002:bool", r'''^(?:yes|Yes|YES|no|No|NO
+                    |true|True|TRUE|false|False|FALSE
+                    |on|On|ON|off|Off|OFF)$''', re.X, "yYnNtTfFoO"),
+    ("tag:yaml.org,2002:float", r'''^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?
+                    |\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                    |[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+\.[0-9_]*
+                    |[-+]?\.(?:inf|Inf|INF)
+                    |\.(?:nan|NaN|NAN))$''', re.X, "-+0123456789."),
+    ("tag:yaml.org,2002:int", r'''^(?:[-+]?0b[0-1_]+
+                    |[-+]?0[0-7_]+
+                    |[-+]?(?:0|[1-9][0-9_]*)
+                    |[-+]?0x[0-9a-fA-F_]+
+                    |[-+]?[1-9][0-9_]*(?::[0-5]?[0-9])+)$''', re.X, "-+0123456789"),
+    ("tag:yaml.org,2002:merge", r"^(?:<<)$", 0, "<"),
+    ("tag:yaml.org,2002:null", r'''^(?: ~
+                    |null|Null|NULL
+                    | )$''', re.X, ("~", "n", "N", "")),
+    ("tag:yaml.org,2002:timestamp", r'''^(?:[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]
+                    |[0-9][0-9][0-9][0-9] -[0-9][0-9]? -[0-9][0-9]?
+                     (?:[Tt]|[ \t]+)[0-9][0-9]?
+                     :[0-9][0-9] :[0-9][0-9] (?:\.[0-9]*)?
+                     (?:[ \t]*(?:Z|[-+][0-9][0-9]?(?::[0-9][0-9])?))?)$''', re.X, "0123456789"),
+    ("tag:yaml.org,2002:value", r"^(?:=)$", 0, "="),
+    ("tag:yaml.org,2002:yaml", r"^(?:!|&|\*)$", 0, "!&*"),
+)
+_IMPLICIT: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+for _tag_name, _pattern, _flags, _firsts in _IMPLICIT_RULES:
+    for _first in _firsts:
+        _IMPLICIT.setdefault(_first, []).append((_tag_name, re.compile(_pattern, _flags)))
+# python-frontmatter's YAML boundary: a line of three or more dashes (its YAMLHandler's).
+FM_BOUNDARY = re.compile(r"^-{3,}\s*$", re.MULTILINE)
 _BOOLS = {"yes": True, "no": False, "true": True, "false": False, "on": True, "off": False}
 # Characters YAML treats specially anywhere in a block (line breaks of its own, tabs, BOM,
 # non-printables it refuses): leave such a block to YAML and its error messages.
@@ -30,8 +64,12 @@ _AWKWARD = re.compile("[\t\r\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ufef
 _KEY_LINE = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*):(?: +(.*))?")
 _ITEM_LINE = re.compile(r"( *)- +(.*)")
 _DOUBLE = re.compile(r'"([^"\\]*)" *')
-# _KEY_LINE whose value is _DOUBLE: the same reading, one match instead of four steps.
-_QUOTED_FIELD = re.compile(r'([A-Za-z_][A-Za-z0-9_-]*): +"([^"\\]*)" *')
+# The commonest lines, read in one match each, as the steps below would read them: a key
+# and a value that is (2) quoted without escapes (_DOUBLE), (3-5) a plain YYYY-MM-DD (always
+# a timestamp to YAML's resolver), (6) a flow list (_flow_list), (7) plain text without
+# indicators, `:` or `#` (so _PLAIN matches it; _resolve decides what it is), or none.
+_COMMON_LINE = re.compile(r'''([A-Za-z_][A-Za-z0-9_-]*):(?:\ +(?:"([^"\\]*)"
+    |([0-9]{4})-([0-9]{2})-([0-9]{2})|(\[.*)|([^\s\-?:,\[\]{}#&*!|>'"%@`][^:#]*?)))?\ *''', re.X)
 _SINGLE = re.compile(r"'([^']*)' *")
 # A plain scalar: no indicator first, no ": " or " #" inside, not ending in ":".
 _PLAIN = re.compile(r"(?![-?:,\[\]{}#&*!|>'\"%@`])(?:(?!: | #).)*(?<!:)")
@@ -58,9 +96,21 @@ def simple_fields(block: str) -> dict[str, Any] | None:
         while at < len(lines):
             line = lines[at]
             at += 1
-            quoted = _QUOTED_FIELD.fullmatch(line)  # the commonest line, read in one step
-            if quoted:
-                fields[_key(quoted.group(1))] = quoted.group(2)
+            common = _COMMON_LINE.fullmatch(line)
+            if common:
+                kind = common.lastindex
+                key = _key(common.group(1))
+                if kind == 2:
+                    fields[key] = common.group(2)
+                elif kind == 5:
+                    fields[key] = date(int(common.group(3)), int(common.group(4)),
+                                       int(common.group(5)))
+                elif kind == 6:
+                    fields[key] = _flow_list(common.group(6))
+                elif kind == 7:
+                    fields[key] = _resolve(common.group(7))
+                else:
+                    fields[key], at = _block_list(lines, at)
                 continue
             if not line.strip(" "):
                 continue
@@ -187,7 +237,11 @@ _TEXT_KEYS: set[str] = set()
 
 @lru_cache(maxsize=4096)  # categories, authors and tags repeat from entry to entry
 def _tag(plain: str) -> str:
-    return _RESOLVER.resolve(yaml.ScalarNode, plain, (True, False))
+    """The tag PyYAML's resolver gives a plain scalar (BaseResolver.resolve, implicit)."""
+    for tag, pattern in _IMPLICIT.get(plain[:1], ()):
+        if pattern.match(plain):
+            return tag
+    return _STR
 
 
 def _resolve(plain: str) -> Any:
@@ -207,9 +261,15 @@ def _resolve(plain: str) -> Any:
     raise _NotSimple
 
 
-class FastYAMLHandler(YAMLHandler):
-    """python-frontmatter's YAML handler (same split, same loader) with the fast path first."""
+@cache
+def yaml_handler() -> Any:
+    """python-frontmatter's YAML handler (same split, same loader) with the fast path first;
+    imports python-frontmatter and PyYAML, so only made for a block the fast path leaves."""
+    from frontmatter.default_handlers import YAMLHandler
 
-    def load(self, fm: str, **kwargs: object) -> Any:
-        fields = simple_fields(fm)
-        return fields if fields is not None else super().load(fm, **kwargs)
+    class FastYAMLHandler(YAMLHandler):  # type: ignore[misc]
+        def load(self, fm: str, **kwargs: object) -> Any:
+            fields = simple_fields(fm)
+            return fields if fields is not None else super().load(fm, **kwargs)
+
+    return FastYAMLHandler()

@@ -6,19 +6,20 @@ import re
 from datetime import date
 from functools import cache
 from pathlib import Path
-
-import frontmatter
-import yaml
-from markdown_it import MarkdownIt
+from typing import TYPE_CHECKING
 
 from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.minutes import CountedArticle, count_later
 from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
-from pipeline.entries.readers.front_matter import FastYAMLHandler, simple_fields
-from pipeline.entries.sanitise import one_line, read_minutes_of, safe_html
+from pipeline.entries.readers.front_matter import FM_BOUNDARY, simple_fields, yaml_handler
+from pipeline.entries.sanitise import one_line, safe_html
+
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 KNOWN_FIELDS = {
     "title", "date", "category", "summary", "author", "tags", "takeaways", "sources", "slug",
@@ -27,13 +28,13 @@ KNOWN_FIELDS = {
 _FENCE = re.compile(r"\A---[ \t]*\r?\n")
 _CLOSING = re.compile(r"\n---[ \t]*(\r?\n|\Z)")
 _FIELD = re.compile(r"([A-Za-z_][\w-]*)\s*:")
-_FRONT_MATTER = FastYAMLHandler()
-assert _FRONT_MATTER.FM_BOUNDARY is not None
-_BOUNDARY = _FRONT_MATTER.FM_BOUNDARY  # python-frontmatter's: a line of three or more dashes
+_BOUNDARY = FM_BOUNDARY  # python-frontmatter's: a line of three or more dashes
 
 
 @cache
 def _markdown() -> MarkdownIt:
+    from markdown_it import MarkdownIt  # imported to render, not to read an entry's fields
+
     # Raw HTML and every link are allowed through here and sanitised afterwards, in one
     # place. markdown-it's own check would leave a `javascript:` link as its Markdown source,
     # which then reaches the feeds as text; the sanitiser keeps its text and drops its URL.
@@ -61,14 +62,16 @@ def read_body(text: str, url: str) -> str:
 def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None, list[Problem]]:
     """Parse one Markdown entry. Returns (None, warnings) for a draft; raises EntryError."""
     fields = FieldReader(path, lambda: _field_lines(text))
-    if not _FENCE.match(text):
+    fence = _FENCE.match(text)
+    if not fence:
         raise fields.fail("front matter", "missing",
                           "start the file with a line `---`, the fields, then another `---`")
-    if not _CLOSING.search(text):
+    closing = _CLOSING.search(text)
+    if not closing:
         raise fields.fail("front matter", "is not closed", "add a line `---` after the last field")
     try:
-        meta, body = _split(text)
-    except yaml.YAMLError as exc:
+        meta, body = _split(text, fence, closing)
+    except _yaml_error() as exc:  # evaluated only when something was raised
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark else 1  # the YAML text starts on the fence's line
         reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
@@ -85,8 +88,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     except (TypeError, AttributeError) as exc:  # e.g. `!!timestamp nope` crashes PyYAML
         raise fields.fail("front matter", f"a value cannot be read ({exc})",
                           "check values tagged with `!!`") from None
-    closing = _CLOSING.search(text)
-    block = text[_FENCE.match(text).end():closing.start()] if closing else ""  # type: ignore[union-attr]
+    block = text[fence.end():closing.start()]
     # python-frontmatter turns front matter that is not a mapping (a list, a bare string)
     # into empty metadata without a word: say so rather than "title is missing".
     if not isinstance(meta, dict) or (not meta and block.strip()):
@@ -103,7 +105,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if draft:
         return None, warnings
 
-    _check_nesting(path, text)
+    _check_nesting(path, text, closing.end())
     title = fields.text("title", meta.get("title"), required=True)
     published = fields.when("date", meta.get("date"), config.timezone, required=True)
     assert published is not None
@@ -116,7 +118,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if isinstance(takeaways, dict):
         raise fields.fail("takeaways", "must be text or a list of text, not a mapping",
                           "write a list: takeaways: [\"first\", \"second\"]")
-    article = Article(
+    article = CountedArticle(
         path=path,
         slug=slug,
         title=title,
@@ -129,32 +131,42 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
         tags=fields.text_list("tags", meta.get("tags")),
         stated_takeaways=fields.text_list("takeaways", takeaways),
         sources=_sources(fields, meta.get("sources")),
-        # From the source, not the HTML: rendering waits until the entry is shown. Spaces and
-        # line ends count the words within a few per cent at a quarter of split()'s cost.
-        read_minutes=read_minutes_of(body.count(" ") + body.count("\n")),
         url=url,
     )
-    return article, warnings
+    # From the source, not the HTML (rendering waits until the entry is shown), and only
+    # when asked for (the digest's few entries).
+    return count_later(article, body), warnings
 
 
-def _split(text: str) -> tuple[object, str]:
+def _split(text: str, fence: re.Match[str] | None = None, closing: re.Match[str] | None = None
+           ) -> tuple[object, str]:
     """(front matter, body) exactly as python-frontmatter's parse() gives them, without its
     cost when the block has the simple shape and no line of dashes (its boundary) inside it.
+    `fence` and `closing`: the two patterns' matches in `text`, if the caller has them.
     """
-    closing = _CLOSING.search(text)
-    fence = _FENCE.match(text)
+    if closing is None:
+        closing = _CLOSING.search(text)
+    if fence is None:
+        fence = _FENCE.match(text)
     if closing is not None and fence is not None and "\r" not in text:  # it turns CRLF to LF
         block = text[fence.end():closing.start()]
         meta = None if "---" in block and _BOUNDARY.search(block) else simple_fields(block)
         if meta is not None:
             return meta, text[closing.end():].strip()
-    return frontmatter.parse(text, handler=_FRONT_MATTER)
+    import frontmatter  # with PyYAML: only for front matter the fast path leaves to YAML
+
+    return frontmatter.parse(text, handler=yaml_handler())  # type: ignore[no-any-return]
 
 
-def _check_nesting(path: Path, text: str) -> None:
-    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered."""
-    closing = _CLOSING.search(text)
-    start = closing.end() if closing else 0
+def _yaml_error() -> type[Exception]:
+    import yaml
+
+    return yaml.YAMLError
+
+
+def _check_nesting(path: Path, text: str, start: int) -> None:
+    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered; the body
+    starts at `start`."""
     if text.count("<", start) <= MAX_DEPTH:  # too_deep's own first test, without a copy
         return
     line = too_deep(text[start:])
