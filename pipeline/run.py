@@ -247,7 +247,8 @@ def _write_web_copy(new: list[Article], now: datetime, config: Config) -> None:
 
 def _refresh_archive(config: Config, ledger: Ledger, *, digest_built: bool) -> None:
     """The archive page lists every digest: rewritten when one is added (or it is missing)."""
-    from pipeline.publishing.web_copies import ARCHIVE_PAGE, render_archive
+    from pipeline.publishing.public_paths import ARCHIVE_PAGE
+    from pipeline.publishing.web_copies import render_archive
 
     page = config.public_dir / ARCHIVE_PAGE
     if digest_built or not page.exists():
@@ -366,7 +367,7 @@ def _prune(config: Config, ledger: Ledger, now: datetime) -> None:
     last = ledger.get_state(PRUNED)
     if last and timedelta(0) <= now - datetime.fromisoformat(last) < timedelta(days=1):
         return
-    from pipeline.mail.outbox import Outbox
+    from pipeline.mail.outbox_folders import Outbox
     from pipeline.state.upkeep import prune
 
     before = now - timedelta(days=config.retention_days)
@@ -383,8 +384,8 @@ def _check_history(config: Config, ledger: Ledger) -> None:
     again and mail people who unsubscribed."""
     if ledger.digest_count():
         return
-    from pipeline.mail.outbox import Outbox
-    from pipeline.publishing.web_copies import ARCHIVE_PAGE
+    from pipeline.mail.outbox_folders import Outbox
+    from pipeline.publishing.public_paths import ARCHIVE_PAGE
 
     seen = []
     # The archive page, not a web copy: a digest's web copy is written before the ledger

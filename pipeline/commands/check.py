@@ -11,7 +11,7 @@ from pipeline.core.config import CONFIG_NAME, Config, load_config
 from pipeline.core.errors import ConfigError, Problem, TemplateError
 from pipeline.delivery.settings import delivery_settings
 from pipeline.entries.collect import collect_articles
-from pipeline.mail.outbox import HISTORY, Outbox
+from pipeline.mail.outbox_folders import HISTORY, Outbox
 from pipeline.publishing.digest import render_digest, size_problems
 from pipeline.state.ledger import open_ledger
 from pipeline.state.secret import SECRET_FILE, secret_warnings

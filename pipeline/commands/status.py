@@ -13,7 +13,7 @@ from pipeline.core.wording import counted, due_line
 from pipeline.entries.collect import collect_articles
 from pipeline.mail.compact import waiting_count
 from pipeline.mail.compose import message_prefix
-from pipeline.mail.outbox import SENT, Outbox
+from pipeline.mail.outbox_folders import SENT, Outbox
 from pipeline.run import next_digest
 from pipeline.state.connection import ledger_files
 from pipeline.state.ledger import Ledger, open_ledger

@@ -149,6 +149,11 @@ class CachedEntry(NamedTuple):
     payload: str | bytes
 
 
+# Filled per subscriber in a digest's rendition; chosen to pass through jinja2, MJML and the
+# CSS inliner unchanged (publishing writes them, mail fills them in).
+PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
+
+
 @dataclass(frozen=True)
 class Digest:
     """One issue of the newsletter, rendered once and frozen in the ledger."""

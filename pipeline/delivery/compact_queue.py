@@ -27,7 +27,7 @@ from pipeline.mail.compact import (
     store_name,
 )
 from pipeline.mail.compose import Composer
-from pipeline.mail.outbox import Outbox
+from pipeline.mail.outbox_folders import Outbox
 
 DONTNEED = getattr(mmap, "MADV_DONTNEED", None)  # Linux and BSDs; elsewhere pages stay
 

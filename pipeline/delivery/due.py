@@ -17,7 +17,7 @@ from pipeline.core.errors import Problem
 from pipeline.core.models import ACTIVE, PENDING, email_key
 from pipeline.delivery.compact_queue import CompactQueue
 from pipeline.delivery.folders import seen_by_a_reader
-from pipeline.mail.outbox import Outbox
+from pipeline.mail.outbox_folders import Outbox
 from pipeline.state.ledger import Ledger
 from pipeline.state.lock import is_locked
 

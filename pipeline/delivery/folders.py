@@ -13,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from pipeline.mail.outbox import Outbox
+from pipeline.mail.outbox_folders import Outbox
 
 log = logging.getLogger("pipeline")
 INFO = ":2,"  # Maildir's flags come after this in a file's name (":1," is experimental)

@@ -35,7 +35,7 @@ from pipeline.delivery.signing import DkimSettings, DkimSigner
 from pipeline.delivery.stopping import Stopped, stop_on_signals
 from pipeline.delivery.transport import Outcome, Settings
 from pipeline.mail.compact import waiting_count
-from pipeline.mail.outbox import Outbox
+from pipeline.mail.outbox_folders import Outbox
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, site_lock
 from pipeline.state.secret import load_secret

@@ -24,11 +24,10 @@ from email.header import Header
 from email.utils import format_datetime, formataddr
 
 from pipeline.core.config import Config
-from pipeline.core.models import Digest, Subscriber
+from pipeline.core.models import PLACEHOLDERS, Digest, Subscriber
 from pipeline.core.text import slugify
 from pipeline.entries.sanitise import header_text
 from pipeline.mail.tokens import subscriber_token
-from pipeline.publishing.digest import PLACEHOLDERS
 
 CRLF = b"\r\n"
 SOFT_BREAK = b"=\r\n"

@@ -16,7 +16,7 @@ import jinja2
 from pipeline.core.config import Config
 from pipeline.core.errors import Problem, TemplateError
 from pipeline.core.languages import N_
-from pipeline.core.models import Article
+from pipeline.core.models import PLACEHOLDERS, Article
 from pipeline.entries.sanitise import header_text
 from pipeline.publishing.feed_types import RSS
 from pipeline.publishing.templates import (
@@ -31,8 +31,6 @@ from pipeline.publishing.web_copies import ARCHIVE_DIR, web_copy_url
 
 HTML_TEMPLATE = "digest.mjml.j2"
 TEXT_TEMPLATE = "digest.txt.j2"
-# Filled per subscriber; chosen to pass through jinja2, MJML and the CSS inliner unchanged.
-PLACEHOLDERS = {"unsubscribe_url": "@@UNSUBSCRIBE_URL@@", "email": "@@EMAIL@@"}
 
 
 DISCLAIMER = N_("For general information and education only — not medical advice.")

@@ -17,11 +17,10 @@ from pipeline.core.config import Config
 from pipeline.core.models import DigestListing
 from pipeline.core.text import slugify
 from pipeline.publishing.feed_types import FEEDS
+from pipeline.publishing.public_paths import ARCHIVE_DIR
 from pipeline.publishing.templates import issue_date, render_template, template_environment
 
-ARCHIVE_DIR = "digests"  # under public/: each digest's web copy and the archive index
 ARCHIVE_TEMPLATE = "archive.html.j2"
-ARCHIVE_PAGE = f"{ARCHIVE_DIR}/index.html"
 
 
 def web_copy_name(created: datetime, lead_slug: str, config: Config) -> str:

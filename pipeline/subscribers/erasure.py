@@ -22,7 +22,7 @@ from pipeline.core.config import Config
 from pipeline.core.models import email_key
 from pipeline.mail.compact import remove_messages
 from pipeline.mail.compose import message_name
-from pipeline.mail.outbox import REASON, Outbox
+from pipeline.mail.outbox_folders import REASON, Outbox
 from pipeline.state.ledger import Ledger
 from pipeline.state.lock import SEND_LOCK_NAME, site_lock
 from pipeline.state.subscribers import SubscriberBook

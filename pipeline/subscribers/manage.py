@@ -127,7 +127,7 @@ def send_confirmations(config: Config, ledger: Ledger, pending: list[Subscriber]
         return 0
     from pipeline.core.atomic import deliver, flush_to_disk
     from pipeline.mail.confirmation import compose_confirmation, confirmation_name
-    from pipeline.mail.outbox import Outbox
+    from pipeline.mail.outbox_folders import Outbox
     from pipeline.state.notices import Notices
     from pipeline.subscribers.link_tokens import confirmation_token
 

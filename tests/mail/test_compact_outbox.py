@@ -241,7 +241,7 @@ def test_a_writer_killed_mid_digest_resumes_without_a_second_line(site: Path) ->
 
 
 def test_retention_removes_a_finished_store_only(site: Path) -> None:
-    from pipeline.mail.outbox import Outbox
+    from pipeline.mail.outbox_folders import Outbox
 
     port = free_port()
     use_compact_outbox(site)
