@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime
 from pathlib import Path
 from xml.parsers import expat
@@ -110,6 +111,26 @@ def _html(env: jinja2.Environment, context: dict[str, object], config: Config) -
     except ValueError as exc:
         raise TemplateError(_mjml_problem(env, exc)) from None
     return inline_css(html, config.state_dir)
+
+
+def warm_up(config: Config) -> None:
+    """Pay a digest's first-render costs early (a large first run does, while its fork reads
+    entries): premailer and MJML imported, the templates compiled into the site's compiled
+    templates, and cssutils imported when no answers are kept for premailer yet."""
+    import mjml  # noqa: F401
+
+    from pipeline.publishing.css_memo import memo_for, real_cssutils
+    from pipeline.publishing.premailer_setup import premailer_class
+
+    premailer_class()
+    if not memo_for(config.state_dir).answers:
+        with real_cssutils():
+            pass
+    env = template_environment(config)
+    for name in (HTML_TEMPLATE, TEXT_TEMPLATE):
+        # A broken template is reported, with its place, when the digest is rendered.
+        with suppress(jinja2.TemplateError):
+            env.get_template(name)
 
 
 def compile_mjml(source: str) -> str:
