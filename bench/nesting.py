@@ -7,7 +7,10 @@ and then its body rendered and sanitised (what a feed or digest that shows it do
 and wall time, medians. Cases: 199,000 nested `<div>`s (the issue's 155 s; refused now, with
 a problem line), and entries nested exactly as deep as allowed (MAX_DEPTH) all the way
 through, with the elements the HTML parser handles slowest (formatting elements, list items,
-plain blocks), which are read and shown.
+plain blocks), which are read and shown. Then Markdown that is nearly all markup (images,
+list items, brackets, table rows; 2-14 s each for markdown-it-py at 1 MB: refused past
+MAX_MARKUP), the same shapes filled up to just under MAX_MARKUP and padded with prose to 1 MB
+(the slowest entries that are shown), and a megabyte of prose.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from generate import CONFIG
 from pipeline.core.config import load_config
 from pipeline.core.errors import EntryError
 from pipeline.entries.collect import MAX_ENTRY_BYTES, read_entry
+from pipeline.entries.markup_budget import MARKUP, MAX_MARKUP
 from pipeline.entries.nesting import MAX_DEPTH
 
 HEAD = "---\ntitle: Nested\ndate: 2026-11-01\n---\n\n"
@@ -34,6 +38,14 @@ HEAD = "---\ntitle: Nested\ndate: 2026-11-01\n---\n\n"
 def filled(unit: str) -> str:
     room = MAX_ENTRY_BYTES - len(HEAD) - 10
     return HEAD + unit * (room // len(unit))
+
+
+def at_budget(unit: str) -> str:
+    """`unit` repeated to just under MAX_MARKUP markup characters, then prose to 1 MB."""
+    per_unit = sum(unit.count(c) for c in MARKUP)
+    body = unit * ((MAX_MARKUP - 10) // per_unit) + "\n\n"
+    room = MAX_ENTRY_BYTES - len(HEAD) - 10 - len(body)
+    return HEAD + body + "word " * (room // 5)
 
 
 def nested(open_: str, close: str, depth: int) -> str:
@@ -49,6 +61,17 @@ CASES = {
                                                           MAX_DEPTH // 2)),
     f"<span> {MAX_DEPTH} deep, repeated": filled(nested("<span>", "</span>", MAX_DEPTH)),
     "unclosed <p> and <li>, 1 MB": filled("<p>x<li>y"),
+    "images ![a](b), 1 MB (refused)": filled("![a](b) "),
+    "list items, 1 MB (refused)": filled("- a\n"),
+    "brackets, 1 MB (refused)": filled("["),
+    "table rows, 1 MB (refused)": filled("|a|b|\n|-|-|\n"),
+    "images up to the markup budget, then prose": at_budget("![a](b) "),
+    "list items up to the markup budget, then prose": at_budget("- a\n"),
+    "brackets up to the markup budget, then prose": at_budget("[a "),
+    "table rows up to the markup budget, then prose": at_budget("|a|b|\n|-|-|\n"),
+    f"<b> {MAX_DEPTH} deep up to the markup budget, then prose":
+        at_budget(nested("<b>", "</b>", MAX_DEPTH)),
+    "prose, 1 MB": filled("word "),
 }
 
 

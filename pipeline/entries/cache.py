@@ -24,10 +24,11 @@ from pipeline.core.models import Article, Body, CachedEntry, Source
 from pipeline.entries.minutes import compared, counted_minutes
 
 # Bump when the reading of entries or the row's layout changes, so that rows made by other
-# code are read again rather than trusted. 4: the reading time may be None (not counted: it
+# code are read again rather than trusted. 5: bodies with too much markup are refused
+# (markup_budget.py); 4: the reading time may be None (not counted: it
 # is counted from the file when used); 3: the fields that choose an entry apart from the
 # rest, decoded only when used; 2: one flat marshal tuple; 1: JSON text.
-CACHE_VERSION = 4
+CACHE_VERSION = 5
 _MARSHAL_FORMAT = 4  # read by every Python since 3.4
 _TAIL_FORMAT = 2  # no back-references: the same fields always make the same bytes
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -368,6 +368,65 @@ def test_html_nested_deeper_than_the_limit_is_refused_with_its_line_and_the_run_
     assert f"more than {MAX_DEPTH} levels" in problem.problem and "nested tags" in problem.hint
 
 
+# Bodies of ~1 MB that are nearly all markup: markdown-it-py took 2-14 s to render each
+# (linear, but ~10-18 µs a markup character; bench/nesting.py).
+DENSE = {
+    "images": "![a](b) ",
+    "list items": "- a\n",
+    "inline tags 48 deep": "<b>" * 48 + "x" + "</b>" * 48 + " ",
+    "brackets": "[",
+    "table rows": "|a|b|\n|-|-|\n",
+}
+
+
+@pytest.mark.parametrize("unit", DENSE.values(), ids=list(DENSE))
+def test_a_body_with_more_markup_than_the_budget_is_refused_and_the_run_goes_on(
+        site: Path, unit: str) -> None:
+    from conftest import NOW, write_entry
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
+    from pipeline.entries.markup_budget import MAX_MARKUP
+
+    body = "Intro.\n\n" + unit * (990_000 // len(unit))
+    write_entry(site, "dense.md", markdown_entry(title="Dense", body=body))
+    write_entry(site, "fine.md", markdown_entry(title="Fine", date="2026-03-15"))
+    articles, problems = collect_articles(load_config(site), NOW)
+    assert [a.title for a in articles] == ["Fine"]
+    assert "opening paragraph" in articles[0].body_html
+    [problem] = problems
+    assert (str(problem.path), problem.field, problem.line) == ("articles/dense.md", "body", 5)
+    assert f"more than {MAX_MARKUP:,}" in problem.problem and "refused" in problem.problem
+    assert "split it into several entries" in problem.hint
+
+
+def test_a_megabyte_of_prose_with_ordinary_markup_is_published_and_rendered(site: Path) -> None:
+    from conftest import NOW, write_entry
+    from pipeline.core.config import load_config
+    from pipeline.entries.collect import collect_articles
+    from pipeline.entries.markup_budget import MAX_MARKUP, markup_count
+
+    paragraph = ("Blood pressure readings vary through the day, and a single reading says "
+                 "little. " * 12 + "See [the guideline](https://example.org/g) and *rest*.\n\n")
+    body = paragraph * (1_000_000 // len(paragraph))
+    assert len(body) > 900_000 and markup_count(body) <= MAX_MARKUP
+    write_entry(site, "long.md", markdown_entry(title="Long", body=body))
+    [article], problems = collect_articles(load_config(site), NOW)
+    assert problems == []
+    assert article.body_html.count('<a href="https://example.org/g"') == body.count("[the")
+
+
+def test_the_markup_budget_counts_what_markdown_it_steps_through_one_by_one() -> None:
+    from pipeline.entries.markup_budget import MARKUP, MAX_MARKUP, markup_count, too_much_markup
+    from pipeline.entries.readers.markdown import _markdown
+
+    terminators = _markdown().inline.terminator_re
+    assert {chr(c) for c in range(128) if terminators.match(chr(c))} == set(MARKUP)
+    assert markup_count("word " * 200_000) == 0
+    assert markup_count("é[" * MAX_MARKUP) == MAX_MARKUP  # non-ASCII text counts nothing
+    assert too_much_markup("[" * MAX_MARKUP) is None
+    assert too_much_markup("[" * (MAX_MARKUP + 1)) == MAX_MARKUP + 1
+
+
 def test_html_nested_deep_through_a_table_cell_or_closed_by_other_tags_is_still_counted(
         config: Config) -> None:
     from pipeline.entries.nesting import MAX_DEPTH, too_deep

@@ -12,6 +12,7 @@ from pipeline.core.config import Config
 from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, Source
 from pipeline.core.text import slugify, strip_illegal
+from pipeline.entries.markup_budget import MAX_MARKUP, too_much_markup
 from pipeline.entries.minutes import CountedArticle, count_later
 from pipeline.entries.nesting import MAX_DEPTH, too_deep
 from pipeline.entries.readers.fields import FieldReader
@@ -105,7 +106,7 @@ def read_markdown(path: Path, text: str, config: Config) -> tuple[Article | None
     if draft:
         return None, warnings
 
-    _check_nesting(path, text, closing.end())
+    _check_markup(path, text, closing.end())
     title = fields.text("title", meta.get("title"), required=True)
     published = fields.when("date", meta.get("date"), config.timezone, required=True)
     assert published is not None
@@ -164,17 +165,23 @@ def _yaml_error() -> type[Exception]:
     return yaml.YAMLError
 
 
-def _check_nesting(path: Path, text: str, start: int) -> None:
-    """Refuse HTML nested too deep for the sanitiser, before it is ever rendered; the body
-    starts at `start`."""
-    if text.count("<", start) <= MAX_DEPTH:  # too_deep's own first test, without a copy
-        return
-    line = too_deep(text[start:])
+def _check_markup(path: Path, text: str, start: int) -> None:
+    """Refuse HTML nested too deep for the sanitiser, and more markup than markdown-it renders
+    in a fraction of a second, before the body is ever rendered; the body starts at `start`."""
+    # too_deep's own first test, without a copy
+    line = too_deep(text[start:]) if text.count("<", start) > MAX_DEPTH else None
     if line is not None:
         raise EntryError(Problem(
             path, "body", f"HTML is nested more than {MAX_DEPTH} levels deep; refused",
             "remove the surplus nested tags (often pasted markup, e.g. <div> inside <div>)",
             line=text.count("\n", 0, start) + line))
+    if len(text) - start > MAX_MARKUP and (count := too_much_markup(text[start:])):
+        raise EntryError(Problem(
+            path, "body", f"holds {count:,} characters of Markdown markup (line breaks, "
+            f"brackets, asterisks, underscores, tags…), more than {MAX_MARKUP:,}: it would "
+            "take seconds to render; refused",
+            "split it into several entries, or remove pasted or generated markup",
+            line=text.count("\n", 0, start) + 1))
 
 
 def _sources(fields: FieldReader, value: object) -> tuple[Source, ...]:
