@@ -28,7 +28,7 @@ from generate import CONFIG
 
 from pipeline.core.config import load_config
 from pipeline.core.errors import EntryError
-from pipeline.entries.collect import MAX_ENTRY_BYTES, read_entry
+from pipeline.entries.entry_file import MAX_ENTRY_BYTES, read_entry
 from pipeline.entries.markup_budget import MARKUP, MAX_MARKUP
 from pipeline.entries.nesting import MAX_DEPTH
 

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import codecs
-import contextlib
 import gc
 import hashlib
 import os
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 
 from pipeline.core.config import Config
@@ -18,19 +15,25 @@ from pipeline.core.errors import EntryError, Problem
 from pipeline.core.models import Article, Body, CachedEntry
 from pipeline.entries.cache import (
     EntryStore,
-    RecalledArticle,
     Recaller,
     decode,
     encode,
     instant,
 )
-from pipeline.entries.fork import Ask, ReadingFork
-from pipeline.entries.minutes import CountedArticle
+from pipeline.entries.entry_file import (
+    MAX_ENTRY_BYTES,
+    load_body,
+    read_data,
+    read_entry,
+    read_file,
+    shown_path,
+)
+from pipeline.entries.fork import ReadingFork
 from pipeline.entries.readers import READERS, LazyReader
 from pipeline.entries.scan import scan
+from pipeline.entries.shown_render import render_in_fork, render_shown, warm_renderers
 from pipeline.entries.summarise import takeaways_for
 
-MAX_ENTRY_BYTES = 1_000_000
 PARALLEL_FROM = 300  # entries to read before a process pool pays for itself (bench/README.md)
 
 
@@ -54,7 +57,7 @@ def collect_articles(config: Config, now: datetime, store: EntryStore | None = N
     try:
         articles = _collected(config, now, store, files, upcoming, problems, later, meanwhile)
         if later.fork is not None:  # a large batch was read: the fork renders bodies too
-            _render_shown(articles[: config.feed_max_items], later, config)
+            render_shown(articles[: config.feed_max_items], later, config)
         later.store_rows()
     finally:
         if later.fork is not None:
@@ -116,8 +119,9 @@ def _collected(config: Config, now: datetime, store: EntryStore | None,
     for _, key, article in read:
         slug = article.slug
         if slug in seen:
-            problems.append(Problem(article.path, "slug", f"{slug!r} is already used by "
-                                    f"{_shown(seen[slug])}", "give one of them its own `slug:`"))
+            problems.append(Problem(article.path, "slug",
+                                    f"{slug!r} is already used by {shown_path(seen[slug])}",
+                                    "give one of them its own `slug:`"))
             continue
         seen[slug] = key
         articles.append(article)
@@ -183,21 +187,10 @@ def _recaller(config: Config) -> Recaller:
         return Body(lambda: load_body(config.site_dir / key, Path(key), url, config))
 
     def reread(key: str) -> Article | None:
-        article, _ = read_entry(config.site_dir / key, _shown(key), config)
+        article, _ = read_entry(config.site_dir / key, shown_path(key), config)
         return article
 
-    return Recaller(config.timezone, _shown, body, reread, takeaways_for)
-
-
-def _shown(key: str) -> Path:
-    """Path(key), a third cheaper: the folder's Path is made once (most are articles/)."""
-    folder, _, name = key.rpartition("/")
-    return _folder(folder) / name if folder else Path(key)
-
-
-@lru_cache(maxsize=1024)
-def _folder(folder: str) -> Path:
-    return Path(folder)
+    return Recaller(config.timezone, shown_path, body, reread, takeaways_for)
 
 
 def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
@@ -233,15 +226,15 @@ def _read_all(misses: list[tuple[str, os.stat_result]], config: Config,
         row = _read_one(key, stat, config, cached.get(key), recaller, row_only=True)[0]
         return row.size, row.mtime_ns, row.checksum, row.payload
 
-    forked = ReadingFork(misses, read, lambda ask: _render(ask, config),
-                         lambda: _warm_renderers(config))
+    forked = ReadingFork(misses, read, lambda ask: render_in_fork(ask, config),
+                         lambda: warm_renderers(config))
     if later is not None:
         later.fork = forked
     mine: dict[int, tuple[CachedEntry, Reading]] = {}
     try:
         if meanwhile is not None:
             meanwhile()
-        _warm_renderers(config)  # this process renders some of the shown bodies after
+        warm_renderers(config)  # this process renders some of the shown bodies after
         for start in forked.chunks():
             for index in range(start, min(start + forked.chunk, len(misses))):
                 key, stat = misses[index]
@@ -278,10 +271,10 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
               ) -> tuple[CachedEntry, int, Article | None, list[Problem]]:
     """Read one entry file (or recall it when only its mtime changed) and its cache row;
     `row_only`: the row is all the caller uses (a worker: the parent decodes the row)."""
-    shown = _shown(key)
+    shown = shown_path(key)
     checksum = ""
     try:
-        data = (_read_file(os.path.join(config.site_dir, key), stat.st_size)
+        data = (read_file(os.path.join(config.site_dir, key), stat.st_size)
                 if stat.st_size <= MAX_ENTRY_BYTES else None)
         checksum = hashlib.sha256(data or b"").hexdigest()
         if hit and hit.checksum == checksum:  # touched, not changed
@@ -290,7 +283,7 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
             if recalled is not None:
                 return entry, *recalled
         try:
-            article, problems = _read_data(shown, os.path.splitext(key)[1].lower(), config,
+            article, problems = read_data(shown, os.path.splitext(key)[1].lower(), config,
                                            stat.st_size if data is None else len(data), data)
         except EntryError as exc:
             article, problems = None, [exc.problem]
@@ -308,138 +301,4 @@ def _read_one(key: str, stat: os.stat_result, config: Config, hit: CachedEntry |
     return entry, when, article, problems
 
 
-def _render_shown(shown: list[Article], later: _Later, config: Config) -> None:
-    """Render the bodies of `shown` (what the feeds will show) now, every other one in the
-    fork that read entries and the rest here at the same time, once the cache rows are
-    stored; each exactly as its Body would render it later (a body the fork cannot vouch
-    for is left to do so)."""
-    assert later.fork is not None
-    asks: list[Ask] = []
-    asked: list[Article] = []
-    here: list[Article] = []
-    for article in shown:
-        ask = _ask(article)
-        if ask is not None and len(asked) <= len(here):
-            asks.append(ask)
-            asked.append(article)
-        else:
-            here.append(article)
-    later.store_rows()  # first: measured, the store is ~3x slower while the fork renders
-    later.fork.ask(asks)
-    for article in here:
-        # A body that cannot be rendered raises again where it is used, as it always did.
-        with contextlib.suppress(Exception):
-            article.body.html  # noqa: B018 (rendered now, kept by the Body)
-    for article, html in zip(asked, later.fork.answers(), strict=True):
-        if html is not None:
-            article.body.fill(html)
-
-
-def _ask(article: Article) -> Ask | None:
-    """How the fork renders `article`'s body exactly as its Body would: a recalled entry's
-    body from its file (load_body); one read in this run from its file's bytes read again
-    as they were (same checksum); else None."""
-    if article.__class__ is RecalledArticle:
-        url = article.url  # decodes the rest of it
-        # _reread: its tail could not be decoded, so its body is a fresh reading's
-        if article.__dict__.get("_reread") or article.body.rendered:
-            return None
-        return ("file", _key_of(article), url)
-    if (article.__class__ in (Article, CountedArticle) and article.checksum
-            and not article.body.rendered):
-        return ("entry", _key_of(article), article.checksum)
-    return None
-
-
-def _key_of(article: Article) -> str:
-    return article.path.as_posix()
-
-
-def _warm_renderers(config: Config) -> None:
-    """A first body rendered by each reader (importing its Markdown library), so that their
-    first-use costs are not paid with the bodies the feeds show: in the fork while this
-    process sorts the entries, here while the fork reads."""
-    for reader in set(READERS.values()):
-        read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
-        if read_body is not None:
-            read_body("---\ntitle: x\n---\n\nA *first* [body](x/).\n", config.site_url)
-
-
-def _render(ask: Ask, config: Config) -> str | None:
-    """In the fork: the body HTML `ask` (from _ask) stands for."""
-    if ask[0] == "file":
-        _, key, url = ask
-        return load_body(config.site_dir / key, Path(key), url, config)
-    _, key, checksum = ask
-    data = _read_file(os.path.join(config.site_dir, key), MAX_ENTRY_BYTES)
-    if hashlib.sha256(data).hexdigest() != checksum:
-        return None  # changed since: rendered where it is used, from what was read then
-    article, _ = _read_data(_shown(key), os.path.splitext(key)[1].lower(), config, len(data),
-                            data)
-    return article.body_html if article is not None else None
-
-
 _set_field = object.__setattr__  # past the frozen dataclass's guard
-
-
-def _read_file(name: str, size: int) -> bytes:
-    """A file's bytes, read at its size as scanned (a third of Path.read_bytes's cost), then
-    to its end if it has grown since, though never far past the limit."""
-    fd = os.open(name, os.O_RDONLY)
-    try:
-        data = os.read(fd, size + 1)
-        if len(data) > size:
-            chunks = [data]
-            while len(data) <= MAX_ENTRY_BYTES and (chunk := os.read(fd, 1 << 16)):
-                chunks.append(chunk)
-                data = b"".join(chunks)
-    finally:
-        os.close(fd)
-    return data
-
-
-def load_body(path: Path, shown: Path, url: str, config: Config) -> str:
-    """An entry's body HTML, read again from its file: for entries recalled from the cache.
-    By the reader's own body reader if it has one (no second parse of the fields)."""
-    reader = READERS[path.suffix.lower()]
-    read_body = reader.body_reader() if isinstance(reader, LazyReader) else None
-    if read_body is not None:
-        return read_body(path.read_bytes().decode("utf-8-sig"), url)
-    article, _ = read_entry(path, shown, config)
-    if article is None:
-        raise EntryError(Problem(shown, "file", "changed while the run was using it",
-                                 "run again"))
-    return article.body_html
-
-
-def read_entry(path: Path, shown: Path, config: Config, data: bytes | None = None
-               ) -> tuple[Article | None, list[Problem]]:
-    """Read one entry file; `shown` is the path used in messages (relative to the site)."""
-    size = len(data) if data else path.stat().st_size
-    if data is None and size <= MAX_ENTRY_BYTES:
-        data = path.read_bytes()
-    return _read_data(shown, path.suffix.lower(), config, size, data)
-
-
-def _read_data(shown: Path, suffix: str, config: Config, size: int, data: bytes | None
-               ) -> tuple[Article | None, list[Problem]]:
-    """An entry file's bytes (None: not read, for it is `size` bytes, over the limit) checked
-    and handed to the reader for `suffix`."""
-    if data is None or size > MAX_ENTRY_BYTES:
-        raise EntryError(Problem(shown, "file", f"is {size:,} bytes, over the "
-                                 f"{MAX_ENTRY_BYTES:,} byte limit", "split it or trim it"))
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # else "binary" below
-        raise EntryError(Problem(shown, "file", "is UTF-16, not UTF-8",
-                                 "save it as UTF-8 in your editor"))
-    if b"\x00" in data:
-        raise EntryError(Problem(shown, "file", "is binary, not text",
-                                 "move it out of articles/"))
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise EntryError(Problem(shown, "file", f"is not UTF-8 (byte {exc.start})",
-                                 "save it as UTF-8 in your editor", line=line)) from None
-    if not text or text.isspace():  # not text.strip(): no copy of the whole text
-        raise EntryError(Problem(shown, "file", "is empty", "write the entry or delete the file"))
-    return READERS[suffix](shown, text, config)

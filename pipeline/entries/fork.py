@@ -24,7 +24,7 @@ _FORMAT = 4  # marshal's: plain values only; reading it never runs code
 MIN_CHUNK = 25  # entries taken at a time (~2 ms of reading)
 
 Row = tuple[int, int, str, bytes]  # a cache row: size, mtime_ns, checksum, payload
-Ask = tuple[str, ...]  # what the fork is asked to render (see collect._render_in_fork)
+Ask = tuple[str, ...]  # what the fork is asked to render (see shown_render.render_in_fork)
 
 
 class ReadingFork:
