@@ -19,20 +19,15 @@ from pipeline.core.models import Digest, Subscriber
 from pipeline.mail.compose import Composer, message_name, message_prefix
 from pipeline.mail.dkim import DkimSigner
 from pipeline.mail.message_writer import MessageWriter
-from pipeline.mail.outbox_folders import (
-    FAILED,
-    SENT,
-    WITHDRAWN,
-    Outbox,
-)
+from pipeline.mail.outbox_folders import Outbox
 from pipeline.state.ledger import Ledger
 
-__all__ = ["FAILED", "SENT", "WITHDRAWN", "Outbox", "message_name", "message_prefix",
-           "write_outbox"]
+__all__ = ["message_name", "message_prefix", "write_outbox"]
 
 log = logging.getLogger("pipeline")
 BATCH = 2000  # messages made durable (one sync) and recorded together
 FEW = 64  # messages in a batch made durable one by one (fsync each) rather than by one sync
+
 
 def write_outbox(digest: Digest, subscribers: Iterable[Subscriber], config: Config,
                  ledger: Ledger, secret: bytes, now: datetime,

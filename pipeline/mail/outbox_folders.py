@@ -1,7 +1,7 @@
 """The outbox's folder layout and its one owner, `Outbox`: what a run writes into, what sending
 moves messages between, what status, check, erasure and retention look at. Kept apart from the
-fan-out (outbox.py), which imports the message composer and its templates: sending and a
-first run's history check need only the folders.
+fan-out (outbox.py), which imports the message composer, its signer and the email package:
+sending and a first run's history check need only the folders.
 """
 
 from __future__ import annotations
