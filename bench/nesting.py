@@ -29,7 +29,7 @@ from generate import CONFIG
 from pipeline.core.config import load_config
 from pipeline.core.errors import EntryError
 from pipeline.entries.entry_file import MAX_ENTRY_BYTES, read_entry
-from pipeline.entries.markup_budget import MARKUP, MAX_MARKUP
+from pipeline.entries.markup_budget import MAX_MARKUP, markup_count
 from pipeline.entries.nesting import MAX_DEPTH
 
 HEAD = "---\ntitle: Nested\ndate: 2026-11-01\n---\n\n"
@@ -42,7 +42,7 @@ def filled(unit: str) -> str:
 
 def at_budget(unit: str) -> str:
     """`unit` repeated to just under MAX_MARKUP markup characters, then prose to 1 MB."""
-    per_unit = sum(unit.count(c) for c in MARKUP)
+    per_unit = markup_count(unit)
     body = unit * ((MAX_MARKUP - 10) // per_unit) + "\n\n"
     room = MAX_ENTRY_BYTES - len(HEAD) - 10 - len(body)
     return HEAD + body + "word " * (room // 5)

@@ -24,13 +24,13 @@ MAX_MARKUP = 25_000
 
 def markup_count(body: str) -> int:
     """How many of the body's characters markdown-it takes one by one."""
-    if len(body) <= MAX_MARKUP:  # it cannot hold more than it holds
-        return 0
     data = body.encode("utf-8", "surrogatepass")
     return len(data) - len(data.translate(None, _MARKUP_BYTES))
 
 
 def too_much_markup(body: str) -> int | None:
     """The count when it is over MAX_MARKUP, else None."""
+    if len(body) <= MAX_MARKUP:  # it cannot hold more than it holds
+        return None
     count = markup_count(body)
     return count if count > MAX_MARKUP else None

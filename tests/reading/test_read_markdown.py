@@ -422,6 +422,7 @@ def test_the_markup_budget_counts_what_markdown_it_steps_through_one_by_one() ->
     terminators = _markdown().inline.terminator_re
     assert {chr(c) for c in range(128) if terminators.match(chr(c))} == set(MARKUP)
     assert markup_count("word " * 200_000) == 0
+    assert markup_count("A *b* [c](d), e-f\n") == 6
     assert markup_count("é[" * MAX_MARKUP) == MAX_MARKUP  # non-ASCII text counts nothing
     assert too_much_markup("[" * MAX_MARKUP) is None
     assert too_much_markup("[" * (MAX_MARKUP + 1)) == MAX_MARKUP + 1

@@ -175,6 +175,7 @@ def _check_markup(path: Path, text: str, start: int) -> None:
             path, "body", f"HTML is nested more than {MAX_DEPTH} levels deep; refused",
             "remove the surplus nested tags (often pasted markup, e.g. <div> inside <div>)",
             line=text.count("\n", 0, start) + line))
+    # the length first: no copy of a body too short to hold too much
     if len(text) - start > MAX_MARKUP and (count := too_much_markup(text[start:])):
         raise EntryError(Problem(
             path, "body", f"holds {count:,} characters of Markdown markup (line breaks, "
