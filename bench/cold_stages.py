@@ -11,16 +11,13 @@ entries is not in it, so the two differ for reading). Stages nest.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 from cold import reset
 from generate import make_site
-from measure import ENV, REPO, run_cli, wait_for_quiet_disk
+from measure import child_stages, run_cli, wait_for_quiet_disk
 
 CHILD = r"""
 import functools, json, sys, time
@@ -83,9 +80,7 @@ def main() -> None:
         for _ in range(args.repeat):
             reset(site)
             wait_for_quiet_disk()
-            done = subprocess.run([sys.executable, "-c", CHILD, str(site)], env=ENV, cwd=REPO,
-                                  capture_output=True, text=True, check=True)
-            runs.append(json.loads(done.stdout.splitlines()[-1]))
+            runs.append(child_stages(CHILD, site))  # type: ignore[arg-type]
     print(f"{'stage':48s} {'wall ms':>8s} {'CPU ms':>8s}")
     for stage in runs[0]:
         wall = statistics.median(r.get(stage, (0, 0))[0] * 1000 for r in runs)

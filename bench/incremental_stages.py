@@ -12,16 +12,13 @@ start (~10 ms) is not in the total; its teardown, which the command skips, is no
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import subprocess
-import sys
 import tempfile
 from datetime import date
 from pathlib import Path
 
 from generate import add_entry, make_site
-from measure import ENV, REPO, run_cli
+from measure import child_stages, run_cli
 
 CHILD = r"""
 import functools, json, sys, time
@@ -77,9 +74,7 @@ def main() -> None:
         run_cli("run", "--site", str(site), "--quiet")
         for n in range(args.repeat):
             add_entry(site, 90000 + n, date(2026, 11, 2))
-            done = subprocess.run([sys.executable, "-c", CHILD, str(site)], env=ENV, cwd=REPO,
-                                  capture_output=True, text=True, check=True)
-            runs.append(json.loads(done.stdout.splitlines()[-1]))
+            runs.append(child_stages(CHILD, site))  # type: ignore[arg-type]
     for stage in runs[0]:
         values = [r.get(stage, 0.0) * 1000 for r in runs]
         print(f"{stage:60s} {statistics.median(values):7.1f} ms CPU "

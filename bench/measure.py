@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -52,6 +53,14 @@ def run_cli(*args: str, on_core: int | None = None) -> None:
     done = subprocess.run([*pin, *NEWSLETTER, *args], env=ENV, capture_output=True, text=True)
     if done.returncode not in (0, 1):
         raise SystemExit(f"newsletter {' '.join(args)} failed:\n{done.stderr}")
+
+
+def child_stages(child: str, site: Path) -> dict[str, object]:
+    """Run `child` (Python source that prints its stage times as JSON on its last line) in a
+    fresh interpreter on `site`; what it printed."""
+    done = subprocess.run([sys.executable, "-c", child, str(site)], env=ENV, cwd=REPO,
+                          capture_output=True, text=True, check=True)
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def describe(label: str, times: list[float], unit: str = "s", scale: float = 1.0) -> str:
