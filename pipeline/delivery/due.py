@@ -38,7 +38,7 @@ def pages(ledger: Ledger, size: int = PAGE) -> Iterator[list[QueuedMessage]]:
 
 def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
            report: SendReport, config: Config, retry_now: bool, *, sending: bool,
-           compact: CompactQueue) -> None:
+           compact: CompactQueue, check_wanted: bool = True) -> None:
     """Go through the ledger's queue, checked against the folders, a page at a time, and
     count in `report` the messages due now (`due`), those waiting for their retry time, the
     outcomes a killed send left unrecorded (`recovered`), the due messages whose subscriber
@@ -47,7 +47,9 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
     waiting. A compact digest's message waits in its store until its journal has an outcome.
     With `sending`, before anything is sent: moved messages go back into new/, recovered
     outcomes are recorded, unwanted messages withdrawn, and every journal a due message
-    needs is opened (OutboxError if one cannot be)."""
+    needs is opened (OutboxError if one cannot be). Without `check_wanted` (a send with no
+    cap) the list is not checked here: the second pass checks each page just before it is
+    sent, which it must do anyway, and withdraws then (one lookup a message, not two)."""
     known = set()
     seen = seen_by_a_reader(folders)
     for page in pages(ledger):
@@ -72,7 +74,7 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
                 recovered.append(done)
             else:
                 report.missing.append(message.filename)
-        due, unwanted = still_wanted(due, ledger)
+        due, unwanted = still_wanted(due, ledger) if check_wanted else (due, [])
         report.due += len(due)
         report.recovered += len(recovered)
         if not sending:

@@ -75,10 +75,12 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         due.adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
         now = clock()
-        # First pass, before anything is sent: recovered outcomes recorded, unwanted messages
-        # withdrawn, journals opened, the due counted. The second streams the due to the pool.
+        # First pass, before anything is sent: recovered outcomes recorded, journals opened, the
+        # due counted (and, for a cap, unwanted messages withdrawn first, so that the cap counts
+        # wanted ones). The second streams the due to the pool, each page checked against the
+        # list just before it goes.
         due.check_queue(ledger, folders, waiting, now, report, config, retry_now, sending=True,
-               compact=compact)
+               compact=compact, check_wanted=bool(limit or settings.max_per_run))
         _cap(report, limit, settings)
         log.info("send: %d due, %d waiting for their retry time", report.due, report.waiting)
         try:
