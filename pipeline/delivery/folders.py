@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from pipeline.core.dot_mark import is_marked
 from pipeline.mail.outbox_folders import Outbox
 
 log = logging.getLogger("pipeline")
@@ -69,16 +70,18 @@ class OpenFolders:
     def __exit__(self, *_: object) -> None:
         os.close(self.new)
 
-    def read(self, name: str) -> bytes:
-        """A message in new/, whole, in one read: open()'s file object asks for its size
-        and position and reads again to find the end (three more system calls)."""
+    def read(self, name: str) -> tuple[bytes, bool]:
+        """A message in new/, whole, in one read (open()'s file object asks for its size
+        and position and reads again to find the end: three more system calls), and whether
+        its writer marked it as having no line that starts with "." (core/dot_mark.py)."""
         fd = os.open(name, os.O_RDONLY, dir_fd=self.new)
         try:
-            size = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            size = stat.st_size
             data = os.read(fd, size)
             while len(data) < size and (more := os.read(fd, size - len(data))):
                 data += more
-            return data
+            return data, is_marked(fd, stat)
         finally:
             os.close(fd)
 
