@@ -51,7 +51,7 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
     cap) the list is not checked here: the second pass checks each page just before it is
     sent, which it must do anyway, and withdraws then (one lookup a message, not two)."""
     known = set()
-    seen = seen_by_a_reader(folders)
+    seen = seen_by_a_reader(folders, waiting)
     for page in pages(ledger):
         due: list[QueuedMessage] = []
         recovered: list[Delivery] = []

@@ -62,7 +62,7 @@ class OpenFolders:
 
     def __init__(self, folders: Outbox) -> None:
         self.new = os.open(folders.new, os.O_RDONLY | os.O_DIRECTORY)
-        self.sent = str(folders.sent)
+        self.sent = f"{folders.sent}/"  # joined to a name without os.path.join (~1 µs)
 
     def __enter__(self) -> OpenFolders:
         return self
@@ -88,7 +88,7 @@ class OpenFolders:
     def to_sent(self, name: str) -> None:
         """Move a message from new/ into sent/: one rename, so that it is in exactly one of
         them at every moment (durable once the folders are flushed)."""
-        os.rename(name, os.path.join(self.sent, name), src_dir_fd=self.new)
+        os.rename(name, self.sent + name, src_dir_fd=self.new)
 
 
 def plain_name(name: str) -> str:
@@ -96,14 +96,14 @@ def plain_name(name: str) -> str:
     return name.split(INFO, 1)[0] if INFO in name else name.split(":1,", 1)[0]
 
 
-def seen_by_a_reader(folders: Outbox) -> dict[str, Path]:
-    """Message name → where a mail client put it: in cur/, or renamed with flags in new/."""
+def seen_by_a_reader(folders: Outbox, in_new: set[str]) -> dict[str, Path]:
+    """Message name → where a mail client put it: in cur/, or renamed with flags in new/
+    (`in_new`: new/'s listing, which the caller has)."""
     found: dict[str, Path] = {}
     if folders.cur.is_dir():
         for name in os.listdir(folders.cur):
             found.setdefault(plain_name(name), folders.cur / name)
-    if folders.new.is_dir():
-        for name in os.listdir(folders.new):
-            if plain_name(name) != name:
-                found.setdefault(plain_name(name), folders.new / name)
+    for name in in_new:
+        if ":" in name and plain_name(name) != name:
+            found.setdefault(plain_name(name), folders.new / name)
     return found
