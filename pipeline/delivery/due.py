@@ -55,25 +55,31 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
     for page in pages(ledger):
         due: list[QueuedMessage] = []
         recovered: list[Delivery] = []
-        for message in page:
-            if message.filename not in waiting and message.filename in seen:
-                if sending:
-                    os.rename(seen[message.filename], folders.new / message.filename)
-                    report.taken_back += 1
-                waiting.add(message.filename)
-            if message.filename in waiting:  # only to count the unknown files among them
-                known.add(message.filename)
-            if message.filename in waiting or compact.waiting(message):
-                if retry_now or message.next_attempt is None or message.next_attempt <= now:
-                    due.append(message)
+        names = [message.filename for message in page]
+        if waiting.issuperset(names):  # the usual page: all in new/, checked at C speed
+            known.update(names)
+            due = [m for m in page if retry_now or m.next_attempt is None or m.next_attempt <= now]
+            report.waiting += len(page) - len(due)
+        else:
+            for message in page:
+                if message.filename not in waiting and message.filename in seen:
+                    if sending:
+                        os.rename(seen[message.filename], folders.new / message.filename)
+                        report.taken_back += 1
+                    waiting.add(message.filename)
+                if message.filename in waiting:  # only to count the unknown files among them
+                    known.add(message.filename)
+                if message.filename in waiting or compact.waiting(message):
+                    if retry_now or message.next_attempt is None or message.next_attempt <= now:
+                        due.append(message)
+                    else:
+                        report.waiting += 1
+                elif moved := folders.where(message.filename):
+                    recovered.append(_recovered(message, folders, moved))
+                elif done := compact.recovered(message):
+                    recovered.append(done)
                 else:
-                    report.waiting += 1
-            elif moved := folders.where(message.filename):
-                recovered.append(_recovered(message, folders, moved))
-            elif done := compact.recovered(message):
-                recovered.append(done)
-            else:
-                report.missing.append(message.filename)
+                    report.missing.append(message.filename)
         due, unwanted = still_wanted(due, ledger) if check_wanted else (due, [])
         report.due += len(due)
         report.recovered += len(recovered)
