@@ -7,6 +7,8 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
+from pipeline.core.dot_mark import mark
+
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write `data` to `path` through a temporary file in the same folder and a rename.
@@ -37,8 +39,10 @@ def write_if_changed(path: Path, data: bytes) -> bool:
     return True
 
 
-def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
+def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes, *,
+            no_leading_dot: bool = False) -> None:
     """Maildir delivery: write into tmp/, then rename into new/ so readers never see half a file.
+    `no_leading_dot`: the writer knows no line of `data` starts with "." (core/dot_mark.py).
 
     No fsync per file (that would bound fan-out at the disk's sync rate); callers call
     `flush_to_disk()` once per batch before recording the batch as written.
@@ -47,6 +51,9 @@ def deliver(tmp_dir: Path, new_dir: Path, name: str, data: bytes) -> None:
     # 0600 whatever the umask: a message holds its subscriber's address and unsubscribe link.
     with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
         f.write(data)
+        if no_leading_dot:
+            f.flush()  # the mark holds the file's size and time once written
+            mark(f.fileno())
     os.replace(tmp, os.path.join(new_dir, name))
 
 

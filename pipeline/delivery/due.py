@@ -38,7 +38,7 @@ def pages(ledger: Ledger, size: int = PAGE) -> Iterator[list[QueuedMessage]]:
 
 def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
            report: SendReport, config: Config, retry_now: bool, *, sending: bool,
-           compact: CompactQueue) -> None:
+           compact: CompactQueue, check_wanted: bool = True) -> None:
     """Go through the ledger's queue, checked against the folders, a page at a time, and
     count in `report` the messages due now (`due`), those waiting for their retry time, the
     outcomes a killed send left unrecorded (`recovered`), the due messages whose subscriber
@@ -47,32 +47,40 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
     waiting. A compact digest's message waits in its store until its journal has an outcome.
     With `sending`, before anything is sent: moved messages go back into new/, recovered
     outcomes are recorded, unwanted messages withdrawn, and every journal a due message
-    needs is opened (OutboxError if one cannot be)."""
+    needs is opened (OutboxError if one cannot be). Without `check_wanted` (a send with no
+    cap) the list is not checked here: the second pass checks each page just before it is
+    sent, which it must do anyway, and withdraws then (one lookup a message, not two)."""
     known = set()
-    seen = seen_by_a_reader(folders)
+    seen = seen_by_a_reader(folders, waiting)
     for page in pages(ledger):
         due: list[QueuedMessage] = []
         recovered: list[Delivery] = []
-        for message in page:
-            if message.filename not in waiting and message.filename in seen:
-                if sending:
-                    os.rename(seen[message.filename], folders.new / message.filename)
-                    report.taken_back += 1
-                waiting.add(message.filename)
-            if message.filename in waiting:  # only to count the unknown files among them
-                known.add(message.filename)
-            if message.filename in waiting or compact.waiting(message):
-                if retry_now or message.next_attempt is None or message.next_attempt <= now:
-                    due.append(message)
+        names = [message.filename for message in page]
+        if waiting.issuperset(names):  # the usual page: all in new/, checked at C speed
+            known.update(names)
+            due = [m for m in page if retry_now or m.next_attempt is None or m.next_attempt <= now]
+            report.waiting += len(page) - len(due)
+        else:
+            for message in page:
+                if message.filename not in waiting and message.filename in seen:
+                    if sending:
+                        os.rename(seen[message.filename], folders.new / message.filename)
+                        report.taken_back += 1
+                    waiting.add(message.filename)
+                if message.filename in waiting:  # only to count the unknown files among them
+                    known.add(message.filename)
+                if message.filename in waiting or compact.waiting(message):
+                    if retry_now or message.next_attempt is None or message.next_attempt <= now:
+                        due.append(message)
+                    else:
+                        report.waiting += 1
+                elif moved := folders.where(message.filename):
+                    recovered.append(_recovered(message, folders, moved))
+                elif done := compact.recovered(message):
+                    recovered.append(done)
                 else:
-                    report.waiting += 1
-            elif moved := folders.where(message.filename):
-                recovered.append(_recovered(message, folders, moved))
-            elif done := compact.recovered(message):
-                recovered.append(done)
-            else:
-                report.missing.append(message.filename)
-        due, unwanted = still_wanted(due, ledger)
+                    report.missing.append(message.filename)
+        due, unwanted = still_wanted(due, ledger) if check_wanted else (due, [])
         report.due += len(due)
         report.recovered += len(recovered)
         if not sending:

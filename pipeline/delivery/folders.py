@@ -13,6 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
+from pipeline.core.dot_mark import is_marked
 from pipeline.mail.outbox_folders import Outbox
 
 log = logging.getLogger("pipeline")
@@ -61,7 +62,7 @@ class OpenFolders:
 
     def __init__(self, folders: Outbox) -> None:
         self.new = os.open(folders.new, os.O_RDONLY | os.O_DIRECTORY)
-        self.sent = str(folders.sent)
+        self.sent = f"{folders.sent}/"  # joined to a name without os.path.join (~1 µs)
 
     def __enter__(self) -> OpenFolders:
         return self
@@ -69,23 +70,25 @@ class OpenFolders:
     def __exit__(self, *_: object) -> None:
         os.close(self.new)
 
-    def read(self, name: str) -> bytes:
-        """A message in new/, whole, in one read: open()'s file object asks for its size
-        and position and reads again to find the end (three more system calls)."""
+    def read(self, name: str) -> tuple[bytes, bool]:
+        """A message in new/, whole, in one read (open()'s file object asks for its size
+        and position and reads again to find the end: three more system calls), and whether
+        its writer marked it as having no line that starts with "." (core/dot_mark.py)."""
         fd = os.open(name, os.O_RDONLY, dir_fd=self.new)
         try:
-            size = os.fstat(fd).st_size
+            stat = os.fstat(fd)
+            size = stat.st_size
             data = os.read(fd, size)
             while len(data) < size and (more := os.read(fd, size - len(data))):
                 data += more
-            return data
+            return data, is_marked(fd, stat)
         finally:
             os.close(fd)
 
     def to_sent(self, name: str) -> None:
         """Move a message from new/ into sent/: one rename, so that it is in exactly one of
         them at every moment (durable once the folders are flushed)."""
-        os.rename(name, os.path.join(self.sent, name), src_dir_fd=self.new)
+        os.rename(name, self.sent + name, src_dir_fd=self.new)
 
 
 def plain_name(name: str) -> str:
@@ -93,14 +96,14 @@ def plain_name(name: str) -> str:
     return name.split(INFO, 1)[0] if INFO in name else name.split(":1,", 1)[0]
 
 
-def seen_by_a_reader(folders: Outbox) -> dict[str, Path]:
-    """Message name → where a mail client put it: in cur/, or renamed with flags in new/."""
+def seen_by_a_reader(folders: Outbox, in_new: set[str]) -> dict[str, Path]:
+    """Message name → where a mail client put it: in cur/, or renamed with flags in new/
+    (`in_new`: new/'s listing, which the caller has)."""
     found: dict[str, Path] = {}
     if folders.cur.is_dir():
         for name in os.listdir(folders.cur):
             found.setdefault(plain_name(name), folders.cur / name)
-    if folders.new.is_dir():
-        for name in os.listdir(folders.new):
-            if plain_name(name) != name:
-                found.setdefault(plain_name(name), folders.new / name)
+    for name in in_new:
+        if ":" in name and plain_name(name) != name:
+            found.setdefault(plain_name(name), folders.new / name)
     return found

@@ -15,7 +15,7 @@ import select
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from pipeline.delivery.transport import (
     Outcome,
@@ -69,6 +69,15 @@ class RateLimit:
             time.sleep(slot - now)
 
 
+class Loaded(NamedTuple):
+    """A message as the pool hands it to a transport."""
+
+    sender: str
+    recipients: Sequence[str]
+    data: bytes
+    no_leading_dot: bool = False  # known by its writer: SMTP need not search it (core/dot_mark.py)
+
+
 class Pool(Generic[Job]):
     """`connections` threads, each with its own Transport, working through one queue; or,
     for transports that take messages in steps (SMTP), IN_TURN_THREADS threads that each
@@ -86,7 +95,7 @@ class Pool(Generic[Job]):
     """
 
     def __init__(self, connect: Callable[[], Transport], connections: int, rate: float,
-                 load: Callable[[Job], tuple[str, Sequence[str], bytes]],  # sender, to, data
+                 load: Callable[[Job], Loaded],
                  done: Callable[[Job, Outcome], None], pause: float = 60.0) -> None:
         self.connect, self.connections = connect, connections
         self.pause, self.pauses, self.resume_at = pause, 0, 0.0
@@ -162,7 +171,7 @@ class Pool(Generic[Job]):
                     return
                 self._wait_out_pause()
                 self.limit.wait()
-                sender, recipients, data = self.load(job)
+                sender, recipients, data, _ = self.load(job)
                 try:
                     outcome = connection.send(sender, recipients, data)
                 except TransportBusy as exc:
@@ -216,7 +225,7 @@ class Pool(Generic[Job]):
                 connection.close()
             self._last_out()
 
-    def _following(self) -> tuple[Any, str, Sequence[str], bytes] | None:
+    def _following(self) -> tuple[Any, str, Sequence[str], bytes, bool] | None:
         """The next message to begin, loaded; None while stopping or pausing, or if none
         is queued."""
         if self.stop.is_set() or time.monotonic() < self.resume_at:

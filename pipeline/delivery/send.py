@@ -28,7 +28,7 @@ from pipeline.delivery import due
 from pipeline.delivery.compact_queue import CompactQueue
 from pipeline.delivery.envelope import envelope_senders
 from pipeline.delivery.folders import OpenFolders, OutboxError, check_writable
-from pipeline.delivery.pool import Pool
+from pipeline.delivery.pool import Loaded, Pool
 from pipeline.delivery.settings import Delivery as DeliverySettings
 from pipeline.delivery.settings import delivery_settings, ready_to_send
 from pipeline.delivery.signing import DkimSettings, DkimSigner
@@ -75,10 +75,12 @@ def send(site: Path, now: datetime | None = None, *, limit: int = 0, rate: float
         due.adopt_confirmations(ledger, waiting, clock())
         compact = CompactQueue(folders, waiting)
         now = clock()
-        # First pass, before anything is sent: recovered outcomes recorded, unwanted messages
-        # withdrawn, journals opened, the due counted. The second streams the due to the pool.
+        # First pass, before anything is sent: recovered outcomes recorded, journals opened, the
+        # due counted (and, for a cap, unwanted messages withdrawn first, so that the cap counts
+        # wanted ones). The second streams the due to the pool, each page checked against the
+        # list just before it goes.
         due.check_queue(ledger, folders, waiting, now, report, config, retry_now, sending=True,
-               compact=compact)
+               compact=compact, check_wanted=bool(limit or settings.max_per_run))
         _cap(report, limit, settings)
         log.info("send: %d due, %d waiting for their retry time", report.due, report.waiting)
         try:
@@ -172,12 +174,14 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
     read, to_sent = opened.read, opened.to_sent
 
     # Plain strings and os.path below: Path joins cost ~40 µs a message, holding the GIL.
-    def load(message: QueuedMessage) -> tuple[str, list[str], bytes]:
-        data = compact.assemble(message) if compact.holds(message) else read(message.filename)
+    def load(message: QueuedMessage) -> Loaded:
+        data, no_leading_dot = compact.assemble(message) if compact.holds(message) \
+            else read(message.filename)
         # Signed by `run` as it wrote the file: sent as it is. Else (compact, or written
-        # before [dkim] was set or changed) signed now, on this connection's thread.
-        return sender_for(message), [message.address], \
-            signer.ensure_signed(data) if signer else data
+        # before [dkim] was set or changed) signed now, on this connection's thread (a
+        # signature's lines start with its name or a tab: no line starts with "." for it).
+        return Loaded(sender_for(message), [message.address],
+                      signer.ensure_signed(data) if signer else data, no_leading_dot)
 
     def done(message: QueuedMessage, outcome: Outcome) -> None:  # in the worker: move at once
         when, attempts = clock(), message.attempts + 1

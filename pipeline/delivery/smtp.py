@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from pipeline.core.config import Config
     from pipeline.delivery.settings import Values
 
-Following = Callable[[], "tuple[object, str, Sequence[str], bytes] | None"]
+Following = Callable[[], "tuple[object, str, Sequence[str], bytes, bool] | None"]
 
 class _NotSent(Exception):
     """The connection broke before any message data was sent: safe to try again at once."""
@@ -158,11 +158,14 @@ class Connection:
     def idle(self) -> bool:
         return self._current is None
 
-    def push(self, tag: object, sender: str, recipients: Sequence[str], data: bytes
-             ) -> Outcome | None:
+    def push(self, tag: object, sender: str, recipients: Sequence[str], data: bytes,
+             no_leading_dot: bool = False) -> Outcome | None:
         """Begin a message on an idle connection: its envelope is written, nothing waited
-        for; its outcome if it ended at once. Raises RelayDown or RelaySetupError."""
-        message = _Message(tag, sender, recipients, data, fresh=self.smtp is None)
+        for; its outcome if it ended at once. `no_leading_dot`: its writer knows that no
+        line of `data` starts with "." (no search for dots to double). Raises RelayDown or
+        RelaySetupError."""
+        message = _Message(tag, sender, recipients, data, fresh=self.smtp is None,
+                           no_leading_dot=no_leading_dot)
         self._current = message  # until it ends: held() hands it back on trouble
         if message.fresh:
             self.open()
@@ -269,7 +272,7 @@ class Connection:
                 return Outcome("failed", "the relay does not accept non-ASCII addresses "
                                "(no SMTPUTF8)")
             option, encoding = " SMTPUTF8", "utf-8"
-        message.stuffed = stuffed = dot_stuffed(message.data)
+        message.stuffed = stuffed = dot_stuffed(message.data, message.no_leading_dot)
         if self.size_limit:
             size = len(stuffed)  # as sent: with dots doubled, without the final ".\r\n"
             if size > self.size_limit:
@@ -364,12 +367,13 @@ class Connection:
 class _Message:
     """A message on its way through a connection."""
 
-    __slots__ = ("commands", "data", "data_sent", "envelope", "fresh", "recipients",
-                 "replies", "sender", "stuffed", "tag")
+    __slots__ = ("commands", "data", "data_sent", "envelope", "fresh", "no_leading_dot",
+                 "recipients", "replies", "sender", "stuffed", "tag")
 
     def __init__(self, tag: object, sender: str, recipients: Sequence[str], data: bytes,
-                 fresh: bool) -> None:
+                 no_leading_dot: bool = False, *, fresh: bool) -> None:
         self.tag, self.sender, self.recipients, self.data = tag, sender, recipients, data
+        self.no_leading_dot = no_leading_dot
         self.fresh, self.data_sent, self.commands = fresh, False, 0
         self.replies: list[tuple[int, bytes]] | None = None
         self.stuffed = self.envelope = b""

@@ -89,10 +89,26 @@ class Composer:
         self.mailto = f"mailto:{config.unsubscribe_mailto}?subject=unsubscribe"
         self.url_template, self.site_url = config.unsubscribe_url, config.site_url
         self.prefix = message_prefix(digest)
+        self._check_dots()
+
+    def _check_dots(self) -> None:
+        """Which of the shared pieces have a line that starts with "." (SMTP doubles such
+        dots: core/dot_mark.py): checked once here, so each message checks its values only."""
+        shared = [self.head, self.text_head, *self.text, self.tail]
+        self.dots_qp = not _dot_free([*shared, self.html_head, *self.html])
+        # 7bit: a value goes within its line, so only _fill_7bit knows where lines begin
+        self.dots_7bit = self.html_7bit is None or not _dot_free([*shared, self.html_7bit_head]
+                                                                 ) or any(
+            isinstance(piece, bytes) and b"\n." in piece for piece in self.html_7bit)
 
     def compose(self, subscriber: Subscriber) -> bytes:
         """The subscriber's message as RFC 5322 bytes with CRLF line ends."""
-        return self.assemble(subscriber.email, display_name(subscriber), token_of(
+        return self.compose_marked(subscriber)[0]
+
+    def compose_marked(self, subscriber: Subscriber) -> tuple[bytes, bool]:
+        """compose, and whether no line of the message starts with "." (known without
+        searching the message: see core/dot_mark.py)."""
+        return self.assemble_marked(subscriber.email, display_name(subscriber), token_of(
             self.secret, subscriber))
 
     def assemble(self, email: str, name: str, token: str, who: str = "") -> bytes:
@@ -100,6 +116,11 @@ class Composer:
         compose's work once the subscriber's values are known (the compact outbox stores them
         and assembles each message while sending, with the same bytes). `who`: the address's
         part of message_name, if the caller has it already."""
+        return self.assemble_marked(email, name, token, who)[0]
+
+    def assemble_marked(self, email: str, name: str, token: str, who: str = ""
+                        ) -> tuple[bytes, bool]:
+        """assemble, and whether no line of the message starts with "."."""
         url = self.url_template.format(site_url=self.site_url, token=token)
         if name.isascii():
             to_header = f"To: {formataddr((name, email))}\r\n".encode()
@@ -108,15 +129,12 @@ class Composer:
         who = who or hashlib.sha256(email.lower().encode()).hexdigest()[:16]  # message_name
         message_id = f"<{self.prefix}{who}@{self.domain}>"
         values = {"unsubscribe_url": url, "email": email}
-        return b"".join((
-            to_header,
-            f"Message-ID: {message_id}\r\n"
-            f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n".encode(),
-            self.head,
-            self.text_head, _fill(self.text, values, escape=False),
-            *self._html_part(values),
-            self.tail,
-        ))
+        own_head = to_header + (f"Message-ID: {message_id}\r\n"
+                                f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n").encode()
+        text, text_dot_free = _fill(self.text, values, escape=False)
+        html_head, html, dots = self._html_part(values)
+        return b"".join((own_head, self.head, self.text_head, text, html_head, html, self.tail)
+                        ), text_dot_free and not dots and _dot_free([own_head])
 
     def frozen(self) -> dict[str, object]:
         """What assemble needs, as JSON-ready values (bytes as Latin-1 text: they are ASCII
@@ -140,16 +158,19 @@ class Composer:
         composer = cls.__new__(cls)
         for key in _FROZEN:
             setattr(composer, key, value(state[key]))
+        composer._check_dots()
         return composer
 
-    def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes]:
-        """(part head, body): 7bit when the digest allows it and the filled-in values keep
-        every line within SMTP's 998 bytes, else quoted-printable."""
+    def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes, bool]:
+        """(part head, body, whether a line of the message may start with "." because of
+        it): 7bit when the digest allows it and the filled-in values keep every line within
+        SMTP's 998 bytes, else quoted-printable."""
         if self.html_7bit is not None:
             body = _fill_7bit(self.html_7bit, values)
             if body is not None:
-                return self.html_7bit_head, body
-        return self.html_head, _fill(self.html, values, escape=True)
+                return self.html_7bit_head, body[0], self.dots_7bit or not body[1]
+        body, dot_free = _fill(self.html, values, escape=True)
+        return self.html_head, body, self.dots_qp or not dot_free
 
 
 # A Composer's state once built: everything assemble reads.
@@ -226,12 +247,20 @@ def _fits_7bit(body: str) -> bool:
     return body.isascii() and max(map(len, body.split("\n"))) <= SEVEN_BIT_LINE
 
 
-def _fill_7bit(pieces: list[bytes | str], values: dict[str, str]) -> bytes | None:
-    """The HTML pieces (7bit form) with the values filled in, HTML-escaped; None if a value
-    would make its line longer than SMTP's 998 bytes (the static lines were checked once)."""
-    out, line = [], 0  # line: bytes of the line being built so far
+def _fill_7bit(pieces: list[bytes | str], values: dict[str, str]) -> tuple[bytes, bool] | None:
+    """The HTML pieces (7bit form) with the values filled in, HTML-escaped, and whether no
+    line starts with "." where a piece begins one or within a value (Composer._check_dots
+    checked the pieces' own lines); None if a value would make its line longer than SMTP's
+    998 bytes (the static lines were checked once)."""
+    out, line, dot_free = [], 0, True  # line: bytes of the line being built so far
     for piece in pieces:
-        data = _crlf(html.escape(values[piece])) if isinstance(piece, str) else piece
+        if isinstance(piece, str):
+            data = _crlf(html.escape(values[piece]))
+            dot_free = dot_free and b"\n." not in data
+        else:
+            data = piece
+        if line == 0 and data.startswith(b"."):
+            dot_free = False
         out.append(data)
         last = data.rfind(CRLF)
         if last < 0:
@@ -242,7 +271,7 @@ def _fill_7bit(pieces: list[bytes | str], values: dict[str, str]) -> bytes | Non
             line = len(data) - last - 2
         if line > 998:
             return None
-    return b"".join(out)
+    return b"".join(out), dot_free
 
 
 def _crlf(text: str) -> bytes:
@@ -265,12 +294,23 @@ def _segments(body: str, encode: Callable[[str], bytes] = _qp, join: bytes = SOF
     return pieces
 
 
-def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool) -> bytes:
-    out = []
+def _fill(pieces: list[bytes | str], values: dict[str, str], *, escape: bool
+          ) -> tuple[bytes, bool]:
+    """The pieces with the values filled in, quoted-printable, and whether no value starts a
+    line with "." (each begins one: it follows a soft line break)."""
+    out, dot_free = [], True
     for piece in pieces:
         if isinstance(piece, bytes):
             out.append(piece)
         else:
-            value = html.escape(values[piece]) if escape else values[piece]
-            out.append(_qp(value) + SOFT_BREAK)
-    return b"".join(out)
+            value = _qp(html.escape(values[piece]) if escape else values[piece])
+            dot_free = dot_free and _dot_free([value])
+            out.append(value + SOFT_BREAK)
+    return b"".join(out), dot_free
+
+
+def _dot_free(pieces: list[bytes | str]) -> bool:
+    """No line in these pieces starts with "." (each piece counted as beginning a line: a
+    cautious answer where one only ends another, never a wrong one)."""
+    return not any(isinstance(p, bytes) and (p.startswith(b".") or b"\n." in p)
+                   for p in pieces)

@@ -42,7 +42,8 @@ class MessageWriter:
 
     def write(self, name: str, composer: Composer, subscriber: Subscriber) -> None:
         if self.pool is None:
-            deliver(self.tmp, self.new, name, composer.compose(subscriber))
+            data, no_leading_dot = composer.compose_marked(subscriber)
+            deliver(self.tmp, self.new, name, data, no_leading_dot=no_leading_dot)
             return
         self.work.append((name, composer, subscriber))
         if len(self.work) >= CHUNK:
@@ -63,7 +64,9 @@ class MessageWriter:
         assert self.signer is not None
         tmp, new, sign = self.tmp, self.new, self.signer.sign
         for name, composer, subscriber in work:
-            deliver(tmp, new, name, sign(composer.compose(subscriber)))
+            # The signature's own lines start with its name or a tab: no dot is added.
+            data, no_leading_dot = composer.compose_marked(subscriber)
+            deliver(tmp, new, name, sign(data), no_leading_dot=no_leading_dot)
 
     def __enter__(self) -> MessageWriter:
         return self

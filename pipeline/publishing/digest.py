@@ -146,7 +146,7 @@ def inline_css(document: str, state_dir: Path | None = None) -> str:
     from pipeline.publishing.css_memo import installed, memo_for, memoizing
     from pipeline.publishing.html_trim import keep_reset_in_style, trimmed
     from pipeline.publishing.premailer_setup import premailer_class
-    from pipeline.publishing.seven_bit import seven_bit_html
+    from pipeline.publishing.seven_bit import no_leading_dots, seven_bit_html
 
     premailer = memoizing(premailer_class())(  # ~0.04 s to import: only on paths that render
         keep_reset_in_style(document),
@@ -166,8 +166,8 @@ def inline_css(document: str, state_dir: Path | None = None) -> str:
         inlined = premailer.transform()
     memo.save()
     # premailer drops the doctype; without it clients render in quirks mode.
-    html = "<!doctype html>\n" + re.sub(r"^\s*<!doctype[^>]*>\s*", "", trimmed(inlined),
-                                         flags=re.I)
+    html = no_leading_dots("<!doctype html>\n" + re.sub(
+        r"^\s*<!doctype[^>]*>\s*", "", trimmed(inlined), flags=re.I))
     return seven_bit_html(html) or html  # ASCII in short lines: mail it without encoding
 
 

@@ -25,6 +25,17 @@ _TAG_NAME = re.compile(r"<[A-Za-z][^\s/>]*")
 _ATTRIBUTE = re.compile(r"""([ \t]+)[^\s"'>/=]+(?:[ \t]*=[ \t]*(?:"[^"]*"|'[^']*'|[^\s"'>]+))?""")
 
 
+def no_leading_dots(html: str) -> str:
+    """`html` read the same, with no line that starts with "." (SMTP doubles such a dot, and
+    a message with none is sent without searching it for them: core/dot_mark.py). Inside
+    `<style>` and `<script>` a space goes before the dot (MJML's Outlook rule is such a line);
+    elsewhere the dot becomes `&#46;`, which HTML reads as a dot, also in `<pre>`."""
+    if "\n." not in html:
+        return html
+    html = _RAW_TEXT.sub(lambda raw: raw.group(0).replace("\n.", "\n ."), html)
+    return html.replace("\n.", "\n&#46;")
+
+
 def seven_bit_html(html: str) -> str | None:
     """`html` as ASCII with lines of at most ~LINE characters, or None if that would change
     its meaning."""

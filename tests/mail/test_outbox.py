@@ -23,6 +23,7 @@ import pytest
 import pipeline.core.atomic
 import pipeline.mail.outbox
 from conftest import NOW, markdown_entry, write_entry
+from pipeline.core import dot_mark
 from pipeline.core.config import Config, load_config
 from pipeline.core.models import Digest, Subscriber
 from pipeline.entries.collect import collect_articles
@@ -31,6 +32,7 @@ from pipeline.mail.compose import Composer
 from pipeline.mail.outbox import message_name, write_outbox
 from pipeline.mail.tokens import subscriber_token
 from pipeline.publishing.digest import PLACEHOLDERS, render_digest, subject_for
+from pipeline.publishing.seven_bit import no_leading_dots
 from pipeline.publishing.templates import WIDTH
 from pipeline.state.ledger import Ledger, open_ledger
 from pipeline.state.secret import load_secret
@@ -553,6 +555,52 @@ def test_the_html_part_goes_as_7bit_unless_a_filled_in_value_would_make_a_line_t
     pieces = _segments(f"<html>\n{line}\n</html>", encode=_crlf, join=b"")
     url = "https://journal.example.org/unsubscribe?token=" + "t" * 40
     fitting = _fill_7bit(pieces, {"unsubscribe_url": url, "email": "ada@example.org"})
-    assert fitting is not None and max(map(len, fitting.split(b"\r\n"))) <= 998
+    assert fitting is not None and max(map(len, fitting[0].split(b"\r\n"))) <= 998
     long_address = "a" * 64 + "@" + "b" * 180 + ".example.org"
     assert _fill_7bit(pieces, {"unsubscribe_url": url, "email": long_address}) is None
+
+
+def leading_dots(raw: bytes) -> list[bytes]:
+    return [line for line in raw.split(b"\r\n") if line.startswith(b".")]
+
+
+def test_messages_with_no_line_starting_with_a_dot_are_marked_so(issue: Issue) -> None:
+    # MJML's own <style> for Outlook has a line ".mj-outlook-group-fix {…}": it gets a space,
+    # so a digest's messages usually have no such line, and say so to `send`.
+    assert "\n .mj-outlook-group-fix" in issue.digest.html
+    write(issue)
+    for path in new_dir(issue).iterdir():
+        raw = path.read_bytes()
+        assert leading_dots(raw) == []
+        stat = path.stat()
+        assert os.getxattr(path, dot_mark.ATTRIBUTE) == b"%d %d" % (stat.st_size,
+                                                                   stat.st_mtime_ns)
+
+
+@pytest.mark.parametrize("where", ["text", "html", "address"])
+def test_a_message_with_a_line_starting_with_a_dot_is_not_marked(issue: Issue, where: str
+                                                                 ) -> None:
+    digest, ada = issue.digest, issue.subscribers[0]
+    if where == "text":
+        digest = replace(digest, text=digest.text + "\n.a line of its own\n")
+    elif where == "html":  # in a part that goes as 7bit, where it stays as it is
+        digest = replace(digest, html=digest.html.replace("</body>", "\n.x</body>"))
+    else:  # a value filled in at the start of a quoted-printable line
+        digest = replace(digest, text=digest.text + "\n" + PLACEHOLDERS["email"] + "\n")
+        ada = replace(ada, email=".ada@example.org")
+    raw, no_leading_dot = Composer(digest, issue.config, issue.secret).compose_marked(ada)
+    assert leading_dots(raw) != [] and not no_leading_dot
+    raw, no_leading_dot = Composer(issue.digest, issue.config, issue.secret).compose_marked(
+        issue.subscribers[0])
+    assert leading_dots(raw) == [] and no_leading_dot
+
+
+def test_no_leading_dots_reads_the_same() -> None:
+    page = ('<style type="text/css">\n.a { color: red; }\n</style>\n<pre>\n.hidden\n</pre>\n'
+            '<p>one\n.two</p>')
+    done = no_leading_dots(page)
+    assert "\n." not in done
+    assert done == page.replace("\n.a", "\n .a").replace("\n.", "\n&#46;")
+    tree = lxml.html.fromstring(done)
+    assert tree.xpath("string(//pre)") == "\n.hidden\n"  # the dot, also where spaces count
+    assert tree.xpath("string(//p)") == "one\n.two"

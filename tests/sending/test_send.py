@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email
+import os
+import shutil
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -21,7 +23,9 @@ from conftest import (
     use_relay,
     write_entry,
 )
+from pipeline.delivery.folders import OpenFolders
 from pipeline.delivery.send import send
+from pipeline.mail.outbox_folders import Outbox
 from pipeline.run import run
 from pipeline.state.ledger import LEDGER_NAME, open_ledger
 from pipeline.state.lock import SEND_LOCK_NAME, site_lock
@@ -297,3 +301,31 @@ def test_run_with_send_writes_and_sends_in_one_go(site: Path, port: int) -> None
     assert code == 0, err
     assert "2 messages written" in out and "Sent 2" in out
     assert len(inbox.received) == 2 and not outbox_folder(site, "new")
+
+
+def test_a_marked_message_changed_since_is_still_sent_byte_for_byte(written: Path, port: int
+                                                                    ) -> None:
+    # `run` marks a message that has no line starting with "." (SMTP doubles such dots), and
+    # send hands a marked file over without searching it. A file changed after it was
+    # written loses the mark, even if its size stays the same.
+    new = written / "outbox" / "new"
+    changed, kept = (new / name for name in outbox_folder(written, "new"))
+    raw = changed.read_bytes()
+    assert b"\r\n .mj-outlook" in raw  # MJML's line, with the space that keeps it dot-free
+    with OpenFolders(Outbox(written / "outbox")) as folders:
+        assert folders.read(changed.name) == (raw, True)
+        with changed.open("r+b") as f:  # in place: the same file, the same size
+            f.seek(raw.index(b"\r\n .mj-outlook"))
+            f.write(b"\r\n..mj-outlook")
+        later = changed.stat().st_mtime_ns + 1_000_000_000
+        os.utime(changed, ns=(later, later))  # changed a second later (the clock's grain)
+        copy = new / "copied"
+        shutil.copyfile(kept, copy)  # a copy without its extended attributes
+        assert folders.read(changed.name)[1] is False and folders.read("copied")[1] is False
+        assert folders.read(kept.name)[1] is True
+        copy.unlink()
+    queued = {name: (new / name).read_bytes() for name in outbox_folder(written, "new")}
+    inbox = Inbox(pipelining=True)
+    with smtp_server(inbox, port):
+        assert send(written).sent == 2
+    assert sorted(raw for _, raw in inbox.received) == sorted(queued.values())

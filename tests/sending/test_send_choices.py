@@ -101,6 +101,17 @@ def test_a_message_for_someone_no_longer_active_is_withdrawn(written: Path, port
     assert inbox.recipients() == ["grace@example.org"]
 
 
+def test_a_cap_counts_only_messages_still_wanted(written: Path, port: int) -> None:
+    # Without a cap the list is checked only just before each page goes; with one, the
+    # unwanted are withdrawn first, so that the cap's one message is a wanted one.
+    set_status(written, "ada@example.org", "unsubscribed")  # ada's message comes first
+    inbox = Inbox()
+    with smtp_server(inbox, port):
+        report = send(written, limit=1)
+    assert (report.due, report.sent, report.withdrawn, report.left) == (1, 1, 1, 0)
+    assert inbox.recipients() == ["grace@example.org"]
+
+
 def test_a_message_for_someone_removed_from_the_list_is_erased_not_sent(written: Path,
                                                                         port: int) -> None:
     code, _, _ = invoke("subscribers", "remove", "ada@example.org", "--site", str(written))
