@@ -42,6 +42,7 @@ from pipeline.state.secret import load_secret
 
 log = logging.getLogger("pipeline")
 RECORD_EVERY = 0.25  # seconds between ledger batches: bounds what a power cut can undo
+LAST_STRETCH = 1000  # messages left to hand over when batches come five times as often
 MAX_BACKOFF = 3600.0  # the wait before a retry doubles up to an hour, no further
 Progress = Callable[[SendReport], None]
 
@@ -242,7 +243,9 @@ def _drain(pages: Iterator[list[QueuedMessage]], delivery: DeliverySettings, rat
     batch: list[Delivery] = []
     try:
         # Wake up a few times a second, not once per message: the workers need the GIL more.
-        while not pool.wait(RECORD_EVERY):
+        # In the last stretch more often, so that little is left to record once they are done.
+        while not pool.wait(RECORD_EVERY if pool.feeding or pool.jobs.qsize() > LAST_STRETCH
+                            else RECORD_EVERY / 5):
             _record(batch, results, folders, ledger, report, progress, compact)
             if not pool.stop.is_set():
                 feed()

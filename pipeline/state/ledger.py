@@ -216,11 +216,12 @@ class Ledger:
         for small queues; a send reads the pages)."""
         return [message for page in self.queued_pages() for message in page]
 
-    def queued_pages(self, size: int = QUEUE_PAGE) -> Iterator[list[QueuedMessage]]:
-        """queued_messages a page of `size` at a time, by digest then address: each page is
-        a query of its own that starts after the last page's key (keyset), so a queue of a
-        million is never whole in memory, outcomes recorded between pages change nothing
-        already read, and no message is read twice."""
+    def queued_pages(self, size: int = QUEUE_PAGE, first: int = 0
+                     ) -> Iterator[list[QueuedMessage]]:
+        """queued_messages a page of `size` at a time (the first of `first`, if given), by
+        digest then address: each page is a query of its own that starts after the last
+        page's key (keyset), so a queue of a million is never whole in memory, outcomes
+        recorded between pages change nothing already read, and no message is read twice."""
         from pipeline.core.deliveries import QueuedMessage
 
         migrated = self._has_deliveries()  # read-only, not yet migrated: nothing was sent
@@ -234,15 +235,17 @@ class Ledger:
                  if migrated else
                  "SELECT address, filename, 0, NULL FROM messages "
                  "WHERE digest_id = ? AND address > ? ORDER BY address LIMIT ?")
+        limit = first or size
         for digest_id in digests:
             after = ""
-            while rows := self._db.execute(query, (digest_id, after, size)).fetchall():
+            while rows := self._db.execute(query, (digest_id, after, limit)).fetchall():
                 after = rows[-1][0]
                 yield [QueuedMessage(digest_id, a, f, n or 0,
                                      datetime.fromisoformat(t) if t else None)
                        for a, f, n, t in rows]
-                if len(rows) < size:
+                if len(rows) < limit:
                     break
+                limit = size
 
     def _has_deliveries(self) -> bool:
         return has_table(self._db, "deliveries")
@@ -283,8 +286,9 @@ class Ledger:
                                 "WHERE digest_id = ? AND address = ?", list(keys))
 
     def close_delivered_digests(self) -> None:
-        """Mark complete digests whose every message is sent or failed as delivered."""
-        with transaction(self._db):
+        """Mark complete digests whose every message is sent or failed as delivered (not
+        synced at once: a power cut that undoes it leaves the next send to mark it again)."""
+        with transaction(self._db, durable=False):
             self._db.execute(
                 "UPDATE digests SET delivered = 1 WHERE complete = 1 AND delivered = 0 "
                 "AND NOT EXISTS (SELECT 1 FROM messages m LEFT JOIN deliveries x "
