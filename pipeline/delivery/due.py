@@ -58,7 +58,7 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
         due: list[QueuedMessage] = []
         recovered: list[Delivery] = []
         names = [message.filename for message in page]
-        if waiting.issuperset(names):  # the usual page: all in new/, checked at C speed
+        if in_new := waiting.issuperset(names):  # the usual page: checked at C speed
             known.update(names)
             due = [m for m in page if retry_now or m.next_attempt is None or m.next_attempt <= now]
             report.waiting += len(page) - len(due)
@@ -92,14 +92,15 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
             record_outcomes(ledger, recovered)
             log.info("send: recorded %d messages an interrupted send had moved",
                      len(recovered))
-        compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
+        if not in_new:  # a page all in new/ has no compact store's message
+            compact.open_journals([m for m, _ in unwanted] + due)  # writable, before anything
         if unwanted:
             withdraw(unwanted, folders, ledger, report, now, compact)
     if report.taken_back:
         flush_folders(folders.new, folders.cur)
         log.warning("send: %d messages a mail client had moved (Maildir cur/ or flags) were "
                     "put back into outbox/new", report.taken_back)
-    unknown = sum(1 for name in waiting if name.endswith(".eml") and name not in known)
+    unknown = sum(1 for name in waiting - known if name.endswith(".eml"))
     if unknown and not is_locked(config.state_dir):  # else a run may be writing them now
         report.problems.append(Problem(
             "outbox/new", "messages", f"{unknown} files are not in the ledger, so not sent",
