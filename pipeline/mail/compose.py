@@ -92,13 +92,14 @@ class Composer:
         self._check_dots()
 
     def _check_dots(self) -> None:
-        """Which of the shared pieces have a line that starts with "." (SMTP doubles such
-        dots: core/dot_mark.py): checked once here, so each message checks its values only."""
-        shared = [self.head, self.text_head, *self.text, self.tail]
-        self.dots_qp = not _dot_free([*shared, self.html_head, *self.html])
+        """Whether the shared pieces, with either form of the HTML part, have no line that
+        starts with "." (SMTP doubles such dots: core/dot_mark.py): checked once here, so
+        each message checks its values only."""
+        shared = _dot_free([self.head, self.text_head, *self.text, self.tail])
+        self.qp_dot_free = shared and _dot_free([self.html_head, *self.html])
         # 7bit: a value goes within its line, so only _fill_7bit knows where lines begin
-        self.dots_7bit = self.html_7bit is None or not _dot_free([*shared, self.html_7bit_head]
-                                                                 ) or any(
+        self.seven_bit_dot_free = shared and self.html_7bit is not None and _dot_free(
+            [self.html_7bit_head]) and not any(
             isinstance(piece, bytes) and b"\n." in piece for piece in self.html_7bit)
 
     def compose(self, subscriber: Subscriber) -> bytes:
@@ -132,9 +133,9 @@ class Composer:
         own_head = to_header + (f"Message-ID: {message_id}\r\n"
                                 f"List-Unsubscribe: <{url}>,\r\n <{self.mailto}>\r\n").encode()
         text, text_dot_free = _fill(self.text, values, escape=False)
-        html_head, html, dots = self._html_part(values)
+        html_head, html, html_dot_free = self._html_part(values)
         return b"".join((own_head, self.head, self.text_head, text, html_head, html, self.tail)
-                        ), text_dot_free and not dots and _dot_free([own_head])
+                        ), text_dot_free and html_dot_free and _dot_free([own_head])
 
     def frozen(self) -> dict[str, object]:
         """What assemble needs, as JSON-ready values (bytes as Latin-1 text: they are ASCII
@@ -162,15 +163,16 @@ class Composer:
         return composer
 
     def _html_part(self, values: dict[str, str]) -> tuple[bytes, bytes, bool]:
-        """(part head, body, whether a line of the message may start with "." because of
-        it): 7bit when the digest allows it and the filled-in values keep every line within
-        SMTP's 998 bytes, else quoted-printable."""
+        """(part head, body, whether the message's shared pieces and this part's values have
+        no line that starts with "."): 7bit when the digest allows it and the filled-in
+        values keep every line within SMTP's 998 bytes, else quoted-printable."""
         if self.html_7bit is not None:
-            body = _fill_7bit(self.html_7bit, values)
-            if body is not None:
-                return self.html_7bit_head, body[0], self.dots_7bit or not body[1]
+            filled = _fill_7bit(self.html_7bit, values)
+            if filled is not None:
+                body, dot_free = filled
+                return self.html_7bit_head, body, self.seven_bit_dot_free and dot_free
         body, dot_free = _fill(self.html, values, escape=True)
-        return self.html_head, body, self.dots_qp or not dot_free
+        return self.html_head, body, self.qp_dot_free and dot_free
 
 
 # A Composer's state once built: everything assemble reads.
