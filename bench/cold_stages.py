@@ -10,38 +10,13 @@ entries is not in it, so the two differ for reading). Stages nest.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import tempfile
 from pathlib import Path
 
 from cold import reset
-from generate import make_site
-from measure import child_stages, run_cli, wait_for_quiet_disk
+from measure import stage_runs, wait_for_quiet_disk
 
-CHILD = r"""
-import functools, json, sys, time
-wall0, cpu0 = time.perf_counter(), time.process_time()
-times = {}
-
-def clocked(module, name):
-    real = getattr(module, name)
-    @functools.wraps(real)
-    def wrapper(*args, **kwargs):
-        wall, cpu = time.perf_counter(), time.process_time()
-        try:
-            return real(*args, **kwargs)
-        finally:
-            key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
-            w, c = times.get(key, (0.0, 0.0))
-            times[key] = (w + time.perf_counter() - wall, c + time.process_time() - cpu)
-    setattr(module, name, wrapper)
-
-import pipeline.__main__  # the command's own start: its GC thresholds, then the CLI
-from pipeline.cli.main import cli  # not main(): it leaves by os._exit once done
-import pipeline.run as run
-times["imports: interpreter to the CLI and run.py"] = (time.perf_counter() - wall0,
-                                                      time.process_time() - cpu0)
+CLOCKS = r"""
 import pipeline.entries.collect as collect
 import pipeline.state.ledger as ledger
 import pipeline.subscribers.manage as manage
@@ -58,29 +33,15 @@ import pipeline.mail.outbox as outbox
 clocked(feeds, "render_feeds")
 clocked(digest, "render_digest")
 clocked(outbox, "write_outbox")
-sys.argv = ["newsletter", "run", "--site", sys.argv[1], "--quiet"]
-try:
-    cli(standalone_mode=True)
-except SystemExit:
-    pass
-times["total"] = (time.perf_counter() - wall0, time.process_time() - cpu0)
-print(json.dumps(times))
 """
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--entries", type=int, default=5000)
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-    runs: list[dict[str, list[float]]] = []
-    with tempfile.TemporaryDirectory(prefix="bench-cold-stages-") as tmp:
-        site = make_site(Path(tmp), args.entries)
-        run_cli("run", "--site", str(site), "--quiet")  # warm the OS file cache and bytecode
-        for _ in range(args.repeat):
-            reset(site)
-            wait_for_quiet_disk()
-            runs.append(child_stages(CHILD, site))  # type: ignore[arg-type]
+    def fresh(site: Path, _: int) -> None:
+        reset(site)
+        wait_for_quiet_disk()
+
+    runs = stage_runs(__doc__, CLOCKS, fresh)
     print(f"{'stage':48s} {'wall ms':>8s} {'CPU ms':>8s}")
     for stage in runs[0]:
         wall = statistics.median(r.get(stage, (0, 0))[0] * 1000 for r in runs)

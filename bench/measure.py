@@ -55,12 +55,79 @@ def run_cli(*args: str, on_core: int | None = None) -> None:
         raise SystemExit(f"newsletter {' '.join(args)} failed:\n{done.stderr}")
 
 
-def child_stages(child: str, site: Path) -> dict[str, object]:
-    """Run `child` (Python source that prints its stage times as JSON on its last line) in a
-    fresh interpreter on `site`; what it printed."""
+# A stage benchmark's child, around its own clocks: `clocked(module, name)` adds a function's
+# (wall, CPU) seconds to times["module.name"] (stages nest); `since_start()` is (wall, CPU)
+# since the child began. The command starts as `newsletter` does (its GC thresholds), then
+# `newsletter run --site SITE --quiet` goes through the CLI (not main(), which leaves by
+# os._exit) and the times are printed as JSON, "total" last.
+STAGE_CLOCKS = r"""
+import functools, json, sys, time
+wall0, cpu0 = time.perf_counter(), time.process_time()
+times = {}
+
+def since_start():
+    return time.perf_counter() - wall0, time.process_time() - cpu0
+
+def clocked(module, name):
+    real = getattr(module, name)
+    @functools.wraps(real)
+    def wrapper(*args, **kwargs):
+        wall, cpu = time.perf_counter(), time.process_time()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            key = f"{module.__name__.rsplit('.', 1)[-1]}.{name}"
+            w, c = times.get(key, (0.0, 0.0))
+            times[key] = (w + time.perf_counter() - wall, c + time.process_time() - cpu)
+    setattr(module, name, wrapper)
+
+import pipeline.__main__
+from pipeline.cli.main import cli
+import pipeline.run as run
+times["imports: interpreter to the CLI and run.py"] = since_start()
+"""
+RUN_AND_REPORT = r"""
+sys.argv = ["newsletter", "run", "--site", sys.argv[1], "--quiet"]
+try:
+    cli(standalone_mode=True)
+except SystemExit:
+    pass
+times["total"] = since_start()
+print(json.dumps(times))
+"""
+
+
+def child_stages(clocks: str, site: Path) -> dict[str, list[float]]:
+    """`newsletter run` on `site` in a fresh interpreter, with `clocks` (Python source using
+    STAGE_CLOCKS' names) run before it; each stage's [wall, CPU] seconds."""
+    child = STAGE_CLOCKS + clocks + RUN_AND_REPORT
     done = subprocess.run([sys.executable, "-c", child, str(site)], env=ENV, cwd=REPO,
                           capture_output=True, text=True, check=True)
     return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def stage_runs(description: str, clocks: str, before_each: Callable[[Path, int], object]
+               ) -> list[dict[str, list[float]]]:
+    """A stage benchmark's runs (`--entries`, `--repeat` from the command line): a generated
+    site, one `newsletter run` to warm the OS file cache and bytecode, then `repeat` times
+    `before_each(site, n)` and child_stages."""
+    import argparse
+    import tempfile
+
+    from generate import make_site
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--entries", type=int, default=5000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-stages-") as tmp:
+        site = make_site(Path(tmp), args.entries)
+        run_cli("run", "--site", str(site), "--quiet")
+        for n in range(args.repeat):
+            before_each(site, n)
+            runs.append(child_stages(clocks, site))
+    return runs
 
 
 def describe(label: str, times: list[float], unit: str = "s", scale: float = 1.0) -> str:
