@@ -38,6 +38,11 @@ def pages(ledger: Ledger, size: int = PAGE, first: int = 0) -> Iterator[list[Que
         yield notices
 
 
+def is_due(message: QueuedMessage, now: datetime, retry_now: bool) -> bool:
+    """Its time has come: never tried, or its retry time reached (or `retry_now`)."""
+    return retry_now or message.next_attempt is None or message.next_attempt <= now
+
+
 def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
            report: SendReport, config: Config, retry_now: bool, *, sending: bool,
            compact: CompactQueue, check_wanted: bool = True) -> None:
@@ -60,7 +65,7 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
         names = [message.filename for message in page]
         if in_new := waiting.issuperset(names):  # the usual page: checked at C speed
             known.update(names)
-            due = [m for m in page if retry_now or m.next_attempt is None or m.next_attempt <= now]
+            due = [m for m in page if is_due(m, now, retry_now)]
             report.waiting += len(page) - len(due)
         else:
             for message in page:
@@ -72,7 +77,7 @@ def check_queue(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetim
                 if message.filename in waiting:  # only to count the unknown files among them
                     known.add(message.filename)
                 if message.filename in waiting or compact.waiting(message):
-                    if retry_now or message.next_attempt is None or message.next_attempt <= now:
+                    if is_due(message, now, retry_now):
                         due.append(message)
                     else:
                         report.waiting += 1
@@ -121,8 +126,8 @@ def due_pages(ledger: Ledger, folders: Outbox, waiting: set[str], now: datetime,
     here (and no longer counted as due)."""
     size = min(PAGE, SENDING_PAGE)
     for page in pages(ledger, size, min(size, FIRST_PAGE)):
-        due = [m for m in page if (m.filename in waiting or compact.waiting(m)) and (
-            retry_now or m.next_attempt is None or m.next_attempt <= now)]
+        due = [m for m in page if (m.filename in waiting or compact.waiting(m))
+               and is_due(m, now, retry_now)]
         due, unwanted = still_wanted(due, ledger)
         if unwanted:
             withdraw(unwanted, folders, ledger, report, now, compact)
