@@ -256,6 +256,15 @@ def _m010_returned_mail(db: sqlite3.Connection) -> None:
     )
 
 
+def _m011_bounces_to_mark(db: sqlite3.Connection) -> None:
+    # Every send ends by asking which refused addresses the list does not say "bounced" yet.
+    # Deliveries are kept for the retention period (a month of a large list's digests: tens
+    # of millions of rows), and without this index that question read all of them at every
+    # send (~75 ms a million rows). Only the few rows waiting to be marked are in it.
+    db.execute("CREATE INDEX deliveries_to_mark ON deliveries (digest_id, address) "
+               "WHERE bounce = 'to mark'")
+
+
 # Named, append-only: a site's database records which ones it has had.
 MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m001_digests", _m001_digests),
@@ -268,4 +277,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("m008_erasures", _m008_erasures),
     ("m009_subscriber_events_and_signup", _m009_subscriber_events_and_signup),
     ("m010_returned_mail", _m010_returned_mail),
+    ("m011_bounces_to_mark", _m011_bounces_to_mark),
 ]

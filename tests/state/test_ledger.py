@@ -26,6 +26,7 @@ from conftest import (
 )
 from pipeline.cli.main import cli
 from pipeline.core.config import Config
+from pipeline.core.deliveries import Delivery, QueuedMessage
 from pipeline.delivery.send import send
 from pipeline.run import run
 from pipeline.state.ledger import LEDGER_NAME, MIGRATIONS, migrate, open_ledger
@@ -187,3 +188,33 @@ def test_a_ledger_from_before_sending_is_upgraded_and_its_outbox_sent(site: Path
     with open_ledger(site / ".newsletter", read_only=True) as ledger:
         assert [d.state for d in ledger.deliveries(1)] == ["sent", "sent"]
         assert ledger.is_delivered(1)
+
+
+def test_refused_addresses_to_mark_are_found_without_reading_every_delivery(
+        config: Config) -> None:
+    """Each send ends by asking which refused addresses are not marked bounced yet; a month
+    of a large list's deliveries is kept, so the answer must come from an index of the few
+    waiting rows (m011), also for rows an older version left waiting."""
+    with open_ledger(config.state_dir) as ledger:
+        digest = ledger.create_digest(NOW, "S", HTML, TEXT, ["a"])
+        addresses = [f"reader{n}@example.org" for n in range(50)]
+        ledger.record_messages(digest.id, NOW, [(a, f"{n}.eml") for n, a in enumerate(addresses)])
+        ledger.record_deliveries([
+            Delivery(QueuedMessage(digest.id, a, f"{n}.eml"), "failed" if n % 10 == 3 else "sent",
+                     "550 5.1.1 no such user" if n % 10 == 3 else "250 ok", NOW, 1,
+                     bouncing=n % 10 == 3)
+            for n, a in enumerate(addresses)])
+    waiting = {(digest.id, a) for n, a in enumerate(addresses) if n % 10 == 3}
+    # As a version before m011 left it: the same rows, no index.
+    with sqlite3.connect(config.state_dir / LEDGER_NAME) as db:
+        db.executescript("DROP INDEX deliveries_to_mark; "
+                         "DELETE FROM _migrations WHERE name = 'm011_bounces_to_mark';")
+    with open_ledger(config.state_dir) as ledger:
+        asked: list[str] = []
+        ledger._db.set_trace_callback(asked.append)
+        assert set(ledger.unmarked_bounces()) == waiting
+        ledger._db.set_trace_callback(None)
+        plan = " ".join(row[3] for row in ledger._db.execute(f"EXPLAIN QUERY PLAN {asked[-1]}"))
+        assert "INDEX deliveries_to_mark" in plan, plan  # without it: "SCAN deliveries"
+        ledger.bounces_marked(sorted(waiting)[:2])
+        assert set(ledger.unmarked_bounces()) == waiting - set(sorted(waiting)[:2])
