@@ -8,8 +8,9 @@
 A site with N subscribers is built in a temporary folder and `newsletter run` fills its
 outbox (~41 KB per message). Each timed run starts from the same state: the files are moved
 back to outbox/new and the ledger is restored from a copy. A site of 20 is sent once, untimed,
-before the timed runs, so that none of them pays for the first send's imports. The sink is a minimal asyncio SMTP
-server in its own process (so it has its own core and GIL): it answers every command with
+before the timed runs, so that none of them pays for the first send's imports. The sink is a
+minimal asyncio SMTP server in its own process (so it has its own core and GIL): it answers
+every command with
 success and finds the end of each message's data with bytes.find. "Ceiling" is a client that
 only replays prepared bytes (the same dialogue over as many connections: pipelined
 MAIL/RCPT/DATA, each message's data followed by the next envelope; the messages already in
