@@ -10,12 +10,11 @@ outbox (~41 KB per message). Each timed run starts from the same state: the file
 back to outbox/new and the ledger is restored from a copy. A site of 20 is sent once, untimed,
 before the timed runs, so that none of them pays for the first send's imports. The sink is a
 minimal asyncio SMTP server in its own process (so it has its own core and GIL): it answers
-every command with
-success and finds the end of each message's data with bytes.find. "Ceiling" is a client that
-only replays prepared bytes (the same dialogue over as many connections: pipelined
-MAIL/RCPT/DATA, each message's data followed by the next envelope; the messages already in
-memory and dot-stuffed): what the sink and loopback alone can take. CPU per message is
-printed for each side and for the sink during each. Nothing is kept.
+every command with success and finds the end of each message's data with bytes.find.
+"Ceiling" is a client that only replays prepared bytes (the same dialogue over as many
+connections: pipelined MAIL/RCPT/DATA, each message's data followed by the next envelope; the
+messages already in memory and dot-stuffed): what the sink and loopback alone can take. CPU
+per message is printed for each side and for the sink during each. Nothing is kept.
 
 --signed: for each kind of DKIM signature a site of its own whose `newsletter run` wrote every
 .eml signed (as it does when [dkim] is set); `send` of those files is timed against `send` of
