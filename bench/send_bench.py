@@ -356,8 +356,8 @@ def main() -> None:
         sink, port = start_server("sink")
         servers.append(sink)
         # A small site sent once, untimed, first: the first send in a process imports the
-        # sending modules (~20–45 ms), which would fall into one of the timed runs and not
-        # the ceiling's (the CLI pays it once a run: bench/noop.py, bench/cold.py).
+        # sending modules (~12 ms here, printed below), which would fall into one of the timed
+        # runs and not the ceiling's (the CLI pays it once a run: bench/noop.py, cold.py).
         warm = build_site(root, 20, port, "both" if args.signed else "none")
         first = ours(warm)
         reset(warm)

@@ -42,7 +42,7 @@ def fill_ledger(site: Path, subscribers: int, digests: int) -> int:
             names = [f"{digest.id:04d}-{n:07d}.eml" for n in range(subscribers)]
             ledger.record_messages(digest.id, now, list(zip(addresses, names, strict=True)))
             ledger.complete_digest(digest.id)
-            refused = {n for n in range(0, subscribers, 997)}
+            refused = set(range(0, subscribers, 997))
             ledger.record_deliveries(
                 Delivery(QueuedMessage(digest.id, a, f), "failed" if n in refused else "sent",
                          "550 5.1.1 unknown" if n in refused else "250 2.0.0 Ok: queued",
